@@ -1,0 +1,199 @@
+//! Kafka sink costs (docs/kafka.md, "Performance").
+//!
+//! - `kafka/observe`: what a comparison worker pays per published event (enqueue only; goal
+//!   ≤ 2 µs), against two references measured in the same run: a bare bounded-channel send of
+//!   the same `Arc<Event>`, and serialising the event (the work `observe` leaves to the pump).
+//!   Needs no broker.
+//! - throughput (goal ≥ 50k events/s of ~2 KB) to a local tansu broker when installed, and to
+//!   librdkafka's in-process mock cluster, printed after the criterion groups.
+//!
+//! `cargo bench --bench kafka`
+
+// A benchmark is test code: a failed setup should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/kafka/harness.rs"]
+mod harness;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use shadowdiff::event::Event;
+use shadowdiff::sink::kafka::{KafkaConfig, KafkaSink, testing::sample_event};
+use shadowdiff::sink::{Observation, Sink};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Events per timed chunk; between chunks the pump catches up (untimed), so the channel never
+/// fills and every timed call takes the accepting path.
+const CHUNK: u64 = 8192;
+
+fn observe(c: &mut Criterion) {
+    let ev = Arc::new(sample_event("bench-1", "GET /orders/{id}", 1300));
+    let line_len = ev.to_json_line().len();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No broker on this port: the pump spools (bounded small, so it mostly refuses cheaply).
+    let port = harness::free_port();
+    let sink = KafkaSink::start(KafkaConfig {
+        brokers: format!("127.0.0.1:{port}"),
+        spool_dir: dir.path().join("spool"),
+        spool_max_bytes: 32 << 20,
+        ..KafkaConfig::default()
+    })
+    .expect("sink");
+    let verdict =
+        shadowdiff::compare::Verdict::skipped(shadowdiff::compare::SkipReason::SampledOut);
+    let mut g = c.benchmark_group("kafka");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(BenchmarkId::new("observe", format!("{line_len}B")), |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(CHUNK);
+                let t = Instant::now();
+                for _ in 0..n {
+                    sink.observe(black_box(&Observation {
+                        ts: SystemTime::UNIX_EPOCH,
+                        endpoint: "GET /orders/{id}",
+                        verdict: &verdict,
+                        primary_latency: None,
+                        candidate_latency: None,
+                        secondary_latency: None,
+                        event: Some(&ev),
+                    }));
+                }
+                spent += t.elapsed();
+                left -= n;
+                while sink.stats().queued > 0 {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            spent
+        })
+    });
+    let (tx, rx) = crossbeam_channel::bounded::<Arc<Event>>(65_536);
+    g.bench_function("channel_send_reference", |b| {
+        b.iter(|| {
+            let _ = tx.try_send(Arc::clone(black_box(&ev)));
+            let _ = rx.try_recv();
+        })
+    });
+    g.bench_function(
+        BenchmarkId::new("serialise_reference", format!("{line_len}B")),
+        |b| b.iter(|| black_box(&ev).to_json_line()),
+    );
+    g.finish();
+    let s = sink.stats();
+    assert_eq!(
+        s.dropped_queue_full, 0,
+        "the timed path must be the accepting one: {s:?}"
+    );
+    sink.shutdown(Duration::from_secs(1));
+}
+
+criterion_group!(benches, observe);
+
+/// Publishes `N` events of ~2 KB and reports events/s from the first `observe` to the last
+/// acknowledgement: to a local tansu when installed, and to librdkafka's in-process mock cluster
+/// (a protocol-level stand-in, not a real broker: it shows the sink's own ceiling).
+fn throughput() {
+    if let Some(bin) = harness::tansu_bin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = harness::Tansu::start(&bin, harness::free_port(), dir.path());
+        harness::create_topic(&broker.brokers(), "bench.events", 3);
+        run_throughput("tansu (memory storage)", &broker.brokers());
+    }
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("bench.events", 3, 1).expect("topic");
+    run_throughput("librdkafka mock cluster", &cluster.bootstrap_servers());
+}
+
+fn run_throughput(target: &str, brokers: &str) {
+    const N: u64 = 100_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = KafkaSink::start(KafkaConfig {
+        brokers: brokers.into(),
+        topic: "bench.events".into(),
+        spool_dir: dir.path().join("spool"),
+        ..KafkaConfig::default()
+    })
+    .expect("sink");
+    let events: Vec<Arc<Event>> = (0..N)
+        .map(|n| {
+            Arc::new(sample_event(
+                &format!("tp-{n}"),
+                &format!("GET /orders/{}", n % 16),
+                1300,
+            ))
+        })
+        .collect();
+    let size = events[0].to_json_line().len();
+    let t = Instant::now();
+    let mut paused = 0u64;
+    let stats = sink.stats_handle();
+    for ev in &events {
+        // Pace on the channel rather than drop: this measures the pipeline, not the drop path.
+        while stats.snapshot().queued > 60_000 {
+            paused += 1;
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        sink.publish(ev);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sink.stats().pending() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let secs = t.elapsed().as_secs_f64();
+    sink.shutdown(Duration::from_secs(5));
+    let s = sink.stats();
+    println!(
+        "kafka/throughput to {target}: {} of {N} events of {size} B acknowledged in {secs:.2} s \
+         = {:.0} events/s ({:.1} MB/s); spooled {}, dropped {}, producer pauses {paused}",
+        s.delivered,
+        s.delivered as f64 / secs,
+        s.delivered as f64 * size as f64 / secs / 1e6,
+        s.spooled,
+        s.dropped(),
+    );
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    // `cargo bench -- <filter>` passes a filter; run the broker part only without one or when
+    // it asks for it. Options that take a value are skipped so their value is not a filter.
+    const WITH_VALUE: &[&str] = &[
+        "--warm-up-time",
+        "--measurement-time",
+        "--sample-size",
+        "--save-baseline",
+        "--baseline",
+        "--load-baseline",
+        "--profile-time",
+        "--output-format",
+        "--color",
+        "--noise-threshold",
+        "--significance-level",
+        "--confidence-level",
+        "--nresamples",
+        "--plotting-backend",
+    ];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut filter = None;
+    let mut i = 0;
+    while i < args.len() {
+        if WITH_VALUE.contains(&args[i].as_str()) {
+            i += 1;
+        } else if !args[i].starts_with('-') {
+            filter = Some(args[i].clone());
+            break;
+        }
+        i += 1;
+    }
+    if filter
+        .as_deref()
+        .is_none_or(|f| "kafka/throughput".contains(f))
+    {
+        throughput();
+    }
+}

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Load benchmark of the inline proxy against its anchors, all on 127.0.0.1:
+#   direct to the backend · nginx plain proxy · nginx `mirror` · shadowdiff proxy (diffing on)
+# each with a fast candidate and a +200 ms candidate, ~1 KB JSON answers.
+# Measures max rps (closed loop, wrk), p50/p99 at a fixed open-loop rate (benches/load/loadtool.rs),
+# CPU per request and peak RSS of the proxying process, and writes benches/results.md.
+#
+# Needs: nginx and wrk (Debian: apt-get install -y nginx wrk), a release build:
+#   cargo build --release --example loadtool --bin shadowdiff
+# Usage: benches/load.sh [SECONDS=10] [RATE=2000] [CONNECTIONS=32]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-10}
+RATE=${2:-2000}
+CONNS=${3:-32}
+BIN=target/release/shadowdiff
+TOOL=target/release/examples/loadtool
+WORK=$(mktemp -d /tmp/shadowdiff-load.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+HZ=$(getconf CLK_TCK)
+
+wait_port() { for _ in $(seq 1 500); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.01; done; echo "port $1 never opened" >&2; exit 1; }
+cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' /proc/"$p"/stat))); done; echo "$t"; }
+rss_kib() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmHWM/{print $2}' /proc/"$p"/status))); done; echo "$t"; }
+
+# Backends: primary, a fast candidate and a slow (+200 ms) one; candidates differ from the
+# primary only in /meta/generated_at, which the rules ignore — so every exchange is parsed and
+# structurally diffed (bytes differ), and matches.
+$TOOL backend 18081 0 111 & PIDS+=($!)
+$TOOL backend 18082 0 222 & PIDS+=($!)
+$TOOL backend 18083 200 333 & PIDS+=($!)
+for p in 18081 18082 18083; do wait_port $p; done
+
+cat >"$WORK/rules.yaml" <<'YAML'
+version: 1
+rules:
+  - match: "*"
+    ignore_headers: [date]
+    ignore: ["/meta/generated_at"]
+YAML
+
+nginx_conf() { # $1 port, $2 mirror upstream port or empty
+  local mirror_loc="" mirror_dir=""
+  if [ -n "$2" ]; then
+    mirror_dir="mirror /mirror; mirror_request_body on;"
+    mirror_loc="location = /mirror { internal; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_pass http://candidate\$request_uri; }"
+  fi
+  mkdir -p "$WORK/nginx-$1/logs"
+  cat >"$WORK/nginx-$1/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx-$1/nginx.pid;
+error_log $WORK/nginx-$1/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx-$1/body;
+  proxy_temp_path $WORK/nginx-$1/proxy;
+  upstream primary { server 127.0.0.1:18081; keepalive 128; }
+  upstream candidate { server 127.0.0.1:${2:-18082}; keepalive 128; }
+  server {
+    listen 127.0.0.1:$1;
+    location / { $mirror_dir proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://primary; }
+    $mirror_loc
+  }
+}
+CONF
+}
+
+RESULTS="$WORK/results.tsv"
+printf "target\tcandidate\tmax_rps\tcpu_us_per_req\tpeak_rss_kib\topen_rate\tp50_us\tp99_us\topen_errors\n" >"$RESULTS"
+
+measure() { # $1 label, $2 candidate label, $3 port, $4.. pids of the proxying process(es)
+  local label=$1 cand=$2 port=$3; shift 3
+  local url="http://127.0.0.1:$port/orders/12345"
+  wait_port "$port"
+  wrk -t1 -c"$CONNS" -d2s "$url" >/dev/null 2>&1 || true # warm-up
+  local t0; t0=$(if [ $# -gt 0 ]; then cpu_ticks "$@"; else echo 0; fi)
+  local out; out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" "$url")
+  local t1; t1=$(if [ $# -gt 0 ]; then cpu_ticks "$@"; else echo 0; fi)
+  local rps reqs; rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
+  reqs=$(echo "$out" | awk '/requests in/{print $1}')
+  local cpu="-" rss="-"
+  if [ $# -gt 0 ]; then
+    cpu=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN{printf "%.1f", d/hz*1e6/n}')
+  fi
+  local open; open=$($TOOL open "$url" "$RATE" "$SECS")
+  if [ $# -gt 0 ]; then rss=$(rss_kib "$@"); fi
+  local p50 p99 err
+  p50=$(echo "$open" | sed 's/.*"p50_us":\([0-9]*\).*/\1/')
+  p99=$(echo "$open" | sed 's/.*"p99_us":\([0-9]*\).*/\1/')
+  err=$(echo "$open" | sed 's/.*"errors":\([0-9]*\).*/\1/')
+  printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$label" "$cand" "$rps" "$cpu" "$rss" "$RATE" "$p50" "$p99" "$err" | tee -a "$RESULTS"
+}
+
+for cand in fast slow; do
+  cport=18082; [ $cand = slow ] && cport=18083
+  measure direct "$cand" 18081
+
+  nginx_conf 18090 ""
+  nginx -p "$WORK/nginx-18090" -c "$WORK/nginx-18090/nginx.conf" -e "$WORK/nginx-18090/error.log" & NPID=$!; PIDS+=($NPID)
+  wait_port 18090; WPID=$(pgrep -P "$NPID" | head -1)
+  measure nginx-proxy "$cand" 18090 "$WPID"
+  kill "$NPID"; wait "$NPID" 2>/dev/null || true
+
+  nginx_conf 18091 "$cport"
+  nginx -p "$WORK/nginx-18091" -c "$WORK/nginx-18091/nginx.conf" -e "$WORK/nginx-18091/error.log" & NPID=$!; PIDS+=($NPID)
+  wait_port 18091; WPID=$(pgrep -P "$NPID" | head -1)
+  measure nginx-mirror "$cand" 18091 "$WPID"
+  kill "$NPID"; wait "$NPID" 2>/dev/null || true
+
+  cat >"$WORK/shadowdiff.yaml" <<YAML
+listen: 127.0.0.1:18092
+primary: http://127.0.0.1:18081
+candidate: http://127.0.0.1:$cport
+admin: null
+rules: $WORK/rules.yaml
+sinks: {file: {path: $WORK/events.jsonl}}
+log: {level: warn}
+YAML
+  $BIN proxy --config "$WORK/shadowdiff.yaml" 2>"$WORK/shadowdiff.log" & SPID=$!; PIDS+=($SPID)
+  measure shadowdiff "$cand" 18092 "$SPID"
+  kill -TERM "$SPID"; wait "$SPID" 2>/dev/null || true
+done
+
+cp "$RESULTS" benches/results.tsv
+echo "results: benches/results.tsv (work dir $WORK)"

@@ -1,0 +1,127 @@
+//! Cost of recording into the statistics on the comparison workers' hot path.
+//!
+//! `cargo bench --bench stats` — figures in docs/api.md ("Performance").
+//!
+//! - `latency_record_three`: one exchange's three latency histograms (primary, candidate, delta).
+//! - `observe_match`: a whole `Stats::observe` for a match (the common case), 20 endpoints.
+//! - `observe_mismatch_with_event`: a mismatch with two differing fields, a signature and a
+//!   published event (clusters, field counts, recent-event ring).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use shadowdiff::compare::{DiffKind, Difference, Verdict, VerdictKind};
+use shadowdiff::event::{Event, EventRequest, EventResponse, SCHEMA};
+use shadowdiff::sink::{Observation, Sink};
+use shadowdiff::stats::{LatencySet, Stats, StatsConfig};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+fn verdict(kind: VerdictKind) -> Verdict {
+    let mut v = Verdict::skipped(shadowdiff::compare::SkipReason::SampledOut);
+    v.kind = kind;
+    v.skip_reason = None;
+    v
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stats");
+    g.measurement_time(Duration::from_secs(3));
+    g.warm_up_time(Duration::from_secs(1));
+
+    let mut set = LatencySet::new(3);
+    let mut i = 0u64;
+    g.bench_function("latency_record_three", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(7919);
+            let p = Duration::from_micros(800 + (i % 5000));
+            let c = Duration::from_micros(700 + (i % 7000));
+            set.record(black_box(Some(p)), black_box(Some(c)));
+        })
+    });
+
+    let stats = Stats::new(StatsConfig::default());
+    let endpoints: Vec<String> = (0..20)
+        .map(|n| format!("GET /api/v1/resource{n}/{{id}}"))
+        .collect();
+    let m = verdict(VerdictKind::Match);
+    let mut i = 0usize;
+    g.bench_function("observe_match", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            let o = Observation {
+                ts: SystemTime::UNIX_EPOCH,
+                endpoint: &endpoints[i % endpoints.len()],
+                verdict: &m,
+                primary_latency: Some(Duration::from_micros(800 + (i as u64 % 5000))),
+                candidate_latency: Some(Duration::from_micros(900 + (i as u64 % 3000))),
+                secondary_latency: None,
+                event: None,
+            };
+            stats.observe(black_box(&o));
+        })
+    });
+
+    let mut mm = verdict(VerdictKind::Mismatch);
+    let d = |f: &str| Difference {
+        path: f.into(),
+        field: f.into(),
+        kind: DiffKind::Value,
+        primary: serde_json::json!(1),
+        candidate: serde_json::json!(2),
+        noise: false,
+        detail: None,
+    };
+    mm.differences = vec![d("/items/*/price"), d("/total")];
+    mm.signature = Some("3f2a9c1e".into());
+    let resp = EventResponse {
+        status: Some(200),
+        latency_us: Some(1000),
+        headers: Default::default(),
+        body: serde_json::Value::Null,
+        error: None,
+    };
+    let ev = Arc::new(Event {
+        schema: SCHEMA.into(),
+        id: "01J0000000".into(),
+        ts: String::new(),
+        source: "proxy".into(),
+        instance: "b".into(),
+        endpoint: endpoints[0].clone(),
+        request: EventRequest {
+            method: "GET".into(),
+            path: "/".into(),
+            query: None,
+            headers: Default::default(),
+            body: serde_json::Value::Null,
+        },
+        primary: resp.clone(),
+        candidate: Some(resp),
+        secondary: None,
+        verdict: VerdictKind::Mismatch,
+        skip_reason: None,
+        differences: mm.differences.clone(),
+        signature: mm.signature.clone(),
+        notes: vec![],
+        truncated: false,
+    });
+    g.bench_function("observe_mismatch_with_event", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            let o = Observation {
+                ts: SystemTime::UNIX_EPOCH,
+                endpoint: &endpoints[i % endpoints.len()],
+                verdict: &mm,
+                primary_latency: Some(Duration::from_micros(1000)),
+                candidate_latency: Some(Duration::from_micros(1200)),
+                secondary_latency: None,
+                event: Some(&ev),
+            };
+            stats.observe(black_box(&o));
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs, idempotently: each step is skipped when its result is
+# already present, so a warm machine spends seconds here. Debian packages need root (CI runs as
+# root); everything else lands under the project or ~/.cargo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[deps] %s\n' "$*"; }
+
+apt_updated=0
+need_apt() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    log "debian packages present: $*"
+    return
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    log "missing debian packages ${missing[*]} and not root: install them with apt-get" >&2
+    exit 1
+  fi
+  if [ $apt_updated -eq 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Components are added here as the features that need them land (see DESIGN.md, "Real components").
+need_apt ca-certificates
+
+# Kafka sink tests (tests/kafka.rs): a Kafka-compatible broker and an independent client.
+# tansu builds from source once (20-30 minutes) and is cached under ~/.cargo/bin.
+if command -v tansu >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/tansu" ]; then
+  log "tansu present"
+else
+  log "installing tansu 0.6.0 (cargo install; slow, once)"
+  cargo install tansu --version 0.6.0 --locked --features dynostore
+fi
+# confluent-kafka bundles a current librdkafka (Debian's kcat is too old to talk to tansu).
+if target/pyenv/bin/python -c 'import confluent_kafka' >/dev/null 2>&1; then
+  log "python venv with confluent-kafka present (target/pyenv)"
+else
+  log "creating target/pyenv with confluent-kafka"
+  # Debian's python3 keeps venv in a separate package.
+  python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt python3-venv
+  mkdir -p target
+  python3 -m venv target/pyenv
+  target/pyenv/bin/pip install -q confluent-kafka
+fi

@@ -1,0 +1,319 @@
+//! `/metrics` in the Prometheus text exposition format (version 0.0.4), with DESIGN.md's names.
+//!
+//! Statistics come from [`Stats`]; gauges and counters owned by other parts (the proxy's
+//! `shadowdiff_shadow_in_flight`, each sink's `shadowdiff_sink_events_total`) are reported by
+//! [`MetricsSource`]s the caller registers. Samples of one name from several sources are merged
+//! under one `# HELP`/`# TYPE` header, as the format requires.
+
+use crate::stats::{HistogramBuckets, Stats, Window};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+impl MetricKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+        }
+    }
+}
+
+/// One metric family reported by a [`MetricsSource`]: a name, its help text and its samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricFamily {
+    pub name: String,
+    pub help: String,
+    pub kind: MetricKind,
+    /// (labels, value). Label values are escaped when written.
+    pub samples: Vec<(Vec<(String, String)>, f64)>,
+}
+
+impl MetricFamily {
+    pub fn gauge(name: &str, help: &str, value: f64) -> Self {
+        Self {
+            name: name.into(),
+            help: help.into(),
+            kind: MetricKind::Gauge,
+            samples: vec![(Vec::new(), value)],
+        }
+    }
+
+    pub fn counter(name: &str, help: &str) -> Self {
+        Self {
+            name: name.into(),
+            help: help.into(),
+            kind: MetricKind::Counter,
+            samples: Vec::new(),
+        }
+    }
+
+    /// Adds one sample with labels.
+    pub fn with(mut self, labels: &[(&str, &str)], value: f64) -> Self {
+        self.samples.push((
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            value,
+        ));
+        self
+    }
+}
+
+/// Something that reports extra metrics at scrape time. Called on the admin server's task, so it
+/// should read atomics, not take long locks. Closures returning `Vec<MetricFamily>` implement it.
+pub trait MetricsSource: Send + Sync {
+    fn collect(&self) -> Vec<MetricFamily>;
+}
+
+impl<F> MetricsSource for F
+where
+    F: Fn() -> Vec<MetricFamily> + Send + Sync,
+{
+    fn collect(&self) -> Vec<MetricFamily> {
+        self()
+    }
+}
+
+/// Name of the in-flight gauge the proxy reports (DESIGN.md, "Metrics").
+pub const SHADOW_IN_FLIGHT: &str = "shadowdiff_shadow_in_flight";
+/// Name of the per-sink counter the sinks report, labels `sink` and `outcome`.
+pub const SINK_EVENTS_TOTAL: &str = "shadowdiff_sink_events_total";
+
+/// Escapes a label value: backslash, double quote and line feed (text format 0.0.4).
+pub fn escape_label(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn labels(pairs: &[(&str, &str)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+fn value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{v}")
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Renders every metric. `window`: the span of `shadowdiff_divergence_ratio`.
+pub fn render(stats: &Stats, window: Window, sources: &[Arc<dyn MetricsSource>]) -> String {
+    let snap = stats.metrics_snapshot(window);
+    let mut out = String::with_capacity(4096 + snap.len() * 4096);
+
+    header(
+        &mut out,
+        "shadowdiff_exchanges_total",
+        "counter",
+        "Exchanges observed since start, by endpoint and verdict.",
+    );
+    for e in &snap {
+        for (k, n) in &e.verdicts {
+            let l = labels(&[("endpoint", &e.endpoint), ("verdict", k.as_str())]);
+            let _ = writeln!(out, "shadowdiff_exchanges_total{l} {n}");
+        }
+    }
+
+    header(
+        &mut out,
+        "shadowdiff_shadow_skipped_total",
+        "counter",
+        "Exchanges not compared since start, by reason.",
+    );
+    let mut skips: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in &snap {
+        for (r, n) in &e.skips {
+            *skips.entry(r.as_str()).or_default() += n;
+        }
+    }
+    for r in crate::compare::SkipReason::ALL {
+        let n = skips.get(r.as_str()).copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "shadowdiff_shadow_skipped_total{} {n}",
+            labels(&[("reason", r.as_str())])
+        );
+    }
+
+    header(
+        &mut out,
+        "shadowdiff_upstream_latency_seconds",
+        "histogram",
+        "Upstream response latency since start, by side and endpoint (derived from HDR histograms).",
+    );
+    for e in &snap {
+        for (side, h) in [("primary", &e.primary), ("candidate", &e.candidate)] {
+            histogram(&mut out, side, &e.endpoint, h);
+        }
+    }
+
+    header(
+        &mut out,
+        "shadowdiff_divergence_ratio",
+        "gauge",
+        &format!(
+            "(mismatch + candidate_error) / compared exchanges over the last {}, by endpoint; NaN with no samples.",
+            window.label()
+        ),
+    );
+    for e in &snap {
+        let r = if e.window_samples == 0 {
+            f64::NAN
+        } else {
+            e.window_divergent as f64 / e.window_samples as f64
+        };
+        let _ = writeln!(
+            out,
+            "shadowdiff_divergence_ratio{} {}",
+            labels(&[("endpoint", &e.endpoint)]),
+            value(r)
+        );
+    }
+    header(
+        &mut out,
+        "shadowdiff_divergence_samples",
+        "gauge",
+        &format!(
+            "Compared exchanges (all verdicts but skipped) over the last {}, by endpoint: the n behind shadowdiff_divergence_ratio.",
+            window.label()
+        ),
+    );
+    for e in &snap {
+        let _ = writeln!(
+            out,
+            "shadowdiff_divergence_samples{} {}",
+            labels(&[("endpoint", &e.endpoint)]),
+            e.window_samples
+        );
+    }
+
+    // Caller-registered families, merged by name. The two DESIGN.md names are always present
+    // (with no samples until someone reports them), so dashboards find them.
+    let mut extra: BTreeMap<String, MetricFamily> = BTreeMap::new();
+    for (name, help, kind) in [
+        (
+            SHADOW_IN_FLIGHT,
+            "Shadow requests in flight (candidate and secondary).",
+            MetricKind::Gauge,
+        ),
+        (
+            SINK_EVENTS_TOTAL,
+            "Events handed to each sink, by sink and outcome.",
+            MetricKind::Counter,
+        ),
+    ] {
+        extra.insert(
+            name.to_string(),
+            MetricFamily {
+                name: name.into(),
+                help: help.into(),
+                kind,
+                samples: Vec::new(),
+            },
+        );
+    }
+    for s in sources {
+        for f in s.collect() {
+            if !valid_name(&f.name) {
+                continue;
+            }
+            match extra.get_mut(&f.name) {
+                Some(e) => e.samples.extend(f.samples),
+                None => {
+                    extra.insert(f.name.clone(), f);
+                }
+            }
+        }
+    }
+    for f in extra.values() {
+        header(&mut out, &f.name, f.kind.as_str(), &f.help);
+        for (ls, v) in &f.samples {
+            let pairs: Vec<(&str, &str)> = ls
+                .iter()
+                .filter(|(k, _)| valid_name(k))
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let _ = writeln!(out, "{}{} {}", f.name, labels(&pairs), value(*v));
+        }
+    }
+    out
+}
+
+fn histogram(out: &mut String, side: &str, endpoint: &str, h: &HistogramBuckets) {
+    let name = "shadowdiff_upstream_latency_seconds";
+    for (le, n) in &h.buckets {
+        let l = labels(&[
+            ("side", side),
+            ("endpoint", endpoint),
+            ("le", &format!("{le}")),
+        ]);
+        let _ = writeln!(out, "{name}_bucket{l} {n}");
+    }
+    let l = labels(&[("side", side), ("endpoint", endpoint), ("le", "+Inf")]);
+    let _ = writeln!(out, "{name}_bucket{l} {}", h.count);
+    let l = labels(&[("side", side), ("endpoint", endpoint)]);
+    let _ = writeln!(out, "{name}_sum{l} {}", value(h.sum_seconds));
+    let _ = writeln!(out, "{name}_count{l} {}", h.count);
+}
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`: a name the format accepts (caller-supplied names are checked so a
+/// typo cannot break the whole scrape).
+fn valid_name(n: &str) -> bool {
+    let mut cs = n.chars();
+    cs.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && cs.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label(r#"GET /a"b\c"#), r#"GET /a\"b\\c"#);
+        assert_eq!(escape_label("x\ny"), "x\\ny");
+        assert!(valid_name("shadowdiff_x:y"));
+        assert!(!valid_name("9x"));
+        assert!(!valid_name("a-b"));
+    }
+}

@@ -1,0 +1,536 @@
+//! The comparator: a pure, synchronous function from an [`Exchange`] to a [`Verdict`].
+//!
+//! Order of work, cheapest first: a candidate failure decides at once; then status, headers and
+//! bodies. Bodies are decoded (capped), compared byte for byte, and parsed only when the bytes
+//! differ — no rule can make two identical bodies differ, and most shadow exchanges match.
+//! A mismatch is data in the verdict, never an `Err`.
+
+mod json;
+pub mod noise;
+pub mod number;
+pub mod pattern;
+pub mod rules;
+mod text;
+
+use crate::exchange::{self, DecodeError, Exchange, Request, Response, UpstreamError, decode_body};
+use http::HeaderMap;
+use rules::{Effective, RuleSet};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+
+pub use json::excerpt;
+
+/// The kind of one difference (DESIGN.md, "Difference kinds and verdicts").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiffKind {
+    Value,
+    Type,
+    Missing,
+    Added,
+    Length,
+    Order,
+    Status,
+    Header,
+    Body,
+}
+
+impl DiffKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiffKind::Value => "value",
+            DiffKind::Type => "type",
+            DiffKind::Missing => "missing",
+            DiffKind::Added => "added",
+            DiffKind::Length => "length",
+            DiffKind::Order => "order",
+            DiffKind::Status => "status",
+            DiffKind::Header => "header",
+            DiffKind::Body => "body",
+        }
+    }
+}
+
+/// One difference. `path` is the concrete JSON Pointer into the body, `field` the same with array
+/// indices as `*`. Status and header differences use the pseudo-paths `@status` and
+/// `@headers/<name>` so they can never be confused with a body pointer (which is `""` or starts
+/// with `/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Difference {
+    pub path: String,
+    pub field: String,
+    pub kind: DiffKind,
+    pub primary: Value,
+    pub candidate: Value,
+    #[serde(default)]
+    pub noise: bool,
+    /// A short unified excerpt for `body` differences, or a note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictKind {
+    Match,
+    Mismatch,
+    Noise,
+    CandidateError,
+    Skipped,
+}
+
+impl VerdictKind {
+    pub const ALL: [VerdictKind; 5] = [
+        Self::Match,
+        Self::Mismatch,
+        Self::Noise,
+        Self::CandidateError,
+        Self::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerdictKind::Match => "match",
+            VerdictKind::Mismatch => "mismatch",
+            VerdictKind::Noise => "noise",
+            VerdictKind::CandidateError => "candidate_error",
+            VerdictKind::Skipped => "skipped",
+        }
+    }
+}
+
+/// Why an exchange was not compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    MethodNotMirrored,
+    SampledOut,
+    BodyTooLarge,
+    ShadowQueueFull,
+    CompareQueueFull,
+    CircuitOpen,
+    ShadowLoop,
+    PrimaryError,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 8] = [
+        Self::MethodNotMirrored,
+        Self::SampledOut,
+        Self::BodyTooLarge,
+        Self::ShadowQueueFull,
+        Self::CompareQueueFull,
+        Self::CircuitOpen,
+        Self::ShadowLoop,
+        Self::PrimaryError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::MethodNotMirrored => "method_not_mirrored",
+            SkipReason::SampledOut => "sampled_out",
+            SkipReason::BodyTooLarge => "body_too_large",
+            SkipReason::ShadowQueueFull => "shadow_queue_full",
+            SkipReason::CompareQueueFull => "compare_queue_full",
+            SkipReason::CircuitOpen => "circuit_open",
+            SkipReason::ShadowLoop => "shadow_loop",
+            SkipReason::PrimaryError => "primary_error",
+        }
+    }
+}
+
+/// The outcome of comparing one exchange.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    pub kind: VerdictKind,
+    pub skip_reason: Option<SkipReason>,
+    pub differences: Vec<Difference>,
+    /// Stable hash of the set of (field, kind) pairs; `None` for match and skipped.
+    pub signature: Option<String>,
+    /// Remarks a reviewer needs (for example "declared JSON but invalid; compared as text").
+    pub notes: Vec<String>,
+    /// More differences existed than `max_differences`; the list is a prefix.
+    pub truncated: bool,
+    /// primary-vs-secondary differences, when a secondary answered: what noise learning counts.
+    #[serde(skip)]
+    pub secondary_differences: Option<Vec<Difference>>,
+}
+
+impl Verdict {
+    pub fn skipped(reason: SkipReason) -> Self {
+        Verdict {
+            kind: VerdictKind::Skipped,
+            skip_reason: Some(reason),
+            differences: Vec::new(),
+            signature: None,
+            notes: Vec::new(),
+            truncated: false,
+            secondary_differences: None,
+        }
+    }
+
+    fn from_differences(differences: Vec<Difference>, notes: Vec<String>, truncated: bool) -> Self {
+        let kind = if differences.is_empty() {
+            VerdictKind::Match
+        } else {
+            VerdictKind::Mismatch
+        };
+        let signature = (!differences.is_empty()).then(|| signature(&differences));
+        Verdict {
+            kind,
+            skip_reason: None,
+            differences,
+            signature,
+            notes,
+            truncated,
+            secondary_differences: None,
+        }
+    }
+}
+
+/// Stable 32-bit hex hash of the set of (field, kind) pairs: identical failures share it, across
+/// runs and machines (SHA-256 of the sorted, de-duplicated pairs).
+pub fn signature(diffs: &[Difference]) -> String {
+    use sha2::Digest;
+    let mut pairs: Vec<(&str, &str)> = diffs
+        .iter()
+        .map(|d| (d.field.as_str(), d.kind.as_str()))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut h = sha2::Sha256::new();
+    for (f, k) in pairs {
+        h.update(f.as_bytes());
+        h.update([0]);
+        h.update(k.as_bytes());
+        h.update([b'\n']);
+    }
+    h.finalize()
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Limits the comparator works within.
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
+    /// Largest decoded body compared; larger (a zip bomb, say) → `skipped: body_too_large`.
+    pub max_decoded_bytes: usize,
+    /// Differences kept per exchange; beyond it the verdict is `truncated`.
+    pub max_differences: usize,
+}
+
+impl Default for CompareOptions {
+    fn default() -> Self {
+        Self {
+            max_decoded_bytes: 16 << 20,
+            max_differences: 1000,
+        }
+    }
+}
+
+/// Header names never compared: hop-by-hop (RFC 9110 §7.6.1) and framing/encoding, since bodies
+/// are compared decoded. Volatile headers (Date, Server, ...) are left to `diff-rules/default.yaml`
+/// so users can see and change them.
+pub const TRANSPORT_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+    "content-encoding",
+];
+
+/// Header values never published, whatever the configuration says.
+pub const ALWAYS_REDACTED: &[&str] = &[
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "proxy-authorization",
+];
+
+pub const REDACTED: &str = "<redacted>";
+
+/// The pure comparator. Cheap to clone (shares its rules).
+#[derive(Debug, Clone)]
+pub struct Comparator {
+    rules: Arc<RuleSet>,
+    opts: CompareOptions,
+}
+
+impl Comparator {
+    pub fn new(rules: Arc<RuleSet>, opts: CompareOptions) -> Self {
+        Self { rules, opts }
+    }
+
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        &self.rules
+    }
+
+    /// Compares one exchange: the candidate against the primary, and with a secondary answer,
+    /// marks the differences that primary-vs-secondary noise explains.
+    pub fn compare(&self, ex: &Exchange) -> Verdict {
+        let mut v = match &ex.candidate {
+            Err(e) => candidate_failed(e),
+            Ok(c) => self.compare_responses(&ex.request, Some(&ex.endpoint), &ex.primary, c),
+        };
+        // With a secondary answer, primary-vs-secondary differences in this exchange explain
+        // candidate differences on the same fields (see `noise`). A failed secondary explains
+        // nothing: the verdict stands as without one.
+        if let Some(Ok(s)) = &ex.secondary {
+            let nv = self.compare_responses(&ex.request, Some(&ex.endpoint), &ex.primary, s);
+            if v.kind == VerdictKind::Mismatch && noise::mark(&mut v.differences, &nv.differences) {
+                v.kind = VerdictKind::Noise;
+            }
+            v.secondary_differences = Some(nv.differences);
+        }
+        v
+    }
+
+    /// Compares two answers to the same request.
+    pub fn compare_responses(
+        &self,
+        req: &Request,
+        endpoint: Option<&str>,
+        p: &Response,
+        c: &Response,
+    ) -> Verdict {
+        let eff = self.rules.effective(&req.method, &req.path, endpoint);
+        let mut diffs = Vec::new();
+        if p.status != c.status {
+            diffs.push(Difference {
+                path: "@status".into(),
+                field: "@status".into(),
+                kind: DiffKind::Status,
+                primary: Value::from(p.status),
+                candidate: Value::from(c.status),
+                noise: false,
+                detail: None,
+            });
+        }
+        diffs.extend(header_diffs(&eff, &p.headers, &c.headers));
+        let mut notes = Vec::new();
+        let limit = self.opts.max_decoded_bytes;
+        let decode = |r: &Response, side: &str, notes: &mut Vec<String>| match decode_body(
+            &r.headers, &r.body, limit,
+        ) {
+            Ok(b) => Ok(b),
+            Err(DecodeError::TooLarge { .. }) => Err(()),
+            Err(e) => {
+                notes.push(format!("{side} body: {e}; compared as sent"));
+                Ok(r.body.clone())
+            }
+        };
+        let (Ok(pb), Ok(cb)) = (
+            decode(p, "primary", &mut notes),
+            decode(c, "candidate", &mut notes),
+        ) else {
+            let mut v = Verdict::skipped(SkipReason::BodyTooLarge);
+            v.notes.push(format!("decoded body exceeds {limit} bytes"));
+            return v;
+        };
+        let mut truncated = false;
+        if pb != cb {
+            let body = self.diff_bodies(
+                &eff,
+                &pb,
+                &cb,
+                exchange::media_type(&p.headers).as_deref(),
+                exchange::media_type(&c.headers).as_deref(),
+            );
+            diffs.extend(body.differences);
+            notes.extend(body.notes);
+            truncated = body.truncated;
+        }
+        let server_error = c.status >= 500 && p.status < 500;
+        let mut v = Verdict::from_differences(diffs, notes, truncated);
+        if server_error {
+            v.kind = VerdictKind::CandidateError;
+            v.notes.push(format!(
+                "candidate answered {} where the primary answered {}",
+                c.status, p.status
+            ));
+        }
+        v
+    }
+
+    /// Compares two decoded bodies under the rules for `method path` (or an endpoint template).
+    pub fn compare_bodies(
+        &self,
+        endpoint: Option<&str>,
+        p: &[u8],
+        c: &[u8],
+        p_media: Option<&str>,
+        c_media: Option<&str>,
+    ) -> Verdict {
+        let (method, path) = endpoint
+            .and_then(|e| e.trim().split_once(' '))
+            .unwrap_or(("", ""));
+        let eff = self.rules.effective(method, path.trim(), endpoint);
+        if p == c {
+            return Verdict::from_differences(Vec::new(), Vec::new(), false);
+        }
+        let b = self.diff_bodies(&eff, p, c, p_media, c_media);
+        Verdict::from_differences(b.differences, b.notes, b.truncated)
+    }
+
+    fn diff_bodies(
+        &self,
+        eff: &Effective,
+        p: &[u8],
+        c: &[u8],
+        p_media: Option<&str>,
+        c_media: Option<&str>,
+    ) -> BodyDiff {
+        let mut notes = Vec::new();
+        let pj = parse_json(p, p_media, "primary", &mut notes);
+        let cj = parse_json(c, c_media, "candidate", &mut notes);
+        if let (Some(pv), Some(cv)) = (&pj, &cj) {
+            let mut w = json::Walker::new(eff, self.opts.max_differences);
+            w.diff(pv, cv);
+            return BodyDiff {
+                differences: w.out,
+                notes,
+                truncated: w.truncated,
+            };
+        }
+        if pj.is_some() != cj.is_some() && !p.is_empty() && !c.is_empty() {
+            notes.push(format!(
+                "only the {} body is JSON; compared as text",
+                if pj.is_some() { "primary" } else { "candidate" }
+            ));
+        }
+        if text::is_binary(p) || text::is_binary(c) {
+            return BodyDiff {
+                differences: vec![text::binary_diff(p, c)],
+                notes,
+                truncated: false,
+            };
+        }
+        let (ps, cs) = (String::from_utf8_lossy(p), String::from_utf8_lossy(c));
+        let mut differences = text::text_diff(&ps, &cs);
+        let truncated = differences.len() > self.opts.max_differences;
+        differences.truncate(self.opts.max_differences);
+        if differences.is_empty() {
+            // Bytes differ but no line does (line endings only, say): still a difference.
+            differences.push(text::binary_diff(p, c));
+        }
+        BodyDiff {
+            differences,
+            notes,
+            truncated,
+        }
+    }
+}
+
+struct BodyDiff {
+    differences: Vec<Difference>,
+    notes: Vec<String>,
+    truncated: bool,
+}
+
+fn candidate_failed(e: &UpstreamError) -> Verdict {
+    let class = match e {
+        UpstreamError::Timeout(_) => "timeout",
+        UpstreamError::Refused(_) => "refused",
+        UpstreamError::Reset(_) => "reset",
+        UpstreamError::Other(_) => "error",
+    };
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(format!("candidate_error\0{class}").as_bytes());
+    Verdict {
+        kind: VerdictKind::CandidateError,
+        skip_reason: None,
+        differences: Vec::new(),
+        signature: Some(h.iter().take(4).map(|b| format!("{b:02x}")).collect()),
+        notes: vec![format!("candidate: {e}")],
+        truncated: false,
+        secondary_differences: None,
+    }
+}
+
+/// Parses a body as JSON when it looks like JSON. The content type is a hint: a JSON type with an
+/// invalid body is noted (and the body compared as text); any body that parses is JSON.
+fn parse_json(b: &[u8], media: Option<&str>, side: &str, notes: &mut Vec<String>) -> Option<Value> {
+    let declared = media.is_some_and(exchange::is_json_media);
+    let first = b.iter().find(|c| !c.is_ascii_whitespace());
+    let plausible = matches!(
+        first,
+        Some(b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n')
+    );
+    if !plausible {
+        if declared && !b.is_empty() {
+            notes.push(format!(
+                "{side} body is declared {} but is not valid JSON; compared as text",
+                media.unwrap_or("")
+            ));
+        }
+        return None;
+    }
+    match serde_json::from_slice::<Value>(b) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            if declared {
+                notes.push(format!(
+                    "{side} body is declared {} but is not valid JSON ({e}); compared as text",
+                    media.unwrap_or("")
+                ));
+            } else if first.is_some_and(|c| matches!(c, b'{' | b'[')) {
+                notes.push(format!(
+                    "{side} body looks like JSON but does not parse ({e}); compared as text"
+                ));
+            }
+            None
+        }
+    }
+}
+
+fn header_diffs(eff: &Effective, p: &HeaderMap, c: &HeaderMap) -> Vec<Difference> {
+    let mut names: Vec<&str> = p.keys().chain(c.keys()).map(|n| n.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut out = Vec::new();
+    for name in names {
+        if TRANSPORT_HEADERS.contains(&name) || eff.ignore_headers.iter().any(|h| h == name) {
+            continue;
+        }
+        let (pv, cv) = (joined(p, name), joined(c, name));
+        if pv == cv {
+            continue;
+        }
+        let redact = ALWAYS_REDACTED.contains(&name);
+        let show = |v: Option<String>| match v {
+            None => Value::Null,
+            Some(_) if redact => Value::String(REDACTED.into()),
+            Some(s) => Value::String(s),
+        };
+        out.push(Difference {
+            path: format!("@headers/{name}"),
+            field: format!("@headers/{name}"),
+            kind: DiffKind::Header,
+            primary: show(pv),
+            candidate: show(cv),
+            noise: false,
+            detail: None,
+        });
+    }
+    out
+}
+
+fn joined(h: &HeaderMap, name: &str) -> Option<String> {
+    let mut it = h.get_all(name).iter().peekable();
+    it.peek()?;
+    Some(
+        it.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
+#[cfg(test)]
+mod tests;

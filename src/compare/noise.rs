@@ -1,0 +1,607 @@
+//! Noise cancellation with a secondary (a second legacy instance). Per exchange:
+//! raw = diff(primary, candidate) and noise = diff(primary, secondary). A candidate difference is
+//! marked `noise` when, **in the same exchange**, primary and secondary also differ on the same
+//! field with a compatible kind. Compatibility is what keeps noise from swallowing a real change:
+//! a `value` jitter on `/tags` explains a candidate's `value`/`type` difference there, an `order`
+//! difference explains an `order` difference, but neither explains the candidate dropping an
+//! element (`missing` + `length`). Exchanges where primary and secondary agree on a field keep
+//! every candidate difference on it — so a field that is only sometimes noisy but always changed
+//! by the candidate is still reported on every exchange where the legacy instances agree, and the
+//! learned-noise statistics (see `stats`) compare the two rates before calling a field noisy.
+
+use super::{DiffKind, Difference, Verdict, VerdictKind};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+fn compatible(noise: DiffKind, cand: DiffKind) -> bool {
+    use DiffKind::*;
+    match (noise, cand) {
+        (a, b) if a == b => true,
+        // A scalar that jitters may also change type (a number becoming a string is still the
+        // same volatile field: an id that is sometimes numeric).
+        (Value | Type, Value | Type) => true,
+        _ => false,
+    }
+}
+
+/// Marks the candidate differences explained by this exchange's primary-vs-secondary
+/// differences. Returns true when there is at least one difference and all are noise.
+pub fn mark(candidate: &mut [Difference], noise: &[Difference]) -> bool {
+    if noise.is_empty() {
+        return false;
+    }
+    let by_field: HashSet<(&str, DiffKind)> =
+        noise.iter().map(|n| (n.field.as_str(), n.kind)).collect();
+    for d in candidate.iter_mut() {
+        d.noise = by_field
+            .iter()
+            .any(|&(f, k)| f == d.field && compatible(k, d.kind));
+    }
+    !candidate.is_empty() && candidate.iter().all(|d| d.noise)
+}
+
+/// When a field counts as learned noise. See [`NoiseModel`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NoiseConfig {
+    /// Exchanges with a secondary answer, per endpoint, before any field is judged.
+    pub min_samples: u64,
+    /// Primary and secondary must differ on the field in at least this fraction of exchanges.
+    pub absolute: f64,
+    /// The candidate may differ on the field at most (1 + relative) × as often as the secondary
+    /// does; more often, and the candidate changed something real on a noisy field.
+    pub relative: f64,
+    /// Fields tracked per endpoint (memory bound); further fields are not learned.
+    pub max_fields: usize,
+    /// Endpoints tracked (memory bound, matches the endpoint cap upstream).
+    pub max_endpoints: usize,
+}
+
+impl Default for NoiseConfig {
+    fn default() -> Self {
+        Self {
+            min_samples: 30,
+            absolute: 0.01,
+            relative: 0.2,
+            max_fields: 256,
+            max_endpoints: 256,
+        }
+    }
+}
+
+/// What the statistics say of one field of one endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldStatus {
+    /// Fewer than `min_samples` exchanges with a secondary answer so far.
+    Collecting,
+    /// Differs between the legacy instances about as often as for the candidate: noise.
+    Noisy,
+    /// The candidate differs notably more often than the legacy instances do: a real change,
+    /// reported even on exchanges where the secondary happened to differ too.
+    Real,
+    /// The legacy instances agree on it (too rarely differ to call it noise).
+    Stable,
+}
+
+#[derive(Debug, Clone, Default)]
+struct FieldCounts {
+    raw: u64,
+    noise: u64,
+    kinds: Vec<DiffKind>,
+    /// Largest relative difference seen between primary and secondary numbers (for tolerances).
+    max_rel: f64,
+    numeric_only: bool,
+}
+
+#[derive(Debug, Default)]
+struct EndpointCounts {
+    exchanges: u64,
+    fields: HashMap<String, FieldCounts>,
+}
+
+/// One field's learned state, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldNoise {
+    pub field: String,
+    pub raw: u64,
+    pub noise: u64,
+    pub status: FieldStatus,
+}
+
+/// One endpoint's learned noise.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointNoise {
+    pub endpoint: String,
+    /// Exchanges that had a secondary answer.
+    pub samples: u64,
+    pub fields: Vec<FieldNoise>,
+}
+
+/// Learns, per endpoint and field, how often the candidate differs from the primary (raw) and
+/// how often the secondary does (noise), and applies the verdict of that learning to each new
+/// exchange:
+///
+/// - a field is **noisy** once the endpoint has `min_samples` exchanges with a secondary answer,
+///   primary and secondary differ on it in at least `absolute` of them, and the candidate differs
+///   on it at most `(1 + relative)` × as often as the secondary does. Candidate differences on a
+///   noisy field are marked `noise` even in exchanges where the secondary happened to agree;
+/// - a field is **real** when, after `min_samples`, the candidate differs on it more often than
+///   that bound: per-exchange noise marks on it are withdrawn, so a sometimes-noisy field that the
+///   candidate always changes is reported on every exchange.
+///
+/// Diffy's thresholds (relative 20%, absolute 0.03% of requests) were the starting point; the
+/// absolute floor here is 1% because a field seen noisy in 3 of 10,000 exchanges is better
+/// reported than silenced. Counts only grow: the model is for the life of the process.
+#[derive(Debug, Default)]
+pub struct NoiseModel {
+    cfg: NoiseConfig,
+    inner: Mutex<HashMap<String, EndpointCounts>>,
+}
+
+impl NoiseModel {
+    pub fn new(cfg: NoiseConfig) -> Self {
+        Self {
+            cfg,
+            inner: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &NoiseConfig {
+        &self.cfg
+    }
+
+    fn status_of(&self, ep: &EndpointCounts, f: Option<&FieldCounts>) -> FieldStatus {
+        if ep.exchanges < self.cfg.min_samples {
+            return FieldStatus::Collecting;
+        }
+        let Some(f) = f else {
+            return FieldStatus::Stable;
+        };
+        let n = ep.exchanges as f64;
+        if (f.noise as f64) < self.cfg.absolute * n || f.noise == 0 {
+            return FieldStatus::Stable;
+        }
+        if f.raw as f64 <= f.noise as f64 * (1.0 + self.cfg.relative) {
+            FieldStatus::Noisy
+        } else {
+            FieldStatus::Real
+        }
+    }
+
+    /// Learns from one compared exchange and applies what is learned to its verdict. Does
+    /// nothing without a secondary answer, so a sidecar without a secondary behaves as before.
+    pub fn apply(&self, endpoint: &str, v: &mut Verdict) {
+        let Some(secondary) = v.secondary_differences.as_ref() else {
+            return;
+        };
+        if !matches!(
+            v.kind,
+            VerdictKind::Match | VerdictKind::Mismatch | VerdictKind::Noise
+        ) {
+            return;
+        }
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if !inner.contains_key(endpoint) && inner.len() >= self.cfg.max_endpoints {
+            return;
+        }
+        let ep = inner.entry(endpoint.to_string()).or_default();
+        ep.exchanges += 1;
+        // Count each field once per exchange, whatever number of paths it appeared at.
+        let raw: HashSet<&str> = v.differences.iter().map(|d| d.field.as_str()).collect();
+        let mut noise: HashMap<&str, Vec<&Difference>> = HashMap::new();
+        for d in secondary {
+            noise.entry(d.field.as_str()).or_default().push(d);
+        }
+        for field in raw
+            .iter()
+            .copied()
+            .chain(noise.keys().copied())
+            .collect::<HashSet<_>>()
+        {
+            if !ep.fields.contains_key(field) && ep.fields.len() >= self.cfg.max_fields {
+                continue;
+            }
+            let c = ep
+                .fields
+                .entry(field.to_string())
+                .or_insert_with(|| FieldCounts {
+                    numeric_only: true,
+                    ..Default::default()
+                });
+            if raw.contains(field) {
+                c.raw += 1;
+            }
+            if let Some(ds) = noise.get(field) {
+                c.noise += 1;
+                for d in ds {
+                    if !c.kinds.contains(&d.kind) {
+                        c.kinds.push(d.kind);
+                    }
+                    match relative_delta(&d.primary, &d.candidate) {
+                        Some(r) => c.max_rel = c.max_rel.max(r),
+                        None => c.numeric_only = false,
+                    }
+                }
+            }
+        }
+        let ep = &*ep;
+        for d in v.differences.iter_mut() {
+            match self.status_of(ep, ep.fields.get(&d.field)) {
+                FieldStatus::Noisy => d.noise = true,
+                FieldStatus::Real => d.noise = false,
+                FieldStatus::Collecting | FieldStatus::Stable => {}
+            }
+        }
+        if !v.differences.is_empty() {
+            v.kind = if v.differences.iter().all(|d| d.noise) {
+                VerdictKind::Noise
+            } else {
+                VerdictKind::Mismatch
+            };
+        }
+    }
+
+    /// The learned state of every endpoint, fields sorted by noise count.
+    pub fn snapshot(&self) -> Vec<EndpointNoise> {
+        let Ok(inner) = self.inner.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<EndpointNoise> = inner
+            .iter()
+            .map(|(name, ep)| {
+                let mut fields: Vec<FieldNoise> = ep
+                    .fields
+                    .iter()
+                    .map(|(f, c)| FieldNoise {
+                        field: f.clone(),
+                        raw: c.raw,
+                        noise: c.noise,
+                        status: self.status_of(ep, Some(c)),
+                    })
+                    .collect();
+                fields.sort_by(|a, b| b.noise.cmp(&a.noise).then(a.field.cmp(&b.field)));
+                EndpointNoise {
+                    endpoint: name.clone(),
+                    samples: ep.exchanges,
+                    fields,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+        out
+    }
+
+    /// A `diff-rules` file (YAML) with one rule per endpoint that has noisy fields: `ignore` for
+    /// volatile values, `unordered` for arrays whose order is noise, `tolerance` for numbers that
+    /// jitter by a small relative amount. Meant for review and commit, not blind use.
+    pub fn rules_yaml(&self) -> String {
+        let Ok(inner) = self.inner.lock() else {
+            return String::new();
+        };
+        let mut endpoints: Vec<&String> = inner.keys().collect();
+        endpoints.sort();
+        let mut out = String::from(
+            "# Learned by shadowdiff from primary-vs-secondary differences.\n# Review before committing to diff-rules/.\nversion: 1\nrules:\n",
+        );
+        let mut any = false;
+        for name in endpoints {
+            let ep = &inner[name];
+            let mut fields: Vec<(&String, &FieldCounts)> = ep
+                .fields
+                .iter()
+                .filter(|(_, c)| self.status_of(ep, Some(c)) == FieldStatus::Noisy)
+                .collect();
+            if fields.is_empty() {
+                continue;
+            }
+            fields.sort_by(|a, b| a.0.cmp(b.0));
+            let (mut ignore, mut unordered, mut tolerance) = (Vec::new(), Vec::new(), Vec::new());
+            for (f, c) in fields {
+                // Header and status noise is written as header ignores; status noise has no rule.
+                if let Some(h) = f.strip_prefix("@headers/") {
+                    ignore.push(("h", h.to_string(), c.noise, ep.exchanges));
+                } else if f.starts_with('@') {
+                    continue;
+                } else if c.kinds == [DiffKind::Order] {
+                    unordered.push((f.clone(), c.noise, ep.exchanges));
+                } else if c.numeric_only
+                    && c.max_rel > 0.0
+                    && c.max_rel < 0.01
+                    && c.kinds.iter().all(|k| *k == DiffKind::Value)
+                {
+                    tolerance.push((f.clone(), c.max_rel * 1.5, c.noise, ep.exchanges));
+                } else {
+                    ignore.push(("b", f.clone(), c.noise, ep.exchanges));
+                }
+            }
+            any = true;
+            out.push_str(&format!("  - match: {}\n", yaml_quote(name)));
+            let headers: Vec<&(&str, String, u64, u64)> =
+                ignore.iter().filter(|x| x.0 == "h").collect();
+            if !headers.is_empty() {
+                out.push_str("    ignore_headers:\n");
+                for (_, h, n, total) in headers {
+                    out.push_str(&format!(
+                        "      - {}   # noisy in {n} of {total}\n",
+                        yaml_quote(h)
+                    ));
+                }
+            }
+            let body: Vec<&(&str, String, u64, u64)> =
+                ignore.iter().filter(|x| x.0 == "b").collect();
+            if !body.is_empty() {
+                out.push_str("    ignore:\n");
+                for (_, f, n, total) in body {
+                    out.push_str(&format!(
+                        "      - {}   # noisy in {n} of {total}\n",
+                        yaml_quote(f)
+                    ));
+                }
+            }
+            if !unordered.is_empty() {
+                out.push_str("    unordered:\n");
+                for (f, n, total) in &unordered {
+                    out.push_str(&format!(
+                        "      - {}   # order noisy in {n} of {total}\n",
+                        yaml_quote(f)
+                    ));
+                }
+            }
+            if !tolerance.is_empty() {
+                out.push_str("    tolerance:\n");
+                for (f, rel, n, total) in &tolerance {
+                    out.push_str(&format!(
+                        "      {}: {{rel: {rel:.3e}}}   # jitter in {n} of {total}\n",
+                        yaml_quote(f)
+                    ));
+                }
+            }
+        }
+        if !any {
+            out.push_str("  []\n");
+            out = out.replace("rules:\n  []\n", "rules: []\n");
+        }
+        out
+    }
+}
+
+fn relative_delta(a: &Value, b: &Value) -> Option<f64> {
+    let (x, y) = (a.as_f64()?, b.as_f64()?);
+    let m = x.abs().max(y.abs());
+    Some(if m == 0.0 { 0.0 } else { (x - y).abs() / m })
+}
+
+/// Double-quoted YAML scalar (JSON string syntax is valid YAML).
+fn yaml_quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn d(field: &str, kind: DiffKind) -> Difference {
+        Difference {
+            path: field.replace('*', "0"),
+            field: field.into(),
+            kind,
+            primary: Value::Null,
+            candidate: Value::Null,
+            noise: false,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn same_field_and_kind_is_noise() {
+        let mut c = vec![
+            d("/generated_at", DiffKind::Value),
+            d("/total", DiffKind::Value),
+        ];
+        let n = vec![d("/generated_at", DiffKind::Value)];
+        assert!(!mark(&mut c, &n));
+        assert!(c[0].noise);
+        assert!(
+            !c[1].noise,
+            "a field the secondary agrees on is never noise"
+        );
+    }
+
+    #[test]
+    fn all_noise_is_reported_as_such() {
+        let mut c = vec![d("/ts", DiffKind::Value), d("/ids/*", DiffKind::Type)];
+        let n = vec![d("/ts", DiffKind::Value), d("/ids/*", DiffKind::Value)];
+        assert!(mark(&mut c, &n));
+        assert!(c.iter().all(|x| x.noise));
+    }
+
+    #[test]
+    fn order_noise_does_not_explain_a_dropped_element() {
+        let mut c = vec![
+            d("/tags", DiffKind::Length),
+            d("/tags/*", DiffKind::Missing),
+        ];
+        let n = vec![d("/tags", DiffKind::Order)];
+        assert!(!mark(&mut c, &n));
+        assert!(!c[0].noise && !c[1].noise);
+    }
+
+    #[test]
+    fn no_secondary_differences_marks_nothing() {
+        let mut c = vec![d("/a", DiffKind::Value)];
+        assert!(!mark(&mut c, &[]));
+        assert!(!c[0].noise);
+        assert!(!mark(&mut [], &[d("/a", DiffKind::Value)]));
+    }
+
+    fn verdict(cand: Vec<Difference>, sec: Vec<Difference>) -> Verdict {
+        let mut v = Verdict::skipped(crate::compare::SkipReason::SampledOut);
+        v.skip_reason = None;
+        v.kind = if cand.is_empty() {
+            VerdictKind::Match
+        } else {
+            VerdictKind::Mismatch
+        };
+        v.differences = cand;
+        mark(&mut v.differences, &sec);
+        if !v.differences.is_empty() && v.differences.iter().all(|d| d.noise) {
+            v.kind = VerdictKind::Noise;
+        }
+        v.secondary_differences = Some(sec);
+        v
+    }
+
+    fn cfg() -> NoiseConfig {
+        NoiseConfig {
+            min_samples: 10,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_field_noisy_between_legacy_instances_is_learned() {
+        let m = NoiseModel::new(cfg());
+        // /ts differs between primary and secondary in every exchange, and for the candidate.
+        for _ in 0..10 {
+            let mut v = verdict(
+                vec![d("/ts", DiffKind::Value)],
+                vec![d("/ts", DiffKind::Value)],
+            );
+            m.apply("GET /x", &mut v);
+            assert_eq!(v.kind, VerdictKind::Noise);
+        }
+        let snap = m.snapshot();
+        assert_eq!(snap[0].samples, 10);
+        assert_eq!(
+            (
+                snap[0].fields[0].raw,
+                snap[0].fields[0].noise,
+                snap[0].fields[0].status
+            ),
+            (10, 10, FieldStatus::Noisy)
+        );
+        // Learned: even when the secondary happens to agree, the candidate's /ts difference is noise.
+        let mut v = verdict(vec![d("/ts", DiffKind::Value)], vec![]);
+        assert_eq!(
+            v.kind,
+            VerdictKind::Mismatch,
+            "per-exchange marking alone cannot explain it"
+        );
+        m.apply("GET /x", &mut v);
+        assert_eq!(v.kind, VerdictKind::Noise);
+        // Other endpoints learn separately.
+        let mut other = verdict(vec![d("/ts", DiffKind::Value)], vec![]);
+        m.apply("GET /y", &mut other);
+        assert_eq!(other.kind, VerdictKind::Mismatch);
+    }
+
+    #[test]
+    fn a_sometimes_noisy_field_always_changed_by_the_candidate_stays_reported() {
+        let m = NoiseModel::new(cfg());
+        let mut reported = 0;
+        for i in 0..100 {
+            // Secondary differs on /price in 3 of 10 exchanges; the candidate changed it always.
+            let sec = if i % 10 < 3 {
+                vec![d("/price", DiffKind::Value)]
+            } else {
+                vec![]
+            };
+            let mut v = verdict(vec![d("/price", DiffKind::Value)], sec);
+            m.apply("GET /p", &mut v);
+            if v.kind == VerdictKind::Mismatch {
+                reported += 1;
+            }
+        }
+        // Before min_samples (10 exchanges) the 3 noisy ones were marked noise; after, none is.
+        assert_eq!(reported, 97);
+        let snap = m.snapshot();
+        assert_eq!(snap[0].fields[0].status, FieldStatus::Real);
+        assert_eq!((snap[0].fields[0].raw, snap[0].fields[0].noise), (100, 30));
+    }
+
+    #[test]
+    fn without_a_secondary_nothing_changes() {
+        let m = NoiseModel::new(cfg());
+        for _ in 0..20 {
+            let mut v = Verdict::skipped(crate::compare::SkipReason::SampledOut);
+            v.kind = VerdictKind::Mismatch;
+            v.skip_reason = None;
+            v.differences = vec![d("/ts", DiffKind::Value)];
+            m.apply("GET /x", &mut v);
+            assert_eq!(v.kind, VerdictKind::Mismatch);
+            assert!(!v.differences[0].noise);
+        }
+        assert!(m.snapshot().is_empty());
+    }
+
+    #[test]
+    fn learned_rules_load_back_and_cancel_the_noise() {
+        use crate::compare::rules::RuleSet;
+        use crate::compare::{Comparator, CompareOptions};
+        use crate::exchange::{Request, Response};
+        use std::sync::Arc;
+        let m = NoiseModel::new(cfg());
+        let cmp = Comparator::new(Arc::new(RuleSet::default()), CompareOptions::default());
+        let req = Request {
+            method: "GET".into(),
+            path: "/orders/1".into(),
+            ..Default::default()
+        };
+        let resp = |b: String, rid: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("x-trace", rid.parse().unwrap());
+            Response {
+                status: 200,
+                headers: h,
+                body: bytes::Bytes::from(b),
+                latency: Default::default(),
+            }
+        };
+        let body = |i: u64, tags: &str, rate: &str| {
+            format!(r#"{{"id":1,"at":"t{i}","tags":{tags},"rate":{rate},"total":5}}"#)
+        };
+        for i in 0..20u64 {
+            let p = resp(body(i, r#"["a","b"]"#, "1.0001"), &format!("p{i}"));
+            let s = resp(body(i + 100, r#"["b","a"]"#, "1.0002"), &format!("s{i}"));
+            let c = resp(body(i + 200, r#"["b","a"]"#, "1.0003"), &format!("c{i}"));
+            let mut v = cmp.compare_responses(&req, Some("GET /orders/{id}"), &p, &c);
+            let sv = cmp.compare_responses(&req, Some("GET /orders/{id}"), &p, &s);
+            mark(&mut v.differences, &sv.differences);
+            v.secondary_differences = Some(sv.differences);
+            m.apply("GET /orders/{id}", &mut v);
+            assert_eq!(v.kind, VerdictKind::Noise, "{:?}", v.differences);
+        }
+        let yaml = m.rules_yaml();
+        assert!(
+            yaml.contains("unordered")
+                && yaml.contains("\"/tags\"")
+                && yaml.contains("\"/at\"")
+                && yaml.contains("tolerance"),
+            "{yaml}"
+        );
+        let rules = RuleSet::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        let learned = Comparator::new(Arc::new(rules), CompareOptions::default());
+        let p = resp(body(1, r#"["a","b"]"#, "1.0001"), "p");
+        let c = resp(body(2, r#"["b","a"]"#, "1.0002"), "c");
+        let v = learned.compare_responses(&req, Some("GET /orders/{id}"), &p, &c);
+        assert_eq!(v.kind, VerdictKind::Match, "{yaml}\n{:?}", v.differences);
+        // A real change on another field is still caught under the learned rules.
+        let c2 = resp(
+            body(2, r#"["b","a"]"#, "1.0002").replace("\"total\":5", "\"total\":6"),
+            "c",
+        );
+        let v = learned.compare_responses(&req, Some("GET /orders/{id}"), &p, &c2);
+        assert_eq!(
+            v.differences
+                .iter()
+                .map(|d| d.path.as_str())
+                .collect::<Vec<_>>(),
+            vec!["/total"]
+        );
+    }
+}

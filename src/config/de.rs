@@ -1,0 +1,189 @@
+//! Deserialisers that validate as they parse, so each bad value is one precise problem.
+
+use crate::compare::pattern::{EndpointPattern, PathPattern};
+use crate::units;
+use http::{HeaderName, HeaderValue, Method, Uri};
+use serde::Deserialize;
+use serde::de::{Deserializer, Error};
+use std::fmt;
+use std::time::Duration;
+
+/// A unit value written as a string (`5s`) or, for sizes and rates, a bare number.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Int(u64),
+    Float(f64),
+    Str(String),
+}
+
+pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    match Scalar::deserialize(d)? {
+        Scalar::Str(s) => units::parse_duration(&s).map_err(D::Error::custom),
+        Scalar::Int(n) => Err(D::Error::custom(units::UnitError::Duration(n.to_string()))),
+        Scalar::Float(n) => Err(D::Error::custom(units::UnitError::Duration(n.to_string()))),
+    }
+}
+
+pub(super) fn size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = match Scalar::deserialize(d)? {
+        Scalar::Str(s) => units::parse_size(&s).map_err(D::Error::custom)?,
+        Scalar::Int(n) => n,
+        Scalar::Float(f) => return Err(D::Error::custom(units::UnitError::Size(f.to_string()))),
+    };
+    usize::try_from(n).map_err(|_| D::Error::custom(format!("size {n} is too large")))
+}
+
+pub(super) fn rate<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let s = match Scalar::deserialize(d)? {
+        Scalar::Str(s) => s,
+        Scalar::Int(n) => n.to_string(),
+        Scalar::Float(f) => f.to_string(),
+    };
+    units::parse_rate(&s).map_err(D::Error::custom)
+}
+
+pub(super) fn opt_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    rate(d).map(Some)
+}
+
+pub(super) fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = u64::deserialize(d)?;
+    if n == 0 {
+        return Err(D::Error::custom("must be at least 1"));
+    }
+    usize::try_from(n).map_err(|_| D::Error::custom(format!("{n} is too large")))
+}
+
+pub(super) fn yes() -> bool {
+    true
+}
+
+pub(super) fn methods<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Method>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|m| {
+            let up = m.trim().to_ascii_uppercase();
+            if up.is_empty() || !up.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return Err(D::Error::custom(format!("invalid method {m:?}")));
+            }
+            Method::from_bytes(up.as_bytes())
+                .map_err(|_| D::Error::custom(format!("invalid method {m:?}")))
+        })
+        .collect()
+}
+
+pub(super) fn header_name<'de, D: Deserializer<'de>>(d: D) -> Result<HeaderName, D::Error> {
+    let s = String::deserialize(d)?;
+    HeaderName::from_bytes(s.trim().as_bytes())
+        .map_err(|_| D::Error::custom(format!("invalid header name {s:?}")))
+}
+
+pub(super) fn header_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<HeaderName>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            HeaderName::from_bytes(s.trim().as_bytes())
+                .map_err(|_| D::Error::custom(format!("invalid header name {s:?}")))
+        })
+        .collect()
+}
+
+pub(super) fn header_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(HeaderName, HeaderValue)>, D::Error> {
+    let m = std::collections::BTreeMap::<String, String>::deserialize(d)?;
+    m.iter()
+        .map(|(k, v)| {
+            let name = HeaderName::from_bytes(k.trim().as_bytes())
+                .map_err(|_| D::Error::custom(format!("invalid header name {k:?}")))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| D::Error::custom(format!("invalid value for header {k}: {v:?}")))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+pub(super) fn endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<EndpointPattern, D::Error> {
+    let s = String::deserialize(d)?;
+    EndpointPattern::parse(&s).map_err(D::Error::custom)
+}
+
+pub(super) fn path_patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathPattern>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| PathPattern::parse(s).map_err(D::Error::custom))
+        .collect()
+}
+
+/// An upstream base URL, `http://host:port`: scheme and authority only. TLS to upstreams is
+/// not built in (a sidecar talks to its neighbours in clear; terminate TLS outside).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    uri: Uri,
+}
+
+impl Upstream {
+    pub fn parse(s: &str) -> Result<Upstream, String> {
+        let uri: Uri = s
+            .trim()
+            .parse()
+            .map_err(|e| format!("invalid URL {s:?}: {e}"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(format!(
+                    "{s:?}: https upstreams are not supported; use http:// (terminate TLS outside)"
+                ));
+            }
+            _ => return Err(format!("{s:?}: expected http://host:port")),
+        }
+        if uri.authority().is_none() {
+            return Err(format!("{s:?}: expected http://host:port"));
+        }
+        if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
+            return Err(format!(
+                "{s:?}: a path prefix is not supported; give scheme, host and port only"
+            ));
+        }
+        Ok(Upstream { uri })
+    }
+
+    /// `host:port` as written.
+    pub fn authority(&self) -> &str {
+        self.uri.authority().map(|a| a.as_str()).unwrap_or("")
+    }
+
+    pub fn scheme(&self) -> &str {
+        self.uri.scheme_str().unwrap_or("http")
+    }
+
+    /// The URI for a request's path and query on this upstream.
+    pub fn join(&self, path_and_query: &str) -> Result<Uri, http::Error> {
+        Uri::builder()
+            .scheme(self.scheme())
+            .authority(self.authority())
+            .path_and_query(path_and_query)
+            .build()
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme(), self.authority())
+    }
+}
+
+impl std::str::FromStr for Upstream {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Upstream::parse(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Upstream {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Upstream::parse(&s).map_err(D::Error::custom)
+    }
+}

@@ -1,0 +1,162 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use super::*;
+
+const DESIGN_EXAMPLE: &str = r#"
+listen: 0.0.0.0:8080
+primary: http://127.0.0.1:8081
+candidate: http://candidate.example:8080
+secondary: null                 # a second legacy instance: enables noise cancellation
+admin: 127.0.0.1:9901           # admin API, metrics and UI; loopback by default
+rules: diff-rules/              # a file or a folder of *.yaml
+shadow:
+  methods: [GET, HEAD, OPTIONS] # unsafe methods are never mirrored unless listed here or per route
+  sample: 1.0                   # fraction of eligible requests mirrored
+  timeout: 5s                   # candidate/secondary deadline
+  max_in_flight: 1024           # shadow requests in flight; beyond: dropped, counted
+  max_body_bytes: 4MiB          # larger bodies are passed through untouched and not compared
+  strip_headers: []             # removed from shadow requests
+  set_headers: {x-shadow-request: "1"}  # marks shadow copies (loop prevention)
+sinks:
+  file: {path: shadowdiff-events.jsonl, rotate_bytes: 100MiB, keep: 5}
+  kafka: {brokers: "127.0.0.1:9092", topic: shadowdiff.events, stats_topic: shadowdiff.stats,
+          spool_dir: /var/lib/shadowdiff/spool, options: {}}   # options: raw librdkafka settings
+redact:
+  headers: [authorization, cookie, set-cookie, proxy-authorization]  # values never published
+  paths: []                     # JSON paths whose values are never published
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    Config::from_yaml(Path::new("shadowdiff.yaml"), text)
+}
+
+#[test]
+fn the_design_example_parses() {
+    let c = parse(DESIGN_EXAMPLE).unwrap();
+    assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(c.primary.unwrap().authority(), "127.0.0.1:8081");
+    assert!(c.secondary.is_none());
+    assert_eq!(c.shadow.timeout, Duration::from_secs(5));
+    assert_eq!(c.shadow.max_body_bytes, 4 << 20);
+    assert_eq!(c.sinks.file.unwrap().rotate_bytes, 100 << 20);
+    assert_eq!(c.sinks.kafka.unwrap().topic, "shadowdiff.events");
+}
+
+#[test]
+fn empty_file_means_defaults() {
+    let c = parse("").unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(
+        c.shadow.methods,
+        vec![Method::GET, Method::HEAD, Method::OPTIONS]
+    );
+    assert_eq!(c.shadow.circuit.failures, 5);
+    assert_eq!(c.compare.workers, 1);
+    assert_eq!(c.grouping.max_endpoints, 200);
+    assert_eq!(c.shutdown_grace, Duration::from_secs(10));
+    assert_eq!(c.gate.min_samples, 500);
+}
+
+#[test]
+fn extensions_parse() {
+    let c = parse(
+        r#"
+shadow:
+  routes:
+    - {match: "POST /search", mirror: true}
+    - match: "GET /admin/**"
+      mirror: false
+  host: original
+  sample: 25%
+  circuit: {failures: 3, cooldown: 250ms}
+compare: {workers: 2, queue: 16, max_decoded_bytes: 1MiB}
+log: {format: json, level: debug}
+stats: {window: 1h, bucket: 1m}
+gate:
+  max_divergence: 1%
+  endpoints:
+    "GET /x": {max_divergence: 0.05}
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.shadow.routes.len(), 2);
+    assert!(!c.shadow.routes[1].mirror);
+    assert_eq!(c.shadow.host, HostPolicy::Original);
+    assert_eq!(c.shadow.sample, 0.25);
+    assert_eq!(c.shadow.circuit.cooldown, Duration::from_millis(250));
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(c.gate.endpoints["GET /x"].max_divergence, Some(0.05));
+}
+
+#[test]
+fn every_problem_is_reported_with_its_line() {
+    let text = "\
+listen: nowhere
+primary: ftp://x
+shadow:
+  timeout: 5 seconds
+  sample: 2
+  methods: [GET, 'P OST']
+  bogus: 1
+  circuit:
+    failures: -1
+sinks:
+  file:
+    keep: 0
+colour: blue
+";
+    let errs = parse(text).unwrap_err().0;
+    let got: Vec<(Option<usize>, String)> =
+        errs.iter().map(|p| (p.line, p.reason.clone())).collect();
+    let expect_line = |line: usize, needle: &str| {
+        assert!(
+            got.iter()
+                .any(|(l, r)| *l == Some(line) && r.contains(needle)),
+            "no problem at line {line} containing {needle:?} in {got:#?}"
+        );
+    };
+    expect_line(1, "listen:");
+    expect_line(2, "primary:");
+    expect_line(4, "shadow.timeout: invalid duration \"5 seconds\"");
+    expect_line(5, "shadow.sample: invalid rate");
+    expect_line(6, "invalid method");
+    expect_line(7, "shadow.bogus: unknown field");
+    expect_line(9, "shadow.circuit.failures");
+    expect_line(12, "sinks.file.keep: must be at least 1");
+    expect_line(13, "colour: unknown field");
+    assert_eq!(errs.len(), 9, "{got:#?}");
+    let shown = errs
+        .iter()
+        .find(|p| p.reason.contains("timeout"))
+        .unwrap()
+        .to_string();
+    assert!(
+        shown.starts_with("shadowdiff.yaml:4: shadow.timeout:"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn syntax_errors_carry_a_line() {
+    let errs = parse("listen: 1\nshadow:\n  timeout: [\n").unwrap_err().0;
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].line.is_some());
+    assert!(errs[0].reason.contains("not valid YAML"));
+}
+
+#[test]
+fn candidate_equal_to_primary_is_refused() {
+    let errs = parse("primary: http://a:1\ncandidate: http://a:1/\n")
+        .unwrap_err()
+        .0;
+    assert_eq!(errs[0].line, Some(2));
+}
+
+#[test]
+fn upstream_urls() {
+    assert!(Upstream::parse("http://127.0.0.1:80").is_ok());
+    assert!(Upstream::parse("https://x").is_err());
+    assert!(Upstream::parse("127.0.0.1:80").is_err());
+    assert!(Upstream::parse("http://x/prefix").is_err());
+    let u = Upstream::parse("http://h:9").unwrap();
+    assert_eq!(u.join("/a?b=1").unwrap().to_string(), "http://h:9/a?b=1");
+}

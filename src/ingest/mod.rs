@@ -1,0 +1,66 @@
+//! Sources of exchanges. Each source turns traffic into [`crate::exchange::Exchange`]s and hands
+//! them to the comparison workers; what they share lives here.
+//!
+//! - [`proxy`]: the inline sidecar (`shadowdiff proxy`).
+//! - [`grouping`]: endpoint names for exchanges.
+//! - [`workers`]: the bounded comparison pool, off the request path.
+//! - [`body`]: a body wrapper that keeps a bounded copy of what streams through it.
+
+pub mod body;
+pub mod grouping;
+pub mod proxy;
+pub mod workers;
+
+use crate::compare::SkipReason;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Counters a source keeps; read by tests and by `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Client requests received.
+    pub requests: AtomicU64,
+    /// Shadow requests in flight now (candidate and secondary of one exchange count once).
+    pub shadows_in_flight: AtomicI64,
+    /// Highest `shadows_in_flight` seen.
+    pub shadows_in_flight_peak: AtomicI64,
+    /// Shadow exchanges started.
+    pub shadows_started: AtomicU64,
+    /// Exchanges handed to the comparison workers.
+    pub compared: AtomicU64,
+    /// Shadows abandoned at the shutdown deadline.
+    pub shadows_abandoned: AtomicU64,
+    skipped: [AtomicU64; SkipReason::ALL.len()],
+}
+
+impl Counters {
+    pub fn skip(&self, r: SkipReason) {
+        self.skipped[skip_index(r)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Exchanges skipped for this reason so far.
+    pub fn skipped(&self, r: SkipReason) -> u64 {
+        self.skipped[skip_index(r)].load(Ordering::Relaxed)
+    }
+
+    pub fn in_flight(&self) -> i64 {
+        self.shadows_in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn in_flight_peak(&self) -> i64 {
+        self.shadows_in_flight_peak.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn shadow_started(&self) {
+        self.shadows_started.fetch_add(1, Ordering::Relaxed);
+        let now = self.shadows_in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        self.shadows_in_flight_peak.fetch_max(now, Ordering::AcqRel);
+    }
+
+    pub(crate) fn shadow_finished(&self) {
+        self.shadows_in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn skip_index(r: SkipReason) -> usize {
+    SkipReason::ALL.iter().position(|x| *x == r).unwrap_or(0)
+}

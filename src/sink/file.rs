@@ -1,0 +1,261 @@
+//! The file sink: one JSON line per published event (mismatch, candidate_error, noise), rotated
+//! by size. Matches and skips are counted by other sinks, not written here.
+//!
+//! `observe` only enqueues on a bounded channel; a writer thread does the I/O. A full queue
+//! drops the event and counts it — the comparison workers (and so the request path) never wait
+//! on a disk.
+
+use super::{Observation, Sink};
+use crate::config::FileSinkConfig;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{
+    Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError, sync_channel,
+};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Why the sink could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FileSinkError {
+    #[error("file sink: cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("file sink: cannot start the writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Event counts, for `shadowdiff_sink_events_total{sink="file",outcome=...}`.
+#[derive(Debug, Default)]
+pub struct FileSinkCounters {
+    pub written: AtomicU64,
+    /// Dropped because the queue was full (or the writer had stopped).
+    pub dropped: AtomicU64,
+    /// Lost to I/O errors.
+    pub errors: AtomicU64,
+}
+
+impl FileSinkCounters {
+    /// `(outcome, count)` pairs in a stable order.
+    pub fn snapshot(&self) -> [(&'static str, u64); 3] {
+        [
+            ("written", self.written.load(Ordering::Relaxed)),
+            ("dropped", self.dropped.load(Ordering::Relaxed)),
+            ("error", self.errors.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
+enum Msg {
+    Line(String),
+    /// Flush, fsync, and answer; the writer stops after it.
+    Stop(SyncSender<()>),
+}
+
+pub struct FileSink {
+    tx: SyncSender<Msg>,
+    counters: Arc<FileSinkCounters>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl FileSink {
+    /// Opens (appending to) `cfg.path` and starts the writer thread.
+    pub fn open(cfg: &FileSinkConfig) -> Result<FileSink, FileSinkError> {
+        let file = open_append(&cfg.path).map_err(|source| FileSinkError::Open {
+            path: cfg.path.clone(),
+            source,
+        })?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let (tx, rx) = sync_channel(cfg.queue);
+        let counters = Arc::new(FileSinkCounters::default());
+        let mut w = Writer {
+            path: cfg.path.clone(),
+            out: BufWriter::with_capacity(64 << 10, file),
+            size,
+            rotate_bytes: cfg.rotate_bytes as u64,
+            keep: cfg.keep,
+            counters: counters.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("shadowdiff-file-sink".into())
+            .spawn(move || w.run(rx))
+            .map_err(FileSinkError::Thread)?;
+        Ok(FileSink {
+            tx,
+            counters,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub fn counters(&self) -> Arc<FileSinkCounters> {
+        self.counters.clone()
+    }
+}
+
+impl Sink for FileSink {
+    fn observe(&self, o: &Observation<'_>) {
+        let Some(ev) = o.event else { return };
+        match self.tx.try_send(Msg::Line(ev.to_json_line())) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn shutdown(&self, grace: Duration) {
+        let (ack_tx, ack_rx) = sync_channel(1);
+        // Queued lines are written before the stop is seen; if the queue stays full past the
+        // grace, give up rather than hang shutdown.
+        let deadline = std::time::Instant::now() + grace;
+        let mut msg = Msg::Stop(ack_tx);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Full(m)) => {
+                    if std::time::Instant::now() >= deadline {
+                        tracing::warn!(sink = "file", "queue still full at the shutdown deadline");
+                        return;
+                    }
+                    msg = m;
+                    std::thread::yield_now();
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match ack_rx.recv_timeout(left) {
+            Ok(()) => {
+                if let Ok(mut t) = self.thread.lock()
+                    && let Some(t) = t.take()
+                {
+                    let _ = t.join();
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                tracing::warn!(sink = "file", "not flushed within the shutdown grace");
+            }
+            Err(RecvTimeoutError::Disconnected) => {}
+        }
+    }
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// `events.jsonl` → `events.jsonl.3`.
+fn numbered(path: &Path, n: usize) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    PathBuf::from(s)
+}
+
+struct Writer {
+    path: PathBuf,
+    out: BufWriter<File>,
+    size: u64,
+    rotate_bytes: u64,
+    keep: usize,
+    counters: Arc<FileSinkCounters>,
+}
+
+impl Writer {
+    fn run(&mut self, rx: Receiver<Msg>) {
+        let mut next: Option<Msg> = None;
+        loop {
+            let msg = match next.take() {
+                Some(m) => m,
+                None => match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => {
+                        self.flush(true);
+                        return;
+                    }
+                },
+            };
+            match msg {
+                Msg::Line(l) => self.write(&l),
+                Msg::Stop(ack) => {
+                    self.flush(true);
+                    let _ = ack.send(());
+                    return;
+                }
+            }
+            // Flush when the queue is momentarily empty: a reader tailing the file sees events
+            // promptly, and bursts still go out in large writes.
+            match rx.try_recv() {
+                Ok(m) => next = Some(m),
+                Err(TryRecvError::Empty) => self.flush(false),
+                Err(TryRecvError::Disconnected) => {
+                    self.flush(true);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, line: &str) {
+        let n = line.len() as u64 + 1;
+        if self.size > 0
+            && self.size + n > self.rotate_bytes
+            && let Err(e) = self.rotate()
+        {
+            tracing::error!(sink = "file", path = %self.path.display(), error = %e, "rotation failed");
+        }
+        let r = self
+            .out
+            .write_all(line.as_bytes())
+            .and_then(|()| self.out.write_all(b"\n"));
+        match r {
+            Ok(()) => {
+                self.size += n;
+                self.counters.written.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(sink = "file", path = %self.path.display(), error = %e, "write failed");
+            }
+        }
+    }
+
+    fn flush(&mut self, sync: bool) {
+        let r = self.out.flush().and_then(|()| {
+            if sync {
+                self.out.get_ref().sync_all()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = r {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(sink = "file", path = %self.path.display(), error = %e, "flush failed");
+        }
+    }
+
+    /// `path` → `path.1` → … → `path.{keep}`; the oldest is deleted.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.flush(true);
+        let _ = std::fs::remove_file(numbered(&self.path, self.keep));
+        for n in (1..self.keep).rev() {
+            let from = numbered(&self.path, n);
+            if from.exists() {
+                std::fs::rename(&from, numbered(&self.path, n + 1))?;
+            }
+        }
+        std::fs::rename(&self.path, numbered(&self.path, 1))?;
+        self.out = BufWriter::with_capacity(64 << 10, open_append(&self.path)?);
+        self.size = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,988 @@
+//! The Kafka sink (DESIGN.md, "Event schema", "Metrics"; docs/kafka.md for operators).
+//!
+//! Published events (`Event::to_json_line()`) go to `topic`, keyed by endpoint, through an
+//! idempotent `acks=all` librdkafka producer. Nothing on the request path waits for Kafka:
+//!
+//! ```text
+//! comparison workers ──observe()──> bounded channel ──> pump thread ──> librdkafka ──> broker
+//!     (try_send; full: drop, counted)                    │      ▲  (delivery reports)
+//!                                                        ▼      │ drain, in order
+//!                                                     redb spool (durable, size-bounded)
+//! ```
+//!
+//! The pump thread owns the producer and the spool. An event goes to the spool instead of the
+//! producer while the broker is known to be down, while the spool is not empty (so that the
+//! spool drains in order and newer events queue behind older ones), when the producer's local
+//! queue is full, and when a delivery fails. Spooled records are removed only after Kafka
+//! acknowledged them. Every event accepted by `observe` ends as exactly one of: delivered,
+//! dropped (counted, with a reason), or still pending (in memory or in the spool) — see
+//! [`KafkaStats`].
+
+use crate::event::Event;
+use crate::sink::spool::{Spool, SpoolError};
+use crate::sink::{Observation, Sink};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig,
+};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Configuration of the Kafka sink. `sinks.kafka` in the YAML config maps onto this one to one;
+/// every field has a default ([`KafkaConfig::default`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, comma-separated `host:port` (`bootstrap.servers`).
+    /// Default `127.0.0.1:9092`.
+    pub brokers: String,
+    /// Topic the events (`shadowdiff.exchange.v1`) are published to, keyed by endpoint.
+    /// Default `shadowdiff.events`.
+    pub topic: String,
+    /// Topic for periodic statistics snapshots (used by the stats publisher and `aggregate`;
+    /// this sink does not write it yet). Default `shadowdiff.stats`.
+    pub stats_topic: String,
+    /// Directory of the disk spool (`events.redb` inside). Default `/var/lib/shadowdiff/spool`.
+    pub spool_dir: PathBuf,
+    /// Bound of the spool: keys + payloads + 8 bytes per record. Beyond it new events are
+    /// dropped and counted (`dropped_spool_full`). Default 1 GiB.
+    pub spool_max_bytes: u64,
+    /// Events waiting between `observe` and the pump thread. Beyond it `observe` drops and
+    /// counts (`dropped_queue_full`) rather than block a comparison worker. Default 65 536.
+    pub queue_capacity: usize,
+    /// `compression.type`: `lz4` (default), `zstd`, `gzip`, `snappy` or `none`.
+    /// (`zstd` needs librdkafka built with zstd; the bundled build here has lz4 and gzip.)
+    pub compression: String,
+    /// How long librdkafka keeps trying one message before failing it to the spool
+    /// (`message.timeout.ms`). Default 30 s.
+    pub delivery_timeout: Duration,
+    /// Producer local queue bound in messages (`queue.buffering.max.messages`). Default 100 000.
+    pub max_buffered_messages: u32,
+    /// Producer local queue bound in KiB (`queue.buffering.max.kbytes`). Default 65 536 (64 MiB).
+    pub max_buffered_kbytes: u32,
+    /// Raw librdkafka settings, applied last: they override everything above
+    /// (for example `security.protocol`, `sasl.*`, `linger.ms`). Default empty.
+    pub options: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "shadowdiff.events".into(),
+            stats_topic: "shadowdiff.stats".into(),
+            spool_dir: PathBuf::from("/var/lib/shadowdiff/spool"),
+            spool_max_bytes: 1 << 30,
+            queue_capacity: 65_536,
+            compression: "lz4".into(),
+            delivery_timeout: Duration::from_secs(30),
+            max_buffered_messages: 100_000,
+            max_buffered_kbytes: 64 << 10,
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The librdkafka producer configuration: our settings, then `options` on top.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", "shadowdiff")
+            // Idempotence: librdkafka's own retries never duplicate or reorder within a
+            // partition, so duplicates can only come from our spool (recognisable by `id`).
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", &self.compression)
+            .set(
+                "queue.buffering.max.messages",
+                self.max_buffered_messages.to_string(),
+            )
+            .set(
+                "queue.buffering.max.kbytes",
+                self.max_buffered_kbytes.to_string(),
+            )
+            .set("linger.ms", "5")
+            .set(
+                "message.timeout.ms",
+                self.delivery_timeout.as_millis().max(1).to_string(),
+            )
+            // Reconnect within a second of the broker coming back (librdkafka's default backs
+            // off to 10 s), so the spool starts draining promptly.
+            .set("reconnect.backoff.max.ms", "1000");
+        for (k, v) in &self.options {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSinkError {
+    #[error("kafka producer configuration: {0}")]
+    Producer(#[from] KafkaError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("cannot start the kafka sink thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// Live counters, shared between `observe`, the pump thread and whoever reads them.
+#[derive(Debug, Default)]
+struct Counters {
+    detected: AtomicU64,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    spooled: AtomicU64,
+    recovered: AtomicU64,
+    dropped_queue_full: AtomicU64,
+    dropped_spool_full: AtomicU64,
+    dropped_error: AtomicU64,
+    dropped_closed: AtomicU64,
+    spool_events: AtomicU64,
+    spool_bytes: AtomicU64,
+    in_producer: AtomicU64,
+    queued: AtomicU64,
+}
+
+/// A snapshot of the sink's counters.
+///
+/// Accounting identity (holds at every quiescent moment, and is what the tests assert):
+/// `detected + recovered = delivered + dropped() + pending()`,
+/// where `pending() = queued + in_producer + spool_events`.
+/// After a clean shutdown `queued = in_producer = 0`, so everything not delivered or dropped is
+/// in the spool and is sent by the next process (which counts it as `recovered`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KafkaStats {
+    /// Events handed to `observe` (published verdicts).
+    pub detected: u64,
+    /// Events Kafka acknowledged (`acks=all`), whether sent directly or from the spool.
+    pub delivered: u64,
+    /// Delivery attempts that failed (the event then went to, or stayed in, the spool).
+    pub failed: u64,
+    /// Events written to the spool.
+    pub spooled: u64,
+    /// Events found in the spool at start (left by an earlier process).
+    pub recovered: u64,
+    /// `observe` found the in-memory queue full.
+    pub dropped_queue_full: u64,
+    /// The spool was at `spool_max_bytes`.
+    pub dropped_spool_full: u64,
+    /// Unrecoverable: the spool failed to write, or Kafka refused the message itself (too large).
+    pub dropped_error: u64,
+    /// `observe` after `shutdown`.
+    pub dropped_closed: u64,
+    /// Records in the spool now (`shadowdiff_spool_events`).
+    pub spool_events: u64,
+    /// Bytes in the spool now, as counted against `spool_max_bytes`.
+    pub spool_bytes: u64,
+    /// Events handed to librdkafka directly and not yet reported on.
+    pub in_producer: u64,
+    /// Events between `observe` and the pump thread.
+    pub queued: u64,
+}
+
+impl KafkaStats {
+    pub fn dropped(&self) -> u64 {
+        self.dropped_queue_full + self.dropped_spool_full + self.dropped_error + self.dropped_closed
+    }
+
+    pub fn pending(&self) -> u64 {
+        self.queued + self.in_producer + self.spool_events
+    }
+
+    /// `shadowdiff_sink_events_total{sink="kafka",outcome}` values.
+    pub fn outcomes(&self) -> [(&'static str, u64); 4] {
+        [
+            ("delivered", self.delivered),
+            ("failed", self.failed),
+            ("spooled", self.spooled),
+            ("dropped", self.dropped()),
+        ]
+    }
+
+    /// Whether the accounting identity holds (see the type's documentation).
+    pub fn balanced(&self) -> bool {
+        self.detected + self.recovered == self.delivered + self.dropped() + self.pending()
+    }
+}
+
+/// A cheap, clonable reader of the sink's counters (for `/metrics`).
+#[derive(Debug, Clone)]
+pub struct KafkaStatsHandle(Arc<Counters>);
+
+impl KafkaStatsHandle {
+    pub fn snapshot(&self) -> KafkaStats {
+        let c = &self.0;
+        KafkaStats {
+            detected: c.detected.load(Relaxed),
+            delivered: c.delivered.load(Relaxed),
+            failed: c.failed.load(Relaxed),
+            spooled: c.spooled.load(Relaxed),
+            recovered: c.recovered.load(Relaxed),
+            dropped_queue_full: c.dropped_queue_full.load(Relaxed),
+            dropped_spool_full: c.dropped_spool_full.load(Relaxed),
+            dropped_error: c.dropped_error.load(Relaxed),
+            dropped_closed: c.dropped_closed.load(Relaxed),
+            spool_events: c.spool_events.load(Relaxed),
+            spool_bytes: c.spool_bytes.load(Relaxed),
+            in_producer: c.in_producer.load(Relaxed),
+            queued: c.queued.load(Relaxed),
+        }
+    }
+}
+
+/// The Kafka sink. Cheap to call from any number of threads; see the module documentation.
+pub struct KafkaSink {
+    tx: Sender<Arc<Event>>,
+    counters: Arc<Counters>,
+    closed: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    grace_ms: Arc<AtomicU64>,
+    done: Receiver<()>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl KafkaSink {
+    /// Opens the spool, builds the producer (configuration errors are reported here, before any
+    /// traffic) and starts the pump thread. What an earlier process left in the spool is sent
+    /// first.
+    pub fn start(cfg: KafkaConfig) -> Result<KafkaSink, KafkaSinkError> {
+        let spool = Spool::open(&cfg.spool_dir, cfg.spool_max_bytes)?;
+        let counters = Arc::new(Counters::default());
+        counters.recovered.store(spool.len(), Relaxed);
+        counters.spool_events.store(spool.len(), Relaxed);
+        counters.spool_bytes.store(spool.bytes(), Relaxed);
+        if !spool.is_empty() {
+            tracing::info!(
+                events = spool.len(),
+                bytes = spool.bytes(),
+                path = %spool.path().display(),
+                "kafka sink: sending events spooled by an earlier run"
+            );
+        }
+        let ctx = Ctx::default();
+        let producer = new_producer(&cfg, &ctx)?;
+        let (tx, rx) = crossbeam_channel::bounded(cfg.queue_capacity.max(1));
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let closed = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let grace_ms = Arc::new(AtomicU64::new(DEFAULT_GRACE.as_millis() as u64));
+        let pump = Pump {
+            cfg,
+            rx,
+            ctx,
+            producer,
+            spool,
+            counters: Arc::clone(&counters),
+            closed: Arc::clone(&closed),
+            stop: Arc::clone(&stop),
+            grace_ms: Arc::clone(&grace_ms),
+            offline: false,
+            next_seq: 0,
+            to_spool: Vec::new(),
+            deletes: Vec::new(),
+            drain_in_flight: 0,
+            drain_failed: false,
+            retry_at: Instant::now(),
+            backoff: MIN_BACKOFF,
+        };
+        let thread = std::thread::Builder::new()
+            .name("shadowdiff-kafka".into())
+            .spawn(move || {
+                pump.run();
+                let _ = done_tx.send(());
+            })?;
+        Ok(KafkaSink {
+            tx,
+            counters,
+            closed,
+            stop,
+            grace_ms,
+            done,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub fn stats(&self) -> KafkaStats {
+        self.stats_handle().snapshot()
+    }
+
+    pub fn stats_handle(&self) -> KafkaStatsHandle {
+        KafkaStatsHandle(Arc::clone(&self.counters))
+    }
+
+    /// Enqueues one event without blocking. Returns whether it was accepted (a refusal is
+    /// counted as a drop).
+    pub fn publish(&self, ev: &Arc<Event>) -> bool {
+        let c = &self.counters;
+        c.detected.fetch_add(1, Relaxed);
+        if self.closed.load(Relaxed) {
+            c.dropped_closed.fetch_add(1, Relaxed);
+            return false;
+        }
+        // Count before sending so the pump's decrement can never run first and wrap.
+        c.queued.fetch_add(1, Relaxed);
+        match self.tx.try_send(Arc::clone(ev)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                c.queued.fetch_sub(1, Relaxed);
+                c.dropped_queue_full.fetch_add(1, Relaxed);
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                c.queued.fetch_sub(1, Relaxed);
+                c.dropped_closed.fetch_add(1, Relaxed);
+                false
+            }
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn observe(&self, o: &Observation<'_>) {
+        if let Some(ev) = o.event {
+            self.publish(ev);
+        }
+    }
+
+    /// Stops accepting, hands what is queued to Kafka, waits for acknowledgements for up to
+    /// about 80% of `grace`, then moves whatever is still unacknowledged to the spool (sent by
+    /// the next start). Returns within `grace` plus a little (spool commit, thread join).
+    fn shutdown(&self, grace: Duration) {
+        let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        self.grace_ms
+            .store(grace.as_millis().min(u64::MAX as u128) as u64, Relaxed);
+        self.closed.store(true, Relaxed);
+        self.stop.store(true, Relaxed);
+        match self.done.recv_timeout(grace + Duration::from_secs(5)) {
+            Ok(()) => {
+                let _ = thread.join();
+            }
+            Err(_) => tracing::error!(
+                grace_ms = grace.as_millis() as u64,
+                "kafka sink did not stop in time; leaving its thread behind"
+            ),
+        }
+        let s = self.stats();
+        tracing::info!(
+            delivered = s.delivered,
+            spooled_now = s.spool_events,
+            dropped = s.dropped(),
+            "kafka sink stopped"
+        );
+    }
+}
+
+impl Drop for KafkaSink {
+    fn drop(&mut self) {
+        self.shutdown(DEFAULT_GRACE);
+    }
+}
+
+const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// Events taken from the channel per loop turn.
+const RECV_BATCH: usize = 4096;
+/// How long the pump sleeps when there is nothing to do (delivery reports are served at least
+/// this often).
+const IDLE_WAIT: Duration = Duration::from_millis(5);
+/// One drain batch from the spool: at most this many records / bytes in flight.
+const DRAIN_RECORDS: usize = 10_000;
+const DRAIN_BYTES: usize = 16 << 20;
+/// How long the pump waits for room in librdkafka's queue before spooling an event.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(100);
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Delivery opaque: the event's sequence number, with [`FROM_SPOOL`] set when it was sent from
+/// the spool (then the spool still holds it) rather than directly (then only librdkafka does).
+type Opaque = usize;
+const FROM_SPOOL: usize = 1 << 63;
+
+enum Report {
+    Delivered(Opaque),
+    Failed {
+        opaque: Opaque,
+        key: Vec<u8>,
+        payload: Option<Vec<u8>>,
+        error: KafkaError,
+    },
+}
+
+/// What librdkafka's callbacks record, read by the pump thread.
+#[derive(Default)]
+struct CtxState {
+    reports: Mutex<Vec<Report>>,
+    brokers_down: AtomicBool,
+    fatal: AtomicBool,
+}
+
+/// The producer context. librdkafka calls into it from `poll()` on the pump thread; it only
+/// records. The state is shared so the pump still sees reports served while a producer drops.
+#[derive(Clone, Default)]
+struct Ctx(Arc<CtxState>);
+
+impl ClientContext for Ctx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::AllBrokersDown) => {
+                self.0.brokers_down.store(true, Relaxed);
+                tracing::debug!(error = %error, reason, "kafka: all brokers down");
+            }
+            Some(RDKafkaErrorCode::Fatal) => {
+                self.0.fatal.store(true, Relaxed);
+                tracing::error!(error = %error, reason, "kafka: fatal producer error");
+            }
+            // librdkafka logs these itself (connection failures repeat while a broker is away).
+            _ => tracing::debug!(error = %error, reason, "kafka client error"),
+        }
+    }
+}
+
+impl ProducerContext for Ctx {
+    type DeliveryOpaque = Opaque;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Opaque) {
+        let r = match result {
+            Ok(_) => Report::Delivered(opaque),
+            Err((error, msg)) => Report::Failed {
+                opaque,
+                key: msg.key().map(<[u8]>::to_vec).unwrap_or_default(),
+                // Spooled events are still on disk; only direct ones need their bytes back.
+                payload: (opaque & FROM_SPOOL == 0)
+                    .then(|| msg.payload().map(<[u8]>::to_vec))
+                    .flatten(),
+                error: error.clone(),
+            },
+        };
+        self.0
+            .reports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(r);
+    }
+}
+
+fn new_producer(cfg: &KafkaConfig, ctx: &Ctx) -> Result<BaseProducer<Ctx>, KafkaError> {
+    cfg.client_config().create_with_context(ctx.clone())
+}
+
+/// Kafka refused the message itself: retrying or spooling cannot help.
+fn permanent(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidArgument)
+    )
+}
+
+struct Pump {
+    cfg: KafkaConfig,
+    rx: Receiver<Arc<Event>>,
+    ctx: Ctx,
+    producer: BaseProducer<Ctx>,
+    spool: Spool,
+    counters: Arc<Counters>,
+    closed: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    grace_ms: Arc<AtomicU64>,
+    /// The broker is known unreachable: new events go to the spool, which survives a crash,
+    /// instead of librdkafka's memory. Cleared by the next acknowledgement.
+    offline: bool,
+    /// Every accepted event is numbered in arrival order. An event that fails after later ones
+    /// were spooled is spooled under its own, lower number, so the spool still drains in
+    /// arrival order.
+    next_seq: u64,
+    /// Records to append to the spool at the end of this turn (one transaction).
+    to_spool: Vec<(u64, Vec<u8>, Vec<u8>)>,
+    /// Spool records acknowledged by Kafka, to remove at the end of this turn.
+    deletes: Vec<u64>,
+    drain_in_flight: u64,
+    drain_failed: bool,
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+impl Pump {
+    fn run(mut self) {
+        self.next_seq = self.spool.next_seq();
+        loop {
+            let stopping = self.stop.load(Relaxed);
+            self.check_broker_state();
+            self.producer.poll(Duration::ZERO);
+            self.handle_reports();
+            let disconnected = self.receive(if stopping { None } else { Some(IDLE_WAIT) });
+            self.persist();
+            if stopping || disconnected {
+                break;
+            }
+            self.drain_step();
+        }
+        self.finish();
+    }
+
+    /// Takes a batch from the channel; waits up to `wait` for the first event.
+    fn receive(&mut self, wait: Option<Duration>) -> bool {
+        let mut n = 0;
+        if let Some(wait) = wait {
+            match self.rx.recv_timeout(wait) {
+                Ok(ev) => {
+                    self.accept(&ev);
+                    n += 1;
+                }
+                Err(RecvTimeoutError::Timeout) => return false,
+                Err(RecvTimeoutError::Disconnected) => return true,
+            }
+        }
+        // When stopping, take everything: `closed` is set, so the channel only shrinks.
+        let limit = if wait.is_some() {
+            RECV_BATCH
+        } else {
+            usize::MAX
+        };
+        while n < limit {
+            match self.rx.try_recv() {
+                Ok(ev) => {
+                    self.accept(&ev);
+                    n += 1;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return true,
+            }
+        }
+        false
+    }
+
+    fn accept(&mut self, ev: &Event) {
+        self.counters.queued.fetch_sub(1, Relaxed);
+        let key = ev.endpoint.as_bytes().to_vec();
+        let payload = ev.to_json_line().into_bytes();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        // Keep order: while anything is spooled, newer events queue behind it.
+        if self.offline || !self.spool.is_empty() || !self.to_spool.is_empty() {
+            self.to_spool.push((seq, key, payload));
+            return;
+        }
+        // A full local queue usually means a burst, not an outage: serve delivery reports for
+        // a moment (the bounded channel absorbs meanwhile) before spilling to disk, because
+        // once anything is spooled every later event takes the slower spool path.
+        let deadline = Instant::now() + QUEUE_FULL_WAIT;
+        loop {
+            let rec = BaseRecord::with_opaque_to(&self.cfg.topic, seq as usize)
+                .key(&key)
+                .payload(&payload);
+            let err = self.producer.send(rec).err().map(|(e, _)| e);
+            match err {
+                None => {
+                    self.counters.in_producer.fetch_add(1, Relaxed);
+                    return;
+                }
+                Some(e) if permanent(&e) => {
+                    tracing::error!(error = %e, endpoint = %ev.endpoint, id = %ev.id, "kafka refused event; dropped");
+                    self.counters.dropped_error.fetch_add(1, Relaxed);
+                    return;
+                }
+                Some(e)
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
+                        && Instant::now() < deadline =>
+                {
+                    self.producer.poll(Duration::from_millis(1));
+                    self.handle_reports();
+                    // A failure report may have spooled an earlier event: stay behind it.
+                    if self.offline || !self.to_spool.is_empty() {
+                        self.to_spool.push((seq, key, payload));
+                        return;
+                    }
+                }
+                // Still full (broker slow or down), or another local error: the spool takes it.
+                Some(_) => {
+                    self.to_spool.push((seq, key, payload));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn check_broker_state(&mut self) {
+        if self.ctx.0.fatal.swap(false, Relaxed) {
+            // A fatal error (for example the idempotent producer's state lost by the broker)
+            // makes the producer unusable: hand everything back to the spool and start afresh.
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
+            self.producer.poll(Duration::ZERO);
+            self.handle_reports();
+            match new_producer(&self.cfg, &self.ctx) {
+                Ok(p) => {
+                    let old = std::mem::replace(&mut self.producer, p);
+                    drop(old);
+                    self.handle_reports();
+                    tracing::warn!("kafka producer recreated after a fatal error");
+                }
+                Err(e) => tracing::error!(error = %e, "kafka producer could not be recreated"),
+            }
+            self.offline = true;
+        }
+        if self.ctx.0.brokers_down.swap(false, Relaxed) && !self.offline {
+            self.offline = true;
+            tracing::warn!(
+                brokers = %self.cfg.brokers,
+                "kafka brokers unreachable; spooling events to disk"
+            );
+            // Messages still waiting in librdkafka's memory would be lost by a crash; move them
+            // to the spool now. In-flight ones stay: they may yet be acknowledged.
+            self.producer.purge(PurgeConfig::default().queue());
+        }
+    }
+
+    fn handle_reports(&mut self) {
+        let reports =
+            std::mem::take(&mut *self.ctx.0.reports.lock().unwrap_or_else(|p| p.into_inner()));
+        let c = &self.counters;
+        for r in reports {
+            match r {
+                Report::Delivered(opaque) => {
+                    c.delivered.fetch_add(1, Relaxed);
+                    if self.offline {
+                        self.offline = false;
+                        tracing::info!(
+                            spool_events = self.spool.len(),
+                            "kafka reachable again; draining the spool"
+                        );
+                    }
+                    if opaque & FROM_SPOOL == 0 {
+                        c.in_producer.fetch_sub(1, Relaxed);
+                    } else {
+                        self.deletes.push((opaque & !FROM_SPOOL) as u64);
+                        self.drain_in_flight -= 1;
+                    }
+                }
+                Report::Failed {
+                    opaque,
+                    key,
+                    payload,
+                    error,
+                } => {
+                    c.failed.fetch_add(1, Relaxed);
+                    let seq = (opaque & !FROM_SPOOL) as u64;
+                    if opaque & FROM_SPOOL == 0 {
+                        c.in_producer.fetch_sub(1, Relaxed);
+                        match payload {
+                            Some(p) if !permanent(&error) => self.to_spool.push((seq, key, p)),
+                            _ => {
+                                tracing::error!(error = %error, "kafka refused event; dropped");
+                                c.dropped_error.fetch_add(1, Relaxed);
+                            }
+                        }
+                    } else {
+                        self.drain_in_flight -= 1;
+                        if permanent(&error) {
+                            tracing::error!(error = %error, "kafka refused spooled event; dropped");
+                            c.dropped_error.fetch_add(1, Relaxed);
+                            self.deletes.push(seq);
+                        } else {
+                            self.drain_failed = true;
+                        }
+                    }
+                    tracing::debug!(
+                        error = %error,
+                        from_spool = opaque & FROM_SPOOL != 0,
+                        "kafka delivery failed"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Commits this turn's spool appends and removals.
+    fn persist(&mut self) {
+        let c = &self.counters;
+        if !self.to_spool.is_empty() {
+            let n = self.to_spool.len() as u64;
+            match self.spool.append(&self.to_spool) {
+                Ok(a) => {
+                    c.spooled.fetch_add(a.stored, Relaxed);
+                    c.dropped_spool_full.fetch_add(a.refused, Relaxed);
+                    if a.refused > 0 {
+                        tracing::warn!(
+                            refused = a.refused,
+                            spool_bytes = self.spool.bytes(),
+                            "kafka spool full; events dropped"
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, events = n, "kafka spool write failed; events dropped");
+                    c.dropped_error.fetch_add(n, Relaxed);
+                }
+            }
+            self.to_spool.clear();
+        }
+        if !self.deletes.is_empty() {
+            match self.spool.remove(&self.deletes) {
+                Ok(()) => self.deletes.clear(),
+                // Kept for the next turn; at worst the records are sent again after a restart.
+                Err(e) => tracing::error!(error = %e, "kafka spool removal failed"),
+            }
+        }
+        c.spool_events.store(self.spool.len(), Relaxed);
+        c.spool_bytes.store(self.spool.bytes(), Relaxed);
+    }
+
+    /// Sends the spool's head, one batch at a time: the next batch starts when every record of
+    /// the previous one is acknowledged (and removed) or failed (then retried, with backoff).
+    fn drain_step(&mut self) {
+        // Direct sends still unresolved may yet fail into the spool ahead of its head: wait.
+        if self.drain_in_flight > 0
+            || !self.deletes.is_empty()
+            || self.counters.in_producer.load(Relaxed) > 0
+        {
+            return;
+        }
+        if self.drain_failed {
+            self.drain_failed = false;
+            self.retry_at = Instant::now() + self.backoff;
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            return;
+        }
+        if self.spool.is_empty() || Instant::now() < self.retry_at {
+            if self.spool.is_empty() {
+                self.backoff = MIN_BACKOFF;
+            }
+            return;
+        }
+        let head = match self.spool.head(DRAIN_RECORDS, DRAIN_BYTES) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "kafka spool read failed");
+                self.retry_at = Instant::now() + MAX_BACKOFF;
+                return;
+            }
+        };
+        for e in &head {
+            let rec = BaseRecord::with_opaque_to(&self.cfg.topic, e.seq as usize | FROM_SPOOL)
+                .key(&e.key)
+                .payload(&e.payload);
+            match self.producer.send(rec).err().map(|(e, _)| e) {
+                None => self.drain_in_flight += 1,
+                Some(err) if permanent(&err) => {
+                    tracing::error!(error = %err, "kafka refused spooled event; dropped");
+                    self.counters.dropped_error.fetch_add(1, Relaxed);
+                    self.deletes.push(e.seq);
+                }
+                // Local queue full: the rest waits for the next batch.
+                Some(_) => break,
+            }
+        }
+        if self.drain_in_flight == 0 && self.deletes.is_empty() {
+            self.retry_at = Instant::now() + self.backoff;
+        } else {
+            self.backoff = MIN_BACKOFF;
+        }
+    }
+
+    fn outstanding(&self) -> bool {
+        self.counters.in_producer.load(Relaxed) > 0 || self.drain_in_flight > 0
+    }
+
+    /// Shutdown: wait for acknowledgements within the grace period, then spool the rest.
+    fn finish(mut self) {
+        self.closed.store(true, Relaxed);
+        let grace = Duration::from_millis(self.grace_ms.load(Relaxed));
+        let start = Instant::now();
+        let deadline = start + grace.mul_f64(0.8);
+        // Events that raced with `closed` are still taken.
+        self.receive(None);
+        self.persist();
+        while self.outstanding() && Instant::now() < deadline {
+            self.producer.poll(Duration::from_millis(10));
+            self.handle_reports();
+            self.persist();
+        }
+        if self.outstanding() {
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
+            let hard = Instant::now() + Duration::from_secs(1);
+            while self.outstanding() && Instant::now() < hard {
+                self.producer.poll(Duration::from_millis(10));
+                self.handle_reports();
+            }
+        }
+        self.receive(None);
+        self.persist();
+        tracing::info!(
+            spool_events = self.spool.len(),
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "kafka sink flushed"
+        );
+    }
+}
+
+/// Synthetic events for the Kafka tests, the feeder example and the benchmark (the proxy is
+/// not needed to exercise the sink).
+#[doc(hidden)]
+pub mod testing {
+    use crate::compare::{DiffKind, Difference, VerdictKind};
+    use crate::event::{Event, EventRequest, EventResponse, SCHEMA};
+    use serde_json::{Value, json};
+    use std::collections::BTreeMap;
+
+    /// A mismatch event whose serialised form is about `body_bytes` + 700 bytes.
+    pub fn sample_event(id: &str, endpoint: &str, body_bytes: usize) -> Event {
+        let body =
+            |price: f64| json!({"id": 42, "price": price, "note": "x".repeat(body_bytes / 2)});
+        let resp = |price: f64, latency_us: u64| EventResponse {
+            status: Some(200),
+            latency_us: Some(latency_us),
+            headers: BTreeMap::from([("content-type".into(), "application/json".into())]),
+            body: body(price),
+            error: None,
+        };
+        Event {
+            schema: SCHEMA.into(),
+            id: id.into(),
+            ts: "2026-01-01T00:00:00.000Z".into(),
+            source: "proxy".into(),
+            instance: "test-instance".into(),
+            endpoint: endpoint.into(),
+            request: EventRequest {
+                method: "GET".into(),
+                path: "/orders/42".into(),
+                query: None,
+                headers: BTreeMap::new(),
+                body: Value::Null,
+            },
+            primary: resp(9.99, 1830),
+            candidate: Some(resp(10.99, 2410)),
+            secondary: None,
+            verdict: VerdictKind::Mismatch,
+            skip_reason: None,
+            differences: vec![Difference {
+                path: "/price".into(),
+                field: "/price".into(),
+                kind: DiffKind::Value,
+                primary: json!(9.99),
+                candidate: json!(10.99),
+                noise: false,
+                detail: None,
+            }],
+            signature: Some("3f2a9c1e".into()),
+            notes: Vec::new(),
+            truncated: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::sample_event;
+    use super::*;
+
+    fn unreachable_config(spool: &std::path::Path) -> KafkaConfig {
+        // A port nobody listens on: the broker is down from the start.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        KafkaConfig {
+            brokers: format!("127.0.0.1:{port}"),
+            spool_dir: spool.to_path_buf(),
+            delivery_timeout: Duration::from_secs(2),
+            ..KafkaConfig::default()
+        }
+    }
+
+    fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !f() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
+    #[test]
+    fn without_a_broker_everything_is_spooled_and_recovered_by_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = unreachable_config(dir.path());
+        let sink = KafkaSink::start(cfg.clone()).unwrap();
+        for n in 0..50 {
+            sink.publish(&Arc::new(sample_event(&format!("e{n}"), "GET /a", 100)));
+        }
+        assert!(
+            wait_until(20, || {
+                let s = sink.stats();
+                s.queued == 0 && s.in_producer == 0 && s.spool_events == 50
+            }),
+            "{:?}",
+            sink.stats()
+        );
+        sink.shutdown(Duration::from_millis(500));
+        let s = sink.stats();
+        assert_eq!(
+            (s.detected, s.spooled, s.delivered, s.dropped()),
+            (50, 50, 0, 0)
+        );
+        assert!(s.balanced(), "{s:?}");
+        drop(sink);
+
+        let again = KafkaSink::start(cfg).unwrap();
+        let s = again.stats();
+        assert_eq!((s.recovered, s.spool_events), (50, 50), "{s:?}");
+        assert!(s.balanced(), "{s:?}");
+        // Still no broker: shutdown gives up on the drain batch and the spool keeps it all.
+        again.shutdown(Duration::from_millis(200));
+        let s = again.stats();
+        assert_eq!((s.spool_events, s.delivered), (50, 0), "{s:?}");
+        assert!(s.balanced(), "{s:?}");
+    }
+
+    #[test]
+    fn after_shutdown_events_are_counted_as_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = KafkaSink::start(unreachable_config(dir.path())).unwrap();
+        sink.shutdown(Duration::from_millis(100));
+        assert!(!sink.publish(&Arc::new(sample_event("late", "GET /a", 10))));
+        let s = sink.stats();
+        assert_eq!((s.detected, s.dropped_closed), (1, 1));
+        assert!(s.balanced(), "{s:?}");
+    }
+
+    #[test]
+    fn options_override_our_settings_and_bad_ones_fail_at_start() {
+        let mut cfg = KafkaConfig::default();
+        cfg.options.insert("acks".into(), "1".into());
+        assert_eq!(cfg.client_config().get("acks"), Some("1"));
+        assert_eq!(cfg.client_config().get("enable.idempotence"), Some("true"));
+        let dir = tempfile::tempdir().unwrap();
+        cfg.spool_dir = dir.path().to_path_buf();
+        cfg.options.insert("no.such.setting".into(), "x".into());
+        let err = KafkaSink::start(cfg).unwrap_err();
+        assert!(err.to_string().contains("no.such.setting"), "{err}");
+    }
+
+    #[test]
+    fn a_sample_event_is_about_two_kilobytes_when_asked() {
+        let n = sample_event("x", "GET /a", 1300).to_json_line().len();
+        assert!((1800..2400).contains(&n), "{n}");
+    }
+}

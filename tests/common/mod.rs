@@ -1,0 +1,282 @@
+//! Helpers for the proxy tests: real backends on 127.0.0.1 port 0 that record what they
+//! receive, a counting sink that tests can wait on, and HTTP/1.1 and h2c clients.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use shadowdiff::compare::{SkipReason, VerdictKind};
+use shadowdiff::config::{ProxyConfig, Upstream};
+use shadowdiff::ingest::proxy::{self, ProxyHandle};
+use shadowdiff::sink::{Observation, Sink};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed()
+}
+
+/// A request as a backend received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub uri: String,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+type Handler =
+    Arc<dyn Fn(Recorded) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync>;
+
+/// A real HTTP server (HTTP/1.1 and h2c) recording every request it receives.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub received: tokio::sync::Mutex<mpsc::UnboundedReceiver<Recorded>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Backend {
+    pub fn upstream(&self) -> Upstream {
+        Upstream::parse(&format!("http://{}", self.addr)).unwrap()
+    }
+
+    /// The next recorded request (waits up to 10 s).
+    pub async fn next(&self) -> Recorded {
+        tokio::time::timeout(Duration::from_secs(10), self.received.lock().await.recv())
+            .await
+            .expect("backend received nothing within 10 s")
+            .expect("backend gone")
+    }
+}
+
+pub async fn backend<F, Fut>(f: F) -> Backend
+where
+    F: Fn(Recorded) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let handler: Handler = Arc::new(move |r| Box::pin(f(r)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = listener.accept().await else {
+                return;
+            };
+            let (handler, tx) = (handler.clone(), tx.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let (handler, tx) = (handler.clone(), tx.clone());
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let rec = Recorded {
+                            method: parts.method.to_string(),
+                            uri: parts.uri.to_string(),
+                            headers: parts.headers,
+                            body,
+                        };
+                        let _ = tx.send(rec.clone());
+                        Ok::<_, Infallible>(handler(rec).await)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    Backend {
+        addr,
+        received: tokio::sync::Mutex::new(rx),
+        task,
+    }
+}
+
+/// A backend answering every request with `200` and `body` as JSON.
+pub async fn json_backend(body: &'static str) -> Backend {
+    backend(move |_| async move {
+        Response::builder()
+            .header("content-type", "application/json")
+            .body(full(body))
+            .unwrap()
+    })
+    .await
+}
+
+/// One observation as the test sink saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub endpoint: String,
+    pub kind: VerdictKind,
+    pub skip: Option<SkipReason>,
+    pub has_event: bool,
+    pub notes: Vec<String>,
+}
+
+/// Records observations; tests wait on the count (no sleeps).
+pub struct TestSink {
+    seen: Mutex<Vec<Seen>>,
+    count: watch::Sender<usize>,
+}
+
+impl TestSink {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            seen: Mutex::new(Vec::new()),
+            count: watch::channel(0).0,
+        })
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn count_kind(&self, k: VerdictKind) -> usize {
+        self.seen().iter().filter(|s| s.kind == k).count()
+    }
+
+    pub fn count_skip(&self, r: SkipReason) -> usize {
+        self.seen().iter().filter(|s| s.skip == Some(r)).count()
+    }
+
+    /// Waits (up to 15 s) until at least `n` observations arrived.
+    pub async fn wait_for(&self, n: usize) -> Vec<Seen> {
+        let mut rx = self.count.subscribe();
+        tokio::time::timeout(Duration::from_secs(15), rx.wait_for(|c| *c >= n))
+            .await
+            .unwrap_or_else(|_| panic!("fewer than {n} observations: {:#?}", self.seen()))
+            .unwrap();
+        self.seen()
+    }
+}
+
+impl Sink for TestSink {
+    fn observe(&self, o: &Observation<'_>) {
+        self.seen.lock().unwrap().push(Seen {
+            endpoint: o.endpoint.to_string(),
+            kind: o.verdict.kind,
+            skip: o.verdict.skip_reason,
+            has_event: o.event.is_some(),
+            notes: o.verdict.notes.clone(),
+        });
+        self.count.send_modify(|c| *c += 1);
+    }
+}
+
+/// A proxy config for these backends, listening on 127.0.0.1 port 0.
+pub fn config(primary: &Backend, candidate: Upstream) -> ProxyConfig {
+    let mut c = ProxyConfig::new(primary.upstream(), candidate);
+    c.file.listen = "127.0.0.1:0".parse().unwrap();
+    c.file.shutdown_grace = Duration::from_secs(10);
+    c
+}
+
+pub struct Running {
+    pub handle: ProxyHandle,
+    pub addr: SocketAddr,
+    pub stop: Option<oneshot::Sender<()>>,
+}
+
+impl Running {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.handle.join())
+            .await
+            .expect("proxy did not stop within 30 s")
+            .unwrap();
+    }
+}
+
+pub async fn start(cfg: ProxyConfig, sink: Arc<dyn Sink>) -> Running {
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = proxy::start(cfg, sink, async move {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    Running {
+        addr: handle.local_addr(),
+        handle,
+        stop: Some(tx),
+    }
+}
+
+pub fn h1_client() -> Client<HttpConnector, Body> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub fn h2c_client() -> Client<HttpConnector, Body> {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+/// Sends a request and reads the whole answer.
+pub async fn send(
+    client: &Client<HttpConnector, Body>,
+    req: Request<Body>,
+) -> (http::response::Parts, Bytes) {
+    let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req))
+        .await
+        .expect("no response within 20 s")
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (parts, body)
+}
+
+pub async fn get(
+    client: &Client<HttpConnector, Body>,
+    url: &str,
+) -> (http::response::Parts, Bytes) {
+    send(client, Request::get(url).body(full("")).unwrap()).await
+}
+
+/// A port nothing listens on (bound, then released).
+pub fn closed_port() -> Upstream {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    Upstream::parse(&format!("http://{addr}")).unwrap()
+}
+
+/// Polls `cond` until true or the deadline (for state that has no notification).
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
