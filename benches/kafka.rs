@@ -59,6 +59,7 @@ fn observe(c: &mut Criterion) {
                         primary_latency: None,
                         candidate_latency: None,
                         secondary_latency: None,
+                        send_skew: None,
                         event: Some(&ev),
                     }));
                 }

@@ -56,6 +56,7 @@ fn bench(c: &mut Criterion) {
                 primary_latency: Some(Duration::from_micros(800 + (i as u64 % 5000))),
                 candidate_latency: Some(Duration::from_micros(900 + (i as u64 % 3000))),
                 secondary_latency: None,
+                send_skew: None,
                 event: None,
             };
             stats.observe(black_box(&o));
@@ -104,6 +105,7 @@ fn bench(c: &mut Criterion) {
         signature: mm.signature.clone(),
         notes: vec![],
         truncated: false,
+        sends: None,
     });
     g.bench_function("observe_mismatch_with_event", |b| {
         b.iter(|| {
@@ -115,6 +117,7 @@ fn bench(c: &mut Criterion) {
                 primary_latency: Some(Duration::from_micros(1000)),
                 candidate_latency: Some(Duration::from_micros(1200)),
                 secondary_latency: None,
+                send_skew: None,
                 event: Some(&ev),
             };
             stats.observe(black_box(&o));

@@ -33,6 +33,10 @@ pub struct Event {
     pub notes: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// When the shadow requests left relative to the primary's, and the skew between the three
+    /// sends (an addition to DESIGN.md's schema; absent when the source did not send).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sends: Option<crate::exchange::SendOffsets>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -244,6 +248,7 @@ impl Event {
             signature: v.signature.clone(),
             notes: v.notes.clone(),
             truncated: v.truncated,
+            sends: ex.sends,
         }
     }
 
@@ -326,6 +331,7 @@ mod tests {
             primary: resp(p, "sid=one"),
             candidate: Ok(resp(c, "sid=two")),
             secondary: None,
+            sends: None,
         }
     }
 

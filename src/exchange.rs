@@ -76,6 +76,53 @@ pub struct Exchange {
     pub primary: Response,
     pub candidate: Outcome,
     pub secondary: Option<Outcome>,
+    /// When the shadow requests left, relative to the primary's; `None` when the source does
+    /// not send (diff, capture of a past exchange).
+    pub sends: Option<SendOffsets>,
+}
+
+/// When the candidate and secondary requests were sent, in µs after the primary request
+/// (negative: before it). Noise cancellation assumes the three saw the same moment: a large
+/// skew turns timing-dependent fields into differences the secondary cannot explain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SendOffsets {
+    pub candidate_us: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary_us: Option<i64>,
+    /// Time between the earliest and the latest of the three sends (the primary's included).
+    pub skew_us: u64,
+}
+
+impl SendOffsets {
+    /// From the send instants of the three requests.
+    pub fn new(
+        primary: std::time::Instant,
+        candidate: std::time::Instant,
+        secondary: Option<std::time::Instant>,
+    ) -> Self {
+        let off = |t: std::time::Instant| -> i64 {
+            let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+            if t >= primary {
+                us(t - primary)
+            } else {
+                -us(primary - t)
+            }
+        };
+        let candidate_us = off(candidate);
+        let secondary_us = secondary.map(off);
+        let all = [Some(0), Some(candidate_us), secondary_us];
+        let hi = all.iter().flatten().max().copied().unwrap_or(0);
+        let lo = all.iter().flatten().min().copied().unwrap_or(0);
+        Self {
+            candidate_us,
+            secondary_us,
+            skew_us: hi.abs_diff(lo),
+        }
+    }
+
+    pub fn skew(&self) -> Duration {
+        Duration::from_micros(self.skew_us)
+    }
 }
 
 /// Why a body could not be decoded for comparison.

@@ -42,6 +42,7 @@ fn feed(sink: &dyn Sink, prefix: &str, range: std::ops::Range<u64>, endpoints: u
             primary_latency: None,
             candidate_latency: None,
             secondary_latency: None,
+            send_skew: None,
             event: Some(&ev),
         });
         ids.push(id);

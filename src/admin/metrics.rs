@@ -174,6 +174,31 @@ pub fn render(stats: &Stats, window: Window, sources: &[Arc<dyn MetricsSource>])
         );
     }
 
+    let (skew, skew_n, skew_sum) = stats.send_skew().cumulative();
+    header(
+        &mut out,
+        "shadowdiff_shadow_send_skew_seconds",
+        "histogram",
+        "Time between the earliest and latest of the primary, candidate and secondary sends of an exchange.",
+    );
+    for (le, n) in skew {
+        let _ = writeln!(
+            out,
+            "shadowdiff_shadow_send_skew_seconds_bucket{{le=\"{}\"}} {n}",
+            value(le as f64 / 1e6)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "shadowdiff_shadow_send_skew_seconds_bucket{{le=\"+Inf\"}} {skew_n}"
+    );
+    let _ = writeln!(
+        out,
+        "shadowdiff_shadow_send_skew_seconds_sum {}",
+        value(skew_sum as f64 / 1e6)
+    );
+    let _ = writeln!(out, "shadowdiff_shadow_send_skew_seconds_count {skew_n}");
+
     header(
         &mut out,
         "shadowdiff_upstream_latency_seconds",

@@ -74,14 +74,15 @@ impl Default for NoiseConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldStatus {
-    /// Fewer than `min_samples` exchanges with a secondary answer so far.
+    /// Fewer than `min_samples` exchanges with a secondary answer so far (and not `Real`).
     Collecting,
     /// Differs between the legacy instances about as often as for the candidate: noise.
     Noisy,
     /// The candidate differs notably more often than the legacy instances do: a real change,
-    /// reported even on exchanges where the secondary happened to differ too.
+    /// reported even on exchanges where the secondary happened to differ too. Decided on the
+    /// running counts, from the first exchange.
     Real,
-    /// The legacy instances agree on it (too rarely differ to call it noise).
+    /// The legacy instances rarely differ on it, and the candidate no more often than they do.
     Stable,
 }
 
@@ -127,9 +128,11 @@ pub struct EndpointNoise {
 ///   primary and secondary differ on it in at least `absolute` of them, and the candidate differs
 ///   on it at most `(1 + relative)` × as often as the secondary does. Candidate differences on a
 ///   noisy field are marked `noise` even in exchanges where the secondary happened to agree;
-/// - a field is **real** when, after `min_samples`, the candidate differs on it more often than
-///   that bound: per-exchange noise marks on it are withdrawn, so a sometimes-noisy field that the
-///   candidate always changes is reported on every exchange.
+/// - a field is **real** when the candidate differs on it more often than that bound — judged on
+///   the running counts, without waiting for `min_samples`: per-exchange noise marks on it are
+///   withdrawn, so a sometimes-noisy field that the candidate always changes is reported on
+///   every exchange (an exchange is reported as soon as the counts say so; only while the very
+///   first exchanges of a field are all noisy can its mark stand).
 ///
 /// Diffy's thresholds (relative 20%, absolute 0.03% of requests) were the starting point; the
 /// absolute floor here is 1% because a field seen noisy in 3 of 10,000 exchanges is better
@@ -153,20 +156,29 @@ impl NoiseModel {
     }
 
     fn status_of(&self, ep: &EndpointCounts, f: Option<&FieldCounts>) -> FieldStatus {
+        let Some(f) = f else {
+            return if ep.exchanges < self.cfg.min_samples {
+                FieldStatus::Collecting
+            } else {
+                FieldStatus::Stable
+            };
+        };
+        // Asymmetric on purpose. Calling a field noise can hide a regression, so it waits for
+        // `min_samples`; calling it real can only report too much, so it needs no more than the
+        // running counts: the candidate differing on it more than (1 + relative) × as often as
+        // the secondary does. That keeps a sometimes-noisy field which the candidate always
+        // changes reported from its first exchanges on, not only after the learning phase.
+        if f.raw as f64 > f.noise as f64 * (1.0 + self.cfg.relative) {
+            return FieldStatus::Real;
+        }
         if ep.exchanges < self.cfg.min_samples {
             return FieldStatus::Collecting;
         }
-        let Some(f) = f else {
-            return FieldStatus::Stable;
-        };
         let n = ep.exchanges as f64;
-        if (f.noise as f64) < self.cfg.absolute * n || f.noise == 0 {
-            return FieldStatus::Stable;
-        }
-        if f.raw as f64 <= f.noise as f64 * (1.0 + self.cfg.relative) {
-            FieldStatus::Noisy
+        if f.noise == 0 || (f.noise as f64) < self.cfg.absolute * n {
+            FieldStatus::Stable
         } else {
-            FieldStatus::Real
+            FieldStatus::Noisy
         }
     }
 
@@ -502,26 +514,35 @@ mod tests {
 
     #[test]
     fn a_sometimes_noisy_field_always_changed_by_the_candidate_stays_reported() {
-        let m = NoiseModel::new(cfg());
-        let mut reported = 0;
-        for i in 0..100 {
-            // Secondary differs on /price in 3 of 10 exchanges; the candidate changed it always.
-            let sec = if i % 10 < 3 {
-                vec![d("/price", DiffKind::Value)]
-            } else {
-                vec![]
-            };
-            let mut v = verdict(vec![d("/price", DiffKind::Value)], sec);
-            m.apply("GET /p", &mut v);
-            if v.kind == VerdictKind::Mismatch {
-                reported += 1;
+        // Secondary differs on /price in 3 of 10 exchanges; the candidate changed it always.
+        // `noisy_at`: which exchanges of each ten the secondary differs in.
+        for (noisy_at, want_reported) in [
+            // Not at the very start: the running counts call the field real before its first
+            // noisy exchange, even inside the learning phase, so every exchange is reported.
+            ([3, 6, 9], 100),
+            // The first three exchanges are all noisy: nothing yet tells the field apart from
+            // noise, so those three stand as noise; from the fourth on, it is real.
+            ([0, 1, 2], 97),
+        ] {
+            let m = NoiseModel::new(cfg());
+            let mut reported = 0;
+            for i in 0..100 {
+                let sec = if noisy_at.contains(&(i % 10)) {
+                    vec![d("/price", DiffKind::Value)]
+                } else {
+                    vec![]
+                };
+                let mut v = verdict(vec![d("/price", DiffKind::Value)], sec);
+                m.apply("GET /p", &mut v);
+                if v.kind == VerdictKind::Mismatch {
+                    reported += 1;
+                }
             }
+            assert_eq!(reported, want_reported, "noisy at {noisy_at:?}");
+            let snap = m.snapshot();
+            assert_eq!(snap[0].fields[0].status, FieldStatus::Real);
+            assert_eq!((snap[0].fields[0].raw, snap[0].fields[0].noise), (100, 30));
         }
-        // Before min_samples (10 exchanges) the 3 noisy ones were marked noise; after, none is.
-        assert_eq!(reported, 97);
-        let snap = m.snapshot();
-        assert_eq!(snap[0].fields[0].status, FieldStatus::Real);
-        assert_eq!((snap[0].fields[0].raw, snap[0].fields[0].noise), (100, 30));
     }
 
     #[test]

@@ -913,6 +913,7 @@ fn exchange_with(candidate: exchange::Outcome) -> Exchange {
         primary: resp(200, &[], "{}"),
         candidate,
         secondary: None,
+        sends: None,
     }
 }
 

@@ -87,6 +87,7 @@ pub struct Config {
     pub log: LogConfig,
     pub stats: StatsConfig,
     pub gate: GateConfig,
+    pub noise: NoiseSection,
 }
 
 impl Default for Config {
@@ -109,6 +110,7 @@ impl Default for Config {
             log: LogConfig::default(),
             stats: StatsConfig::default(),
             gate: GateConfig::default(),
+            noise: NoiseSection::default(),
         }
     }
 }
@@ -417,6 +419,47 @@ impl Default for StatsConfig {
     }
 }
 
+/// `noise:` — when a field counts as learned noise (only with a `secondary`; see
+/// [`crate::compare::noise::NoiseModel`] for the rule). An addition to DESIGN.md's file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NoiseSection {
+    /// Exchanges with a secondary answer, per endpoint, before a field may be called noisy.
+    /// Default `30`.
+    pub min_samples: u64,
+    /// Primary and secondary must differ on a field in at least this fraction of exchanges for
+    /// it to be noise. Default `1%`.
+    #[serde(deserialize_with = "de::rate")]
+    pub absolute: f64,
+    /// The candidate may differ on a noisy field at most (1 + this) × as often as the secondary
+    /// does; more often, the field is real. Default `20%`.
+    #[serde(deserialize_with = "de::rate")]
+    pub relative: f64,
+}
+
+impl Default for NoiseSection {
+    fn default() -> Self {
+        let d = crate::compare::noise::NoiseConfig::default();
+        Self {
+            min_samples: d.min_samples,
+            absolute: d.absolute,
+            relative: d.relative,
+        }
+    }
+}
+
+impl NoiseSection {
+    pub fn model_config(&self, max_endpoints: usize) -> crate::compare::noise::NoiseConfig {
+        crate::compare::noise::NoiseConfig {
+            min_samples: self.min_samples,
+            absolute: self.absolute,
+            relative: self.relative,
+            max_endpoints: max_endpoints.max(1),
+            ..Default::default()
+        }
+    }
+}
+
 /// `gate:` — defaults of the release gate, read by the gate.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -464,6 +507,7 @@ const SECTIONS: &[(&[&str], Check, &[&str])] = &[
         check::<Config>,
         &[
             "shadow", "compare", "grouping", "publish", "sinks", "redact", "log", "stats", "gate",
+            "noise",
         ],
     ),
     (&["shadow"], check::<ShadowConfig>, &["circuit"]),
@@ -478,6 +522,7 @@ const SECTIONS: &[(&[&str], Check, &[&str])] = &[
     (&["log"], check::<LogConfig>, &[]),
     (&["stats"], check::<StatsConfig>, &[]),
     (&["gate"], check::<GateConfig>, &[]),
+    (&["noise"], check::<NoiseSection>, &[]),
 ];
 
 fn lookup<'v>(doc: &'v Yaml, path: &[&str]) -> Option<&'v Yaml> {
@@ -715,7 +760,9 @@ impl Config {
             candidate,
             rules: Arc::new(rules),
             instance,
-            noise: Arc::default(),
+            noise: Arc::new(crate::compare::noise::NoiseModel::new(
+                self.noise.model_config(self.grouping.max_endpoints),
+            )),
             file: self,
         })
     }

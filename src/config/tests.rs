@@ -54,6 +54,7 @@ fn empty_file_means_defaults() {
     assert_eq!(c.grouping.max_endpoints, 200);
     assert_eq!(c.shutdown_grace, Duration::from_secs(10));
     assert_eq!(c.gate.min_samples, 500);
+    assert_eq!(c.noise.min_samples, 30);
 }
 
 #[test]
@@ -75,9 +76,15 @@ gate:
   max_divergence: 1%
   endpoints:
     "GET /x": {max_divergence: 0.05}
+noise: {min_samples: 100, absolute: 2%, relative: 0.5}
 "#,
     )
     .unwrap();
+    let n = c.noise.model_config(7);
+    assert_eq!(
+        (n.min_samples, n.absolute, n.relative, n.max_endpoints),
+        (100, 0.02, 0.5, 7)
+    );
     assert_eq!(c.shadow.routes.len(), 2);
     assert!(!c.shadow.routes[1].mirror);
     assert_eq!(c.shadow.host, HostPolicy::Original);
@@ -159,4 +166,14 @@ fn upstream_urls() {
     assert!(Upstream::parse("http://x/prefix").is_err());
     let u = Upstream::parse("http://h:9").unwrap();
     assert_eq!(u.join("/a?b=1").unwrap().to_string(), "http://h:9/a?b=1");
+}
+
+#[test]
+fn a_bad_noise_section_names_its_line() {
+    let errs =
+        parse("secondary: http://127.0.0.1:1\nnoise:\n  min_samples: many\n  absolute: 150%\n")
+            .unwrap_err()
+            .0;
+    let lines: Vec<Option<usize>> = errs.iter().map(|p| p.line).collect();
+    assert_eq!(lines, vec![Some(3), Some(4)], "{errs:?}");
 }

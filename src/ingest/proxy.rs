@@ -17,7 +17,7 @@ use super::workers::{self, Job, Pool};
 use crate::compare::{Comparator, CompareOptions, SkipReason};
 use crate::config::{HostPolicy, ProxyConfig, Upstream};
 use crate::event::Redaction;
-use crate::exchange::{self, Exchange, Outcome, Side, UpstreamError};
+use crate::exchange::{self, Exchange, Outcome, SendOffsets, Side, UpstreamError};
 use crate::sink::Sink;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -387,6 +387,8 @@ struct PrimaryCopy {
     status: u16,
     headers: HeaderMap,
     body: oneshot::Receiver<Captured>,
+    /// When the request was handed to the primary's client (for the send skew).
+    sent: Instant,
 }
 
 async fn handle(
@@ -453,6 +455,7 @@ async fn handle(
     head.uri = uri;
     // The upstream connection is HTTP/1.1 whatever the client spoke.
     head.version = Version::HTTP_11;
+    let primary_sent = Instant::now();
     let resp = match inner
         .primary
         .request(Request::from_parts(head, req_body))
@@ -476,6 +479,7 @@ async fn handle(
                 status: parts.status.as_u16(),
                 headers: parts.headers.clone(),
                 body: rx,
+                sent: primary_sent,
             });
             tee
         }
@@ -557,13 +561,19 @@ async fn shadow(inner: &Arc<Inner>, mut job: ShadowJob, probe: &mut ProbeGuard) 
         Ok(Err(CaptureError::Aborted(_))) | Err(_) => return,
     };
     let cfg = &inner.cfg;
+    // Candidate and secondary go out together: sending one after the other would itself create
+    // time-dependent differences that the secondary could not cancel.
     let cand = send_shadow(inner, &cfg.candidate, &job, body.clone());
-    let (cand, sec) = match &cfg.file.secondary {
+    let ((cand_sent, cand), sec) = match &cfg.file.secondary {
         Some(s) => {
             let (c, s) = tokio::join!(cand, send_shadow(inner, s, &job, body.clone()));
             (c, Some(s))
         }
         None => (cand.await, None),
+    };
+    let (sec_sent, sec) = match sec {
+        Some((t, r)) => (Some(t), Some(r)),
+        None => (None, None),
     };
     let healthy = matches!(&cand, Ok(Ok(r)) if r.status < 500);
     if !matches!(cand, Err(TooLarge)) {
@@ -618,6 +628,7 @@ async fn shadow(inner: &Arc<Inner>, mut job: ShadowJob, probe: &mut ProbeGuard) 
         },
         candidate,
         secondary,
+        sends: Some(SendOffsets::new(primary.sent, cand_sent, sec_sent)),
     };
     match inner.pool.try_submit(Job::Compare(Box::new(ex))) {
         Ok(()) => {
@@ -635,7 +646,7 @@ async fn send_shadow(
     up: &Upstream,
     job: &ShadowJob,
     body: Bytes,
-) -> Result<Outcome, TooLarge> {
+) -> (Instant, Result<Outcome, TooLarge>) {
     let s = &inner.cfg.file.shadow;
     let mut h = job.headers.clone();
     for n in &s.strip_headers {
@@ -654,7 +665,9 @@ async fn send_shadow(
     }
     let uri = match up.join(&job.path_and_query) {
         Ok(u) => u,
-        Err(e) => return Ok(Err(UpstreamError::Other(e.to_string()))),
+        Err(e) => {
+            return (Instant::now(), Ok(Err(UpstreamError::Other(e.to_string()))));
+        }
     };
     let mut req = Request::new(Full::new(body));
     *req.method_mut() = job.method.clone();
@@ -678,12 +691,13 @@ async fn send_shadow(
             latency: started.elapsed(),
         }))
     };
-    match tokio::time::timeout(s.timeout, work).await {
+    let outcome = match tokio::time::timeout(s.timeout, work).await {
         Err(_) => Ok(Err(UpstreamError::Timeout(s.timeout))),
         Ok(Ok(Some(r))) => Ok(Ok(r)),
         Ok(Ok(None)) => Err(TooLarge),
         Ok(Err(e)) => Ok(Err(e)),
-    }
+    };
+    (started, outcome)
 }
 
 /// Names a transport failure: refused, reset, or other — from the error's source chain.

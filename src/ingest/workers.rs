@@ -118,6 +118,7 @@ fn run(rx: &Mutex<Receiver<Job>>, ctx: &Context) {
                     primary_latency,
                     candidate_latency: None,
                     secondary_latency: None,
+                    send_skew: None,
                     event: None,
                 });
             }
@@ -148,6 +149,7 @@ fn process(ex: &Exchange, ctx: &Context) {
             .as_ref()
             .and_then(|s| s.as_ref().ok())
             .map(|r| r.latency),
+        send_skew: ex.sends.map(|s| s.skew()),
         event: event.as_ref(),
     });
 }

@@ -885,6 +885,7 @@ pub mod testing {
             signature: Some("3f2a9c1e".into()),
             notes: Vec::new(),
             truncated: false,
+            sends: None,
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct Observation<'a> {
     pub primary_latency: Option<Duration>,
     pub candidate_latency: Option<Duration>,
     pub secondary_latency: Option<Duration>,
+    /// Time between the earliest and latest of the primary, candidate and secondary sends.
+    pub send_skew: Option<Duration>,
     /// The published form, built once for verdicts that are published (mismatch, candidate_error,
     /// noise); `None` for matches and skips, which are only counted.
     pub event: Option<&'a Arc<Event>>,

@@ -24,6 +24,7 @@
 
 mod gate;
 mod latency;
+pub mod skew;
 mod wilson;
 
 pub use gate::{GateEndpoint, GateParams, GateReport, GateVerdict, judge};
@@ -378,6 +379,8 @@ pub struct Stats {
     shards: Box<[Mutex<Shard>]>,
     endpoints: AtomicUsize,
     recent: Mutex<VecDeque<Arc<Event>>>,
+    /// Process-wide, since start: the skew between the three sends of each exchange.
+    skew: skew::SkewHistogram,
 }
 
 impl Stats {
@@ -409,7 +412,13 @@ impl Stats {
             shards,
             endpoints: AtomicUsize::new(0),
             recent: Mutex::new(VecDeque::new()),
+            skew: skew::SkewHistogram::default(),
         }
+    }
+
+    /// The send skew histogram (since start, all endpoints).
+    pub fn send_skew(&self) -> &skew::SkewHistogram {
+        &self.skew
     }
 
     pub fn config(&self) -> &StatsConfig {
@@ -632,6 +641,7 @@ impl Stats {
             started_at: format_ts(self.started),
             totals: Totals::of(&total, top_fields),
             endpoints,
+            send_skew: self.skew.summary(),
         }
     }
 
@@ -835,6 +845,9 @@ impl Sink for Stats {
                 self.record_new(o.endpoint, epoch, now, o);
             }
         }
+        if let Some(d) = o.send_skew {
+            self.skew.record(d);
+        }
         if let Some(ev) = o.event {
             let mut r = self.recent.lock();
             if r.len() >= self.cfg.recent_events {
@@ -980,6 +993,10 @@ pub struct Summary {
     pub started_at: String,
     pub totals: Totals,
     pub endpoints: Vec<EndpointSummary>,
+    /// Skew between the primary, candidate and secondary sends, since start (whatever the
+    /// window); absent until an exchange was shadowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_skew: Option<skew::SkewSummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

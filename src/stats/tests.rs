@@ -75,6 +75,7 @@ fn obs<'a>(endpoint: &'a str, v: &'a Verdict) -> Observation<'a> {
         primary_latency: Some(Duration::from_millis(10)),
         candidate_latency: Some(Duration::from_millis(12)),
         secondary_latency: None,
+        send_skew: None,
         event: None,
     }
 }

@@ -83,6 +83,7 @@ impl Feeder {
             primary_latency: lat.0.map(Duration::from_micros),
             candidate_latency: lat.1.map(Duration::from_micros),
             secondary_latency: None,
+            send_skew: None,
             event: ev.as_ref(),
         };
         self.stats.observe(&o);
@@ -131,6 +132,7 @@ pub fn event(id: &str, endpoint: &str, v: &Verdict) -> Event {
         signature: v.signature.clone(),
         notes: vec![],
         truncated: false,
+        sends: None,
     }
 }
 

@@ -134,6 +134,10 @@ pub struct Seen {
     pub skip: Option<SkipReason>,
     pub has_event: bool,
     pub notes: Vec<String>,
+    /// The request path (from the published event; `None` for matches and skips).
+    pub path: Option<String>,
+    pub differences: Vec<shadowdiff::compare::Difference>,
+    pub send_skew: Option<Duration>,
 }
 
 /// Records observations; tests wait on the count (no sleeps).
@@ -181,6 +185,9 @@ impl Sink for TestSink {
             skip: o.verdict.skip_reason,
             has_event: o.event.is_some(),
             notes: o.verdict.notes.clone(),
+            path: o.event.map(|e| e.request.path.clone()),
+            differences: o.verdict.differences.clone(),
+            send_skew: o.send_skew,
         });
         self.count.send_modify(|c| *c += 1);
     }

@@ -17,6 +17,7 @@ fn event(id: &str) -> Arc<Event> {
             Duration::from_secs(1),
         )),
         secondary: None,
+        sends: None,
     };
     let mut v = Verdict::skipped(crate::compare::SkipReason::SampledOut);
     v.kind = VerdictKind::CandidateError;
@@ -33,6 +34,7 @@ fn observe(s: &FileSink, ev: Option<&Arc<Event>>) {
         primary_latency: None,
         candidate_latency: None,
         secondary_latency: None,
+        send_skew: None,
         event: ev,
     });
 }
