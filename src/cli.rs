@@ -724,6 +724,11 @@ pub fn admin_state(
                 "Shadow requests in flight",
                 counters.shadows_in_flight.load(Relaxed) as f64,
             )];
+            out.push(MetricFamily::gauge(
+                "shadowdiff_shadow_buffered_bytes",
+                "Bytes held by shadows (copies and answers awaiting comparison), against shadow.max_buffered_bytes",
+                counters.buffered.used() as f64,
+            ));
             let mut sink = MetricFamily::counter(SINK_EVENTS_TOTAL, "Events per sink and outcome");
             if let Some(f) = &file {
                 for (outcome, n) in f.snapshot() {

@@ -710,3 +710,55 @@ async fn shadows_still_in_flight_at_the_deadline_are_abandoned() {
     assert_eq!(counters.shadows_abandoned.load(Ordering::Relaxed), 1);
     assert_eq!(counters.in_flight(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_budget_bounds_what_shadows_hold_and_never_touches_the_client() {
+    // 30 kB answers from the primary; the candidate answers a few bytes, only when released.
+    let big: Bytes = Bytes::from(
+        (0..30_000u32)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let b = big.clone();
+    let primary = backend(move |_| {
+        let b = b.clone();
+        async move { Response::builder().body(full(b)).unwrap() }
+    })
+    .await;
+    let (got_tx, mut got_rx) = mpsc::unbounded_channel();
+    let (release, released) = watch::channel(false);
+    let candidate = held_candidate(got_tx, released).await;
+    let sink = TestSink::new();
+    let mut cfg = config(&primary, candidate.upstream());
+    cfg.file.shadow.max_buffered_bytes = 100_000;
+    cfg.file.shadow.timeout = Duration::from_secs(60);
+    let proxy = start(cfg, sink.clone()).await;
+    let client = h1_client();
+    for i in 0..8 {
+        let (parts, body) = get(&client, &proxy.url(&format!("/big/{i}"))).await;
+        assert_eq!(parts.status, 200);
+        assert!(
+            body == big,
+            "request {i}: the client gets the primary's bytes"
+        );
+    }
+    for _ in 0..8 {
+        tokio::time::timeout(Duration::from_secs(10), got_rx.recv())
+            .await
+            .unwrap();
+    }
+    // Three primary copies fit in 100 kB; the other five were given up as they came.
+    let budget = proxy.handle.counters().buffered.clone();
+    assert_eq!((budget.used(), budget.peak()), (90_000, 90_000));
+    release.send(true).unwrap();
+    sink.wait_for(8).await;
+    assert_eq!(sink.count_skip(SkipReason::MemoryBudget), 5);
+    // The three kept exchanges were compared (their small candidate answers fit too).
+    assert_eq!(sink.count_kind(VerdictKind::Mismatch), 3);
+    assert!(budget.peak() <= 100_000, "peak {}", budget.peak());
+    let counters = proxy.handle.counters();
+    assert_eq!(counters.skipped(SkipReason::MemoryBudget), 5);
+    // Every byte comes back once the comparisons are done.
+    eventually("the budget to empty", || budget.used() == 0).await;
+    proxy.shutdown().await;
+}

@@ -112,10 +112,12 @@ pub enum SkipReason {
     CircuitOpen,
     ShadowLoop,
     PrimaryError,
+    /// Keeping the copies would have crossed `shadow.max_buffered_bytes`.
+    MemoryBudget,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 8] = [
+    pub const ALL: [SkipReason; 9] = [
         Self::MethodNotMirrored,
         Self::SampledOut,
         Self::BodyTooLarge,
@@ -124,6 +126,7 @@ impl SkipReason {
         Self::CircuitOpen,
         Self::ShadowLoop,
         Self::PrimaryError,
+        Self::MemoryBudget,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -136,6 +139,7 @@ impl SkipReason {
             SkipReason::CircuitOpen => "circuit_open",
             SkipReason::ShadowLoop => "shadow_loop",
             SkipReason::PrimaryError => "primary_error",
+            SkipReason::MemoryBudget => "memory_budget",
         }
     }
 }

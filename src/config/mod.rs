@@ -139,6 +139,12 @@ pub struct ShadowConfig {
     /// untouched and the exchange is `body_too_large`. Default `4MiB`.
     #[serde(deserialize_with = "de::size")]
     pub max_body_bytes: usize,
+    /// All the bytes shadows may hold at once (request and response copies, candidate and
+    /// secondary answers, until compared); a copy that would cross it is given up and the
+    /// exchange is `memory_budget`. `max_in_flight × max_body_bytes` bounds nothing useful on its
+    /// own (1024 × 4 MiB × 4 copies). Default `64MiB`.
+    #[serde(deserialize_with = "de::size")]
+    pub max_buffered_bytes: usize,
     /// Headers removed from shadow requests (e.g. `authorization` when the candidate must not
     /// see credentials). Default none.
     #[serde(deserialize_with = "de::header_names")]
@@ -165,6 +171,7 @@ impl Default for ShadowConfig {
             timeout: Duration::from_secs(5),
             max_in_flight: 1024,
             max_body_bytes: 4 << 20,
+            max_buffered_bytes: 64 << 20,
             strip_headers: Vec::new(),
             set_headers: vec![(
                 HeaderName::from_static("x-shadow-request"),

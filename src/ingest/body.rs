@@ -2,6 +2,7 @@
 //! for the shadow and the comparator. The copy is handed over through a oneshot when the body
 //! ends (or is dropped), so nothing on the request path ever waits for whoever reads it.
 
+use super::budget::Reservation;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
@@ -15,13 +16,16 @@ pub enum CaptureError {
     /// The body was larger than the cap; it passed through untouched, uncopied.
     #[error("body larger than {0} bytes")]
     TooLarge(usize),
+    /// Keeping the copy would have crossed the shadow memory budget; the body still passed.
+    #[error("shadow memory budget exhausted")]
+    OverBudget,
     /// The body failed or was dropped before its end (client or upstream went away).
     #[error("body did not complete: {0}")]
     Aborted(String),
 }
 
-/// The copy of a complete body and when its last byte passed.
-pub type Captured = Result<(Bytes, Instant), CaptureError>;
+/// The copy of a complete body, when its last byte passed, and the budget its bytes hold.
+pub type Captured = Result<(Bytes, Instant, Reservation), CaptureError>;
 
 /// Wraps a body; see the module docs. Without a sender it is a plain pass-through.
 pub struct TeeBody<B: Body> {
@@ -29,17 +33,22 @@ pub struct TeeBody<B: Body> {
     buf: Option<BytesMut>,
     cap: usize,
     tx: Option<oneshot::Sender<Captured>>,
+    held: Reservation,
+    over_budget: bool,
 }
 
 impl<B: Body> TeeBody<B> {
-    /// A tee keeping at most `cap` bytes; the receiver gets the copy when the body ends.
-    pub fn new(inner: B, cap: usize) -> (Self, oneshot::Receiver<Captured>) {
+    /// A tee keeping at most `cap` bytes, each reserved in `held` first; the receiver gets the
+    /// copy when the body ends.
+    pub fn new(inner: B, cap: usize, held: Reservation) -> (Self, oneshot::Receiver<Captured>) {
         let (tx, rx) = oneshot::channel();
         let body = Self {
             inner,
             buf: Some(BytesMut::new()),
             cap,
             tx: Some(tx),
+            held,
+            over_budget: false,
         };
         (body, rx)
     }
@@ -51,6 +60,8 @@ impl<B: Body> TeeBody<B> {
             buf: None,
             cap: 0,
             tx: None,
+            held: Reservation::default(),
+            over_budget: false,
         }
     }
 
@@ -58,7 +69,8 @@ impl<B: Body> TeeBody<B> {
         let Some(tx) = self.tx.take() else { return };
         let msg = match (outcome, self.buf.take()) {
             (Err(e), _) => Err(CaptureError::Aborted(e)),
-            (Ok(()), Some(b)) => Ok((b.freeze(), Instant::now())),
+            (Ok(()), Some(b)) => Ok((b.freeze(), Instant::now(), std::mem::take(&mut self.held))),
+            (Ok(()), None) if self.over_budget => Err(CaptureError::OverBudget),
             (Ok(()), None) => Err(CaptureError::TooLarge(self.cap)),
         };
         // The reader may be gone (shadow abandoned): nothing to do then.
@@ -70,6 +82,12 @@ impl<B: Body> TeeBody<B> {
             if buf.len() + data.len() > self.cap {
                 // Over the cap: stop copying and free what was kept; the body still streams.
                 self.buf = None;
+                self.held = Reservation::default();
+            } else if !self.held.grow(data.len()) {
+                // Over the memory budget: the same, and the bytes reserved so far come back.
+                self.buf = None;
+                self.held = Reservation::default();
+                self.over_budget = true;
             } else {
                 buf.extend_from_slice(data);
             }
@@ -140,7 +158,11 @@ mod tests {
 
     #[tokio::test]
     async fn copies_what_passes_through() {
-        let (tee, rx) = TeeBody::new(Full::new(Bytes::from_static(b"hello")), 16);
+        let (tee, rx) = TeeBody::new(
+            Full::new(Bytes::from_static(b"hello")),
+            16,
+            Reservation::default(),
+        );
         let out = tee.collect().await.unwrap().to_bytes();
         assert_eq!(out, "hello");
         assert_eq!(rx.await.unwrap().unwrap().0, "hello");
@@ -152,7 +174,7 @@ mod tests {
             .map(|i| Ok(Frame::data(Bytes::from(vec![i as u8; 10]))))
             .collect();
         let body = StreamBody::new(futures_lite_stream(chunks));
-        let (tee, rx) = TeeBody::new(body, 25);
+        let (tee, rx) = TeeBody::new(body, 25, Reservation::default());
         let out = tee.collect().await.unwrap().to_bytes();
         assert_eq!(out.len(), 40);
         assert_eq!(rx.await.unwrap().unwrap_err(), CaptureError::TooLarge(25));
@@ -164,13 +186,43 @@ mod tests {
             Ok(Frame::data(Bytes::from_static(b"a"))),
             Ok(Frame::data(Bytes::from_static(b"b"))),
         ];
-        let mut tee_rx = TeeBody::new(StreamBody::new(futures_lite_stream(chunks)), 25);
+        let mut tee_rx = TeeBody::new(
+            StreamBody::new(futures_lite_stream(chunks)),
+            25,
+            Reservation::default(),
+        );
         let _ = tee_rx.0.frame().await;
         drop(tee_rx.0);
         assert!(matches!(
             tee_rx.1.await.unwrap(),
             Err(CaptureError::Aborted(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn over_the_budget_passes_through_uncopied_and_gives_the_bytes_back() {
+        let budget = crate::ingest::budget::Budget::new(15);
+        let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = (0..3)
+            .map(|i| Ok(Frame::data(Bytes::from(vec![i as u8; 10]))))
+            .collect();
+        let body = StreamBody::new(futures_lite_stream(chunks));
+        let (tee, rx) = TeeBody::new(body, 1000, budget.reservation());
+        let out = tee.collect().await.unwrap().to_bytes();
+        assert_eq!(out.len(), 30, "the live body is untouched");
+        assert_eq!(rx.await.unwrap().unwrap_err(), CaptureError::OverBudget);
+        assert_eq!(budget.used(), 0);
+
+        // Within the budget, the copy holds its bytes until the reservation is dropped.
+        let (tee, rx) = TeeBody::new(
+            Full::new(Bytes::from_static(b"0123456789")),
+            1000,
+            budget.reservation(),
+        );
+        let _ = tee.collect().await.unwrap();
+        let (copy, _, held) = rx.await.unwrap().unwrap();
+        assert_eq!((copy.len(), budget.used()), (10, 10));
+        drop(held);
+        assert_eq!(budget.used(), 0);
     }
 
     fn futures_lite_stream<T>(v: Vec<T>) -> futures_util::stream::Iter<std::vec::IntoIter<T>> {

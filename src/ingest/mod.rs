@@ -5,8 +5,10 @@
 //! - [`grouping`]: endpoint names for exchanges.
 //! - [`workers`]: the bounded comparison pool, off the request path.
 //! - [`body`]: a body wrapper that keeps a bounded copy of what streams through it.
+//! - [`budget`]: the process-wide bound on the bytes shadows hold.
 
 pub mod body;
+pub mod budget;
 pub mod grouping;
 pub mod proxy;
 pub mod workers;
@@ -29,6 +31,8 @@ pub struct Counters {
     pub compared: AtomicU64,
     /// Shadows abandoned at the shutdown deadline.
     pub shadows_abandoned: AtomicU64,
+    /// The shadow memory budget (`shadow.max_buffered_bytes`) and what is held against it.
+    pub buffered: std::sync::Arc<budget::Budget>,
     skipped: [AtomicU64; SkipReason::ALL.len()],
 }
 

@@ -12,6 +12,7 @@
 
 use super::Counters;
 use super::body::{CaptureError, Captured, TeeBody};
+use super::budget::{Budget, Reservation};
 use super::grouping::Grouper;
 use super::workers::{self, Job, Pool};
 use crate::compare::{Comparator, CompareOptions, SkipReason};
@@ -22,7 +23,7 @@ use crate::sink::Sink;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
@@ -135,7 +136,10 @@ pub async fn start(
         f.compare.queue,
     )
     .map_err(ProxyError::Workers)?;
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters {
+        buffered: Budget::new(f.shadow.max_buffered_bytes),
+        ..Counters::default()
+    });
     let circuit = Arc::new(Circuit::new(
         f.shadow.circuit.failures,
         f.shadow.circuit.cooldown,
@@ -168,6 +172,7 @@ struct Inner {
     pool: Arc<Pool>,
     grouper: Grouper,
     cancel: CancellationToken,
+    budget: Arc<Budget>,
 }
 
 impl Inner {
@@ -185,6 +190,8 @@ impl Inner {
             .build(sconn);
         let permits_total = u32::try_from(cfg.file.shadow.max_in_flight).unwrap_or(u32::MAX >> 3);
         let grouper = Grouper::new(cfg.rules.clone(), cfg.file.grouping.max_endpoints);
+        // The budget lives in the counters so `/metrics` can read what is held.
+        let budget = Arc::clone(&counters.buffered);
         Self {
             primary,
             shadow,
@@ -195,6 +202,7 @@ impl Inner {
             pool: Arc::new(pool),
             grouper,
             cancel: CancellationToken::new(),
+            budget,
             cfg,
         }
     }
@@ -432,7 +440,7 @@ async fn handle(
     let mut shadow_tx: Option<oneshot::Sender<PrimaryCopy>> = None;
     let req_body = match admitted {
         Some(adm) => {
-            let (tee, req_rx) = TeeBody::new(body, cap);
+            let (tee, req_rx) = TeeBody::new(body, cap, inner.budget.reservation());
             let (ptx, prx) = oneshot::channel();
             shadow_tx = Some(ptx);
             let job = ShadowJob {
@@ -473,7 +481,7 @@ async fn handle(
     strip_hop_by_hop(&mut parts.headers);
     let body = match shadow_tx {
         Some(tx) => {
-            let (tee, rx) = TeeBody::new(body, cap);
+            let (tee, rx) = TeeBody::new(body, cap, inner.budget.reservation());
             // The shadow may be gone already (abandoned): then nobody needs the copy.
             let _ = tx.send(PrimaryCopy {
                 status: parts.status.as_u16(),
@@ -551,10 +559,14 @@ async fn run_shadow(inner: Arc<Inner>, adm: Admitted, job: ShadowJob) {
 }
 
 async fn shadow(inner: &Arc<Inner>, mut job: ShadowJob, probe: &mut ProbeGuard) {
-    let body = match (&mut job.request_body).await {
-        Ok(Ok((b, _))) => b,
+    let (body, mut held) = match (&mut job.request_body).await {
+        Ok(Ok((b, _, held))) => (b, held),
         Ok(Err(CaptureError::TooLarge(_))) => {
             inner.skip(&job.endpoint, SkipReason::BodyTooLarge, None);
+            return;
+        }
+        Ok(Err(CaptureError::OverBudget)) => {
+            inner.skip(&job.endpoint, SkipReason::MemoryBudget, None);
             return;
         }
         // The client went away mid-request: the primary got no complete request either.
@@ -575,12 +587,12 @@ async fn shadow(inner: &Arc<Inner>, mut job: ShadowJob, probe: &mut ProbeGuard) 
         Some((t, r)) => (Some(t), Some(r)),
         None => (None, None),
     };
-    let healthy = matches!(&cand, Ok(Ok(r)) if r.status < 500);
-    if !matches!(cand, Err(TooLarge)) {
+    let healthy = matches!(&cand, Ok((Ok(r), _)) if r.status < 500);
+    if cand.is_ok() {
         inner.circuit.record(healthy, probe.armed);
         probe.armed = false;
     }
-    if let Ok(Err(e)) = &cand {
+    if let Ok((Err(e), _)) = &cand {
         tracing::debug!(side = "candidate", endpoint = %job.endpoint, error = %e, "shadow request failed");
     }
     let primary = match (&mut job.primary).await {
@@ -589,20 +601,45 @@ async fn shadow(inner: &Arc<Inner>, mut job: ShadowJob, probe: &mut ProbeGuard) 
         Err(_) => return,
     };
     let (pbody, done) = match primary.body.await {
-        Ok(Ok(x)) => x,
+        Ok(Ok((b, done, h))) => {
+            held.absorb(h);
+            (b, done)
+        }
         Ok(Err(CaptureError::TooLarge(_))) => {
             inner.skip(&job.endpoint, SkipReason::BodyTooLarge, None);
             return;
         }
+        Ok(Err(CaptureError::OverBudget)) => {
+            inner.skip(&job.endpoint, SkipReason::MemoryBudget, None);
+            return;
+        }
         Ok(Err(CaptureError::Aborted(_))) | Err(_) => return,
     };
-    let (Ok(candidate), Ok(secondary)) = (cand, sec.transpose()) else {
-        inner.skip(
-            &job.endpoint,
-            SkipReason::BodyTooLarge,
-            Some(done - job.started),
-        );
-        return;
+    let (candidate, secondary) = match (cand, sec.transpose()) {
+        (Ok((c, ch)), Ok(s)) => {
+            held.absorb(ch);
+            let s = s.map(|(s, sh)| {
+                held.absorb(sh);
+                s
+            });
+            (c, s)
+        }
+        (Err(Dropped::OverBudget), _) | (_, Err(Dropped::OverBudget)) => {
+            inner.skip(
+                &job.endpoint,
+                SkipReason::MemoryBudget,
+                Some(done - job.started),
+            );
+            return;
+        }
+        _ => {
+            inner.skip(
+                &job.endpoint,
+                SkipReason::BodyTooLarge,
+                Some(done - job.started),
+            );
+            return;
+        }
     };
     let (path, query) = match job.path_and_query.split_once('?') {
         Some((p, q)) => (p.to_string(), Some(q.to_string())),
@@ -630,7 +667,7 @@ async fn shadow(inner: &Arc<Inner>, mut job: ShadowJob, probe: &mut ProbeGuard) 
         secondary,
         sends: Some(SendOffsets::new(primary.sent, cand_sent, sec_sent)),
     };
-    match inner.pool.try_submit(Job::Compare(Box::new(ex))) {
+    match inner.pool.try_submit(Job::Compare(Box::new(ex), held)) {
         Ok(()) => {
             inner.counters.compared.fetch_add(1, Ordering::Relaxed);
         }
@@ -638,15 +675,64 @@ async fn shadow(inner: &Arc<Inner>, mut job: ShadowJob, probe: &mut ProbeGuard) 
     }
 }
 
-/// A shadow answer whose body was larger than `max_body_bytes`: not compared.
-struct TooLarge;
+/// Why a shadow answer is not kept for comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dropped {
+    /// Larger than `max_body_bytes`.
+    TooLarge,
+    /// Keeping it would cross `max_buffered_bytes`.
+    OverBudget,
+}
+
+/// Reads a shadow answer's body, each frame reserved against the memory budget before it is
+/// kept. One frame (the common case for small JSON) is kept as is, without a copy.
+async fn collect_body(
+    mut body: Incoming,
+    cap: usize,
+    held: &mut Reservation,
+) -> Result<Result<Bytes, UpstreamError>, Dropped> {
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<bytes::BytesMut> = None;
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(classify_boxed(&e))),
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers: not compared
+        };
+        if len + data.len() > cap {
+            return Err(Dropped::TooLarge);
+        }
+        if !held.grow(data.len()) {
+            return Err(Dropped::OverBudget);
+        }
+        len += data.len();
+        match (&first, &mut rest) {
+            (None, _) => first = Some(data),
+            (Some(f), None) => {
+                let mut b = bytes::BytesMut::with_capacity(f.len() + data.len());
+                b.extend_from_slice(f);
+                b.extend_from_slice(&data);
+                rest = Some(b);
+            }
+            (Some(_), Some(b)) => b.extend_from_slice(&data),
+        }
+    }
+    Ok(Ok(match (first, rest) {
+        (_, Some(b)) => b.freeze(),
+        (Some(f), None) => f,
+        (None, None) => Bytes::new(),
+    }))
+}
 
 async fn send_shadow(
     inner: &Inner,
     up: &Upstream,
     job: &ShadowJob,
     body: Bytes,
-) -> (Instant, Result<Outcome, TooLarge>) {
+) -> (Instant, Result<(Outcome, Reservation), Dropped>) {
     let s = &inner.cfg.file.shadow;
     let mut h = job.headers.clone();
     for n in &s.strip_headers {
@@ -666,7 +752,8 @@ async fn send_shadow(
     let uri = match up.join(&job.path_and_query) {
         Ok(u) => u,
         Err(e) => {
-            return (Instant::now(), Ok(Err(UpstreamError::Other(e.to_string()))));
+            let failed = Err(UpstreamError::Other(e.to_string()));
+            return (Instant::now(), Ok((failed, Reservation::default())));
         }
     };
     let mut req = Request::new(Full::new(body));
@@ -676,15 +763,18 @@ async fn send_shadow(
     *req.headers_mut() = h;
     let cap = s.max_body_bytes;
     let started = Instant::now();
+    let mut held = inner.budget.reservation();
     let work = async {
-        let resp = inner.shadow.request(req).await.map_err(|e| classify(&e))?;
-        let (parts, body) = resp.into_parts();
-        let body = match Limited::new(body, cap).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Ok(None),
-            Err(e) => return Err(classify_boxed(e.as_ref())),
+        let resp = match inner.shadow.request(req).await {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(classify(&e))),
         };
-        Ok(Some(exchange::Response {
+        let (parts, body) = resp.into_parts();
+        let body = match collect_body(body, cap, &mut held).await? {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok(exchange::Response {
             status: parts.status.as_u16(),
             headers: parts.headers,
             body,
@@ -693,10 +783,18 @@ async fn send_shadow(
     };
     let outcome = match tokio::time::timeout(s.timeout, work).await {
         Err(_) => Ok(Err(UpstreamError::Timeout(s.timeout))),
-        Ok(Ok(Some(r))) => Ok(Ok(r)),
-        Ok(Ok(None)) => Err(TooLarge),
-        Ok(Err(e)) => Ok(Err(e)),
+        Ok(Err(d)) => Err(d),
+        Ok(Ok(o)) => Ok(o),
     };
+    // Bytes of an answer that is not kept (failed, timed out, dropped) come back here.
+    let outcome = outcome.map(|o| {
+        let kept = if o.is_ok() {
+            std::mem::take(&mut held)
+        } else {
+            Reservation::default()
+        };
+        (o, kept)
+    });
     (started, outcome)
 }
 

@@ -15,8 +15,9 @@ use std::time::{Duration, SystemTime};
 /// One unit of work for the pool.
 #[derive(Debug)]
 pub enum Job {
-    /// Compare, then observe.
-    Compare(Box<Exchange>),
+    /// Compare, then observe; the reservation holds the exchange's bytes against the shadow
+    /// memory budget until the worker is done with them.
+    Compare(Box<Exchange>, super::budget::Reservation),
     /// Observe a skipped exchange, so sinks' counts add up.
     Skip {
         ts: SystemTime,
@@ -96,7 +97,7 @@ fn run(rx: &Mutex<Receiver<Job>>, ctx: &Context) {
             Err(_) => return,
         };
         match job {
-            Ok(Job::Compare(ex)) => {
+            Ok(Job::Compare(ex, _held)) => {
                 // A panic in the comparator must not take the worker (and the queue) down.
                 let r =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(&ex, ctx)));
