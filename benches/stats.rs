@@ -6,6 +6,9 @@
 //! - `observe_match`: a whole `Stats::observe` for a match (the common case), 20 endpoints.
 //! - `observe_mismatch_with_event`: a mismatch with two differing fields, a signature and a
 //!   published event (clusters, field counts, recent-event ring).
+//! - `kafka_stats_observe_match`: the interval statistics publisher's `observe` for a match
+//!   (`sink::kafka_stats`: sharded per-endpoint deltas), 20 endpoints; its broker is unreachable
+//!   and its interval an hour, so only the recording is measured.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -120,6 +123,33 @@ fn bench(c: &mut Criterion) {
             stats.observe(black_box(&o));
         })
     });
+
+    let mut kafka = shadowdiff::sink::kafka::KafkaConfig::default();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    kafka.brokers = format!("127.0.0.1:{port}");
+    let mut pc = shadowdiff::sink::kafka_stats::StatsPublisherConfig::new(kafka, "bench");
+    pc.interval = Duration::from_secs(3600);
+    let publisher = shadowdiff::sink::kafka_stats::StatsPublisher::start(pc).unwrap();
+    g.bench_function("kafka_stats_observe_match", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            let o = Observation {
+                ts: SystemTime::UNIX_EPOCH,
+                endpoint: &endpoints[i % endpoints.len()],
+                verdict: &m,
+                primary_latency: Some(Duration::from_micros(800 + (i as u64 % 5000))),
+                candidate_latency: Some(Duration::from_micros(900 + (i as u64 % 3000))),
+                secondary_latency: None,
+                event: None,
+            };
+            publisher.observe(black_box(&o));
+        })
+    });
+    publisher.shutdown(Duration::from_millis(200));
     g.finish();
 }
 

@@ -117,6 +117,9 @@ fn a_stats_message_round_trips_counts_fields_and_histograms() {
     let msg = d.to_message(head(7, "GET /a")).unwrap();
     let json = msg.to_json();
     assert!(json.contains(r#""schema":"shadowdiff.stats.v1""#), "{json}");
+    // Compact on the wire: 2000 exchanges over four decades of latency fit in a few KiB.
+    eprintln!("stats message: {} bytes", json.len());
+    assert!(json.len() < 16 << 10, "{} bytes", json.len());
     // The histograms are the standard V2 compressed encoding ("HISTFAAA..." in base64).
     let l = msg.latency.as_ref().unwrap();
     assert!(l.primary.starts_with("HISTF"), "{}", l.primary);
