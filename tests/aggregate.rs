@@ -670,3 +670,40 @@ fn fleet(brokers: &str, dir: &Path) {
     agg.terminate();
     a.proc.terminate();
 }
+
+/// Mistakes are reported before anything runs: no brokers, a bad librdkafka setting, a taken
+/// admin port.
+#[test]
+fn aggregate_refuses_a_bad_command_line_at_once() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
+            .arg("aggregate")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--brokers is required"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("agg.yaml");
+    std::fs::write(
+        &cfg,
+        "sinks:\n  kafka:\n    brokers: \"127.0.0.1:1\"\n    options: {no.such.setting: x}\n",
+    )
+    .unwrap();
+    let (code, err) = run(&["--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no.such.setting"), "{err}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, err) = run(&["--brokers", "127.0.0.1:1", "--admin", &addr]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot bind the admin address"), "{err}");
+}
