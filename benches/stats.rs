@@ -9,6 +9,8 @@
 //! - `kafka_stats_observe_match`: the interval statistics publisher's `observe` for a match
 //!   (`sink::kafka_stats`: sharded per-endpoint deltas), 20 endpoints; its broker is unreachable
 //!   and its interval an hour, so only the recording is measured.
+//! - `aggregate_parse_and_merge`: what `shadowdiff aggregate` does per statistics message: parse
+//!   a `shadowdiff.stats.v1` message (2 000 exchanges, four histograms) and merge it into `Stats`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -150,6 +152,42 @@ fn bench(c: &mut Criterion) {
         })
     });
     publisher.shutdown(Duration::from_millis(200));
+
+    let mut delta = shadowdiff::stats::IntervalDelta::new();
+    for n in 0..2000u64 {
+        let v = if n % 10 == 0 { &mm } else { &m };
+        delta.record(
+            &Observation {
+                ts: SystemTime::UNIX_EPOCH,
+                endpoint: &endpoints[0],
+                verdict: v,
+                primary_latency: Some(Duration::from_micros(200 + (n * 7919) % 250_000)),
+                candidate_latency: Some(Duration::from_micros(300 + (n * 104_729) % 250_000)),
+                secondary_latency: None,
+                event: None,
+            },
+            256,
+        );
+    }
+    let now = SystemTime::now();
+    let msg = delta
+        .to_message(shadowdiff::stats::MessageHead {
+            instance: "bench",
+            run: "r",
+            seq: 0,
+            start: now,
+            end: now,
+            endpoint: &endpoints[0],
+        })
+        .unwrap()
+        .to_json();
+    let merged = Stats::new(StatsConfig::default());
+    g.bench_function("aggregate_parse_and_merge", |b| {
+        b.iter(|| {
+            let p = shadowdiff::stats::StatsMessage::parse(black_box(msg.as_bytes())).unwrap();
+            merged.merge_interval(p.end, &p.endpoint, &p.delta);
+        })
+    });
     g.finish();
 }
 
