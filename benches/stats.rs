@@ -6,6 +6,11 @@
 //! - `observe_match`: a whole `Stats::observe` for a match (the common case), 20 endpoints.
 //! - `observe_mismatch_with_event`: a mismatch with two differing fields, a signature and a
 //!   published event (clusters, field counts, recent-event ring).
+//! - `kafka_stats_observe_match`: the interval statistics publisher's `observe` for a match
+//!   (`sink::kafka_stats`: sharded per-endpoint deltas), 20 endpoints; its broker is unreachable
+//!   and its interval an hour, so only the recording is measured.
+//! - `aggregate_parse_and_merge`: what `shadowdiff aggregate` does per statistics message: parse
+//!   a `shadowdiff.stats.v1` message (2 000 exchanges, four histograms) and merge it into `Stats`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -121,6 +126,71 @@ fn bench(c: &mut Criterion) {
                 event: Some(&ev),
             };
             stats.observe(black_box(&o));
+        })
+    });
+
+    let mut kafka = shadowdiff::sink::kafka::KafkaConfig::default();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    kafka.brokers = format!("127.0.0.1:{port}");
+    let mut pc = shadowdiff::sink::kafka_stats::StatsPublisherConfig::new(kafka, "bench");
+    pc.interval = Duration::from_secs(3600);
+    let publisher = shadowdiff::sink::kafka_stats::StatsPublisher::start(pc).unwrap();
+    g.bench_function("kafka_stats_observe_match", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            let o = Observation {
+                ts: SystemTime::UNIX_EPOCH,
+                endpoint: &endpoints[i % endpoints.len()],
+                verdict: &m,
+                primary_latency: Some(Duration::from_micros(800 + (i as u64 % 5000))),
+                candidate_latency: Some(Duration::from_micros(900 + (i as u64 % 3000))),
+                secondary_latency: None,
+                send_skew: None,
+                event: None,
+            };
+            publisher.observe(black_box(&o));
+        })
+    });
+    publisher.shutdown(Duration::from_millis(200));
+
+    let mut delta = shadowdiff::stats::IntervalDelta::new();
+    for n in 0..2000u64 {
+        let v = if n % 10 == 0 { &mm } else { &m };
+        delta.record(
+            &Observation {
+                ts: SystemTime::UNIX_EPOCH,
+                endpoint: &endpoints[0],
+                verdict: v,
+                primary_latency: Some(Duration::from_micros(200 + (n * 7919) % 250_000)),
+                candidate_latency: Some(Duration::from_micros(300 + (n * 104_729) % 250_000)),
+                secondary_latency: None,
+                send_skew: None,
+                event: None,
+            },
+            256,
+        );
+    }
+    let now = SystemTime::now();
+    let msg = delta
+        .to_message(shadowdiff::stats::MessageHead {
+            instance: "bench",
+            run: "r",
+            seq: 0,
+            start: now,
+            end: now,
+            endpoint: &endpoints[0],
+        })
+        .unwrap()
+        .to_json();
+    let merged = Stats::new(StatsConfig::default());
+    g.bench_function("aggregate_parse_and_merge", |b| {
+        b.iter(|| {
+            let p = shadowdiff::stats::StatsMessage::parse(black_box(msg.as_bytes())).unwrap();
+            merged.merge_interval(p.end, &p.endpoint, &p.delta);
         })
     });
     g.finish();

@@ -48,6 +48,33 @@ pub enum Command {
     /// Release gate: asks a running sidecar's admin API whether the candidate's divergence rate
     /// is below a threshold; exit 0 pass, 1 fail, 3 insufficient data, 2 error.
     Gate(GateArgs),
+    /// Fleet view: consumes every sidecar's events and interval statistics from Kafka (as a
+    /// consumer group) and serves the same admin API and UI over the merged figures.
+    Aggregate(AggregateArgs),
+}
+
+#[derive(clap::Args, Debug, Default)]
+pub struct AggregateArgs {
+    /// Config file: `sinks.kafka` (brokers, topics, options), `stats`, `gate`, `log` and `admin`
+    /// are read from it; flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Bootstrap brokers, host:port[,host:port] (required here or in the config file).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Events topic (default shadowdiff.events).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Statistics topic (default shadowdiff.stats).
+    #[arg(long)]
+    pub stats_topic: Option<String>,
+    /// Consumer group (default shadowdiff-aggregate). Replicas that must each see the whole
+    /// fleet need different groups; members of one group split the partitions.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Admin API / UI address (default 127.0.0.1:9901).
+    #[arg(long)]
+    pub admin: Option<std::net::SocketAddr>,
 }
 
 #[derive(clap::Args, Debug, Default)]
@@ -206,6 +233,13 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Aggregate(args) => match run_aggregate(args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("shadowdiff aggregate: error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Gate(args) => match run_gate(&args) {
             Ok(code) => code,
             Err(e) => {
@@ -289,6 +323,8 @@ pub struct BuiltSinks {
     pub file: Option<Arc<crate::sink::file::FileSinkCounters>>,
     /// The Kafka sink's counters, when configured.
     pub kafka: Option<crate::sink::kafka::KafkaStatsHandle>,
+    /// The interval statistics publisher's counters, when Kafka is configured.
+    pub kafka_stats: Option<crate::sink::kafka_stats::StatsPublisherHandle>,
 }
 
 /// The sinks the config asks for, plus `extra` ones (the statistics sink, say). With no sink
@@ -308,6 +344,7 @@ pub fn build_sinks(cfg: &Config, extra: Vec<Arc<dyn Sink>>) -> anyhow::Result<Bu
         fan.push(Arc::new(s));
     }
     let mut kafka = None;
+    let mut kafka_stats = None;
     if let Some(k) = &cfg.sinks.kafka {
         let kc = crate::sink::kafka::KafkaConfig {
             brokers: k.brokers.clone(),
@@ -317,6 +354,15 @@ pub fn build_sinks(cfg: &Config, extra: Vec<Arc<dyn Sink>>) -> anyhow::Result<Bu
             options: k.options.clone(),
             ..Default::default()
         };
+        // Interval statistics first: at shutdown its last interval goes out before the events
+        // sink spends its share of the grace period.
+        let mut sc =
+            crate::sink::kafka_stats::StatsPublisherConfig::new(kc.clone(), cfg.instance_name());
+        sc.interval = k.stats_interval;
+        let p = crate::sink::kafka_stats::StatsPublisher::start(sc)
+            .context("cannot start the Kafka statistics publisher")?;
+        kafka_stats = Some(p.handle());
+        fan.push(Arc::new(p));
         let s = crate::sink::kafka::KafkaSink::start(kc).context("cannot start the Kafka sink")?;
         tracing::info!(sink = "kafka", brokers = %k.brokers, topic = %k.topic, "events go to Kafka");
         kafka = Some(s.stats_handle());
@@ -326,6 +372,21 @@ pub fn build_sinks(cfg: &Config, extra: Vec<Arc<dyn Sink>>) -> anyhow::Result<Bu
         sink: Arc::new(fan),
         file: file_counters,
         kafka,
+        kafka_stats,
+    })
+}
+
+/// `shadowdiff_sink_events_total{sink="kafka_stats",outcome}`: the interval statistics messages.
+fn kafka_stats_metrics(
+    h: crate::sink::kafka_stats::StatsPublisherHandle,
+) -> Arc<dyn crate::admin::MetricsSource> {
+    use crate::admin::{MetricFamily, SINK_EVENTS_TOTAL};
+    Arc::new(move || {
+        let mut m = MetricFamily::counter(SINK_EVENTS_TOTAL, "Events per sink and outcome");
+        for (outcome, n) in h.snapshot().outcomes() {
+            m = m.with(&[("sink", "kafka_stats"), ("outcome", outcome)], n as f64);
+        }
+        vec![m]
     })
 }
 
@@ -427,6 +488,9 @@ fn run_proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         );
         let mut state = state;
         state.noise = noise;
+        if let Some(h) = sinks.kafka_stats.clone() {
+            state = state.with_metrics_source(kafka_stats_metrics(h));
+        }
         let listener = tokio::net::TcpListener::bind(admin)
             .await
             .with_context(|| format!("cannot bind the admin address {admin}"))?;
@@ -441,6 +505,74 @@ fn run_proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         let _ = server.await;
         anyhow::Ok(())
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_aggregate(args: AggregateArgs) -> anyhow::Result<ExitCode> {
+    let file = match &args.config {
+        Some(p) => match Config::load(p) {
+            Ok(c) => c,
+            Err(e) => {
+                print_problems(&e);
+                return Ok(ExitCode::from(64));
+            }
+        },
+        None => Config::default(),
+    };
+    init_logging(&file.log);
+    let kafka = file.sinks.kafka.clone();
+    let Some(brokers) = args
+        .brokers
+        .clone()
+        .or_else(|| kafka.as_ref().map(|k| k.brokers.clone()))
+    else {
+        bail!("--brokers is required (or sinks.kafka.brokers in --config)");
+    };
+    let mut ac = crate::aggregate::AggregateConfig::new(brokers);
+    if let Some(k) = &kafka {
+        ac.topic = k.topic.clone();
+        ac.stats_topic = k.stats_topic.clone();
+        // Security settings (TLS, SASL) are shared; producer-only ones are ignored by librdkafka.
+        ac.options = k.options.clone();
+    }
+    if let Some(t) = args.topic {
+        ac.topic = t;
+    }
+    if let Some(t) = args.stats_topic {
+        ac.stats_topic = t;
+    }
+    if let Some(g) = args.group {
+        ac.group = g;
+    }
+    if let Some(a) = args.admin.or(file.admin) {
+        ac.admin = a;
+    }
+    // Fail on bad librdkafka settings before anything runs.
+    let probe: Result<rdkafka::consumer::BaseConsumer, _> = ac.client_config().create();
+    if let Err(e) = probe {
+        bail!("kafka consumer configuration: {e}");
+    }
+    let stats = Arc::new(crate::stats::Stats::new(crate::stats::StatsConfig {
+        window: file.stats.window,
+        bucket: file.stats.bucket,
+        ..Default::default()
+    }));
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut state = crate::admin::AdminState::new(stats, ready);
+    state.gate_max_divergence = file.gate.max_divergence;
+    state.gate_min_samples = file.gate.min_samples;
+    state.gate_thresholds = file
+        .gate
+        .endpoints
+        .iter()
+        .filter_map(|(e, t)| t.max_divergence.map(|m| (e.clone(), m)))
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("shadowdiff-agg")
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(crate::aggregate::run(ac, state, shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,7 +11,8 @@
 //! - [`sink`]: the publish seam — everything after the comparator observes verdicts through
 //!   [`sink::Sink`], never blocking the caller; [`sink::file`] writes JSONL with rotation;
 //!   [`sink::kafka`] publishes events to Kafka (rdkafka) with a durable disk spool
-//!   ([`sink::spool`], redb) for when the broker is away.
+//!   ([`sink::spool`], redb) for when the broker is away; [`sink::kafka_stats`] publishes
+//!   per-endpoint interval statistics (counts, HDR histograms) to the stats topic.
 //! - [`config`]: `shadowdiff.yaml` — parsing, validation (every problem at once, with lines)
 //!   and the built [`config::ProxyConfig`].
 //! - [`ingest`]: sources of exchanges. [`ingest::proxy`] is the inline sidecar (forwarding,
@@ -19,6 +20,9 @@
 //! - [`stats`]: divergence statistics — a [`sink::Sink`] counting verdicts, fields and latency
 //!   (HDR histograms) per endpoint over a sliding window and since start; Wilson intervals and
 //!   the release gate.
+//! - [`aggregate`]: `shadowdiff aggregate`, the fleet view — a Kafka consumer merging every
+//!   sidecar's interval statistics ([`sink::kafka_stats`], `shadowdiff.stats.v1`) and events into
+//!   one [`stats::Stats`], served by the same admin API and UI.
 //! - [`admin`]: the admin HTTP server — health, `/metrics`, the JSON API over [`stats`], the
 //!   review UI.
 //! - [`units`]: durations, sizes and rates as written in config files and flags.
@@ -27,6 +31,7 @@
 //! - [`cli`]: argument parsing and the subcommands; `main.rs` only calls [`cli::main`].
 
 pub mod admin;
+pub mod aggregate;
 pub mod cli;
 pub mod compare;
 pub mod config;

@@ -337,6 +337,9 @@ pub struct KafkaSinkConfig {
     pub stats_topic: String,
     /// Disk spool for events while brokers are unreachable. Default `/var/lib/shadowdiff/spool`.
     pub spool_dir: PathBuf,
+    /// How often per-endpoint interval statistics are published to `stats_topic`. Default `10s`.
+    #[serde(deserialize_with = "de::duration")]
+    pub stats_interval: Duration,
     /// Raw librdkafka settings. Default none.
     pub options: BTreeMap<String, String>,
 }
@@ -348,6 +351,7 @@ impl Default for KafkaSinkConfig {
             topic: "shadowdiff.events".into(),
             stats_topic: "shadowdiff.stats".into(),
             spool_dir: PathBuf::from("/var/lib/shadowdiff/spool"),
+            stats_interval: Duration::from_secs(10),
             options: BTreeMap::new(),
         }
     }
@@ -659,6 +663,14 @@ impl Config {
                 ),
             ));
         }
+        if let Some(k) = &cfg.sinks.kafka
+            && k.stats_interval < Duration::from_millis(100)
+        {
+            problems.push(at(
+                lines.key_path(&["sinks", "kafka", "stats_interval"]),
+                "sinks.kafka.stats_interval: at least 100ms".into(),
+            ));
+        }
         if cfg.stats.bucket > cfg.stats.window {
             problems.push(at(
                 lines.key_path(&["stats", "bucket"]),
@@ -738,6 +750,17 @@ impl Config {
         Ok((cfg, rules))
     }
 
+    /// The sidecar's name in events and statistics: `instance`, else the host name
+    /// (`HOSTNAME`), else `shadowdiff`.
+    pub fn instance_name(&self) -> String {
+        self.instance.clone().unwrap_or_else(|| {
+            std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "shadowdiff".into())
+        })
+    }
+
     /// Builds what the proxy runs with; `primary` and `candidate` must be set by now.
     pub fn into_proxy(self, rules: RuleSet) -> Result<ProxyConfig, ConfigErrors> {
         let missing = |what: &str| ConfigProblem {
@@ -756,12 +779,7 @@ impl Config {
         else {
             return Err(ConfigErrors(problems));
         };
-        let instance = self.instance.clone().unwrap_or_else(|| {
-            std::env::var("HOSTNAME")
-                .ok()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "shadowdiff".into())
-        });
+        let instance = self.instance_name();
         Ok(ProxyConfig {
             primary,
             candidate,

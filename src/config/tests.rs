@@ -177,3 +177,22 @@ fn a_bad_noise_section_names_its_line() {
     let lines: Vec<Option<usize>> = errs.iter().map(|p| p.line).collect();
     assert_eq!(lines, vec![Some(3), Some(4)], "{errs:?}");
 }
+
+#[test]
+fn stats_interval_defaults_to_ten_seconds_and_refuses_too_short() {
+    let c = parse("sinks:\n  kafka: {brokers: \"k:9092\"}\n").unwrap();
+    assert_eq!(
+        c.sinks.kafka.unwrap().stats_interval,
+        Duration::from_secs(10)
+    );
+    let c = parse("sinks:\n  kafka:\n    stats_interval: 2s\n").unwrap();
+    assert_eq!(
+        c.sinks.kafka.unwrap().stats_interval,
+        Duration::from_secs(2)
+    );
+    let e =
+        parse("sinks:\n  kafka:\n    brokers: \"k:9092\"\n    stats_interval: 10ms\n").unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!(e.0[0].line, Some(4), "{e}");
+    assert!(e.0[0].reason.contains("stats_interval"), "{e}");
+}

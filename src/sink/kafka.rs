@@ -46,8 +46,8 @@ pub struct KafkaConfig {
     /// Topic the events (`shadowdiff.exchange.v1`) are published to, keyed by endpoint.
     /// Default `shadowdiff.events`.
     pub topic: String,
-    /// Topic for periodic statistics snapshots (used by the stats publisher and `aggregate`;
-    /// this sink does not write it yet). Default `shadowdiff.stats`.
+    /// Topic of the interval statistics, written by [`crate::sink::kafka_stats`] (not by this
+    /// sink) and read by `shadowdiff aggregate`. Default `shadowdiff.stats`.
     pub stats_topic: String,
     /// Directory of the disk spool (`events.redb` inside). Default `/var/lib/shadowdiff/spool`.
     pub spool_dir: PathBuf,

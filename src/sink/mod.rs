@@ -4,6 +4,7 @@
 
 pub mod file;
 pub mod kafka;
+pub mod kafka_stats;
 pub mod spool;
 
 use crate::compare::Verdict;

@@ -23,11 +23,16 @@
 //! histograms use 3 significant digits (≈ 136 KiB per histogram).
 
 mod gate;
+mod interval;
 mod latency;
 pub mod skew;
 mod wilson;
 
 pub use gate::{GateEndpoint, GateParams, GateReport, GateVerdict, judge};
+pub use interval::{
+    IntervalDelta, MessageHead, ParsedStats, STATS_SCHEMA, StatsMessage, StatsMessageError,
+    WireField, WireLatency,
+};
 pub use latency::{LatencySet, LatencySummary, MAX_US, Percentiles, SignedPercentiles};
 pub use wilson::{Z95, wilson, wilson95};
 
@@ -501,57 +506,61 @@ impl Stats {
                 .record(o.primary_latency, o.candidate_latency);
         }
         if !v.differences.is_empty() {
-            // Count each (field, kind) once per exchange (an array field may differ at many
-            // indices); it counts as noise only if every such difference was noise.
-            let mut seen: Vec<(&str, DiffKind, bool)> = Vec::with_capacity(v.differences.len());
-            for d in &v.differences {
-                match seen
-                    .iter_mut()
-                    .find(|(f, k, _)| *k == d.kind && *f == d.field)
-                {
-                    Some(s) => s.2 &= d.noise,
-                    None => seen.push((&d.field, d.kind, d.noise)),
-                }
-            }
-            for (f, k, noise) in seen {
+            for (f, k, noise) in exchange_fields(&v.differences) {
                 ep.total_fields.bump(f, k, noise, cfg.max_fields);
                 b.fields.bump(f, k, noise, cfg.max_fields);
             }
         }
         if let Some(sig) = &v.signature {
             let id = o.event.map(|e| e.id.clone());
-            let room = ep.clusters.len() < cfg.max_signatures;
-            match ep.clusters.get_mut(sig.as_str()) {
-                Some(c) => {
-                    c.count += 1;
-                    c.last_seen = now;
-                    if c.example_id.is_none() {
-                        c.example_id = id;
-                    }
+            self.bump_cluster(ep, sig, &v.differences, v.kind, now, id);
+        }
+    }
+
+    /// Counts one exchange in the cluster of its signature (a new cluster while there is room).
+    /// `seen` widens the cluster's first/last seen (events may arrive out of order when merged
+    /// from several sidecars).
+    fn bump_cluster(
+        &self,
+        ep: &mut EndpointStats,
+        sig: &str,
+        differences: &[crate::compare::Difference],
+        verdict: VerdictKind,
+        seen: SystemTime,
+        id: Option<String>,
+    ) {
+        let cfg = &self.cfg;
+        let room = ep.clusters.len() < cfg.max_signatures;
+        match ep.clusters.get_mut(sig) {
+            Some(c) => {
+                c.count += 1;
+                c.last_seen = c.last_seen.max(seen);
+                c.first_seen = c.first_seen.min(seen);
+                if c.example_id.is_none() {
+                    c.example_id = id;
                 }
-                None if room => {
-                    let mut fields: Vec<(String, DiffKind)> = v
-                        .differences
-                        .iter()
-                        .map(|d| (d.field.clone(), d.kind))
-                        .collect();
-                    fields.sort_unstable();
-                    fields.dedup();
-                    fields.truncate(cfg.max_cluster_fields);
-                    ep.clusters.insert(
-                        sig.as_str().into(),
-                        Cluster {
-                            fields,
-                            verdict: v.kind,
-                            count: 1,
-                            first_seen: now,
-                            last_seen: now,
-                            example_id: id,
-                        },
-                    );
-                }
-                None => ep.clusters_dropped += 1,
             }
+            None if room => {
+                let mut fields: Vec<(String, DiffKind)> = differences
+                    .iter()
+                    .map(|d| (d.field.clone(), d.kind))
+                    .collect();
+                fields.sort_unstable();
+                fields.dedup();
+                fields.truncate(cfg.max_cluster_fields);
+                ep.clusters.insert(
+                    sig.into(),
+                    Cluster {
+                        fields,
+                        verdict,
+                        count: 1,
+                        first_seen: seen,
+                        last_seen: seen,
+                        example_id: id,
+                    },
+                );
+            }
+            None => ep.clusters_dropped += 1,
         }
     }
 
@@ -864,6 +873,23 @@ impl Stats {
     /// First sight of an endpoint: admit it under the cap, or fold it into `OTHER`.
     #[cold]
     fn record_new(&self, endpoint: &str, epoch: u64, now: SystemTime, o: &Observation<'_>) {
+        self.with_new_endpoint(endpoint, |ep| self.record(ep, epoch, now, o));
+    }
+
+    /// Runs `f` on an endpoint's statistics under its shard's lock, admitting the endpoint first
+    /// when it is new (under the cap; beyond it, `f` runs on `OTHER`).
+    fn with_endpoint(&self, endpoint: &str, f: impl FnOnce(&mut EndpointStats)) {
+        let mut g = self.shard_of(endpoint).lock();
+        if let Some(ep) = g.endpoints.get_mut(endpoint) {
+            f(ep);
+        } else {
+            drop(g);
+            self.with_new_endpoint(endpoint, f);
+        }
+    }
+
+    #[cold]
+    fn with_new_endpoint(&self, endpoint: &str, f: impl FnOnce(&mut EndpointStats)) {
         let admitted = self
             .endpoints
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -884,9 +910,25 @@ impl Stats {
             self.endpoints.fetch_sub(1, Ordering::AcqRel);
         }
         if let Some(ep) = g.endpoints.get_mut(name) {
-            self.record(ep, epoch, now, o);
+            f(ep);
         }
     }
+}
+
+/// The (field, kind) pairs of one exchange, each once (an array field may differ at many
+/// indices); a pair counts as noise only if every such difference was noise.
+fn exchange_fields(differences: &[crate::compare::Difference]) -> Vec<(&str, DiffKind, bool)> {
+    let mut seen: Vec<(&str, DiffKind, bool)> = Vec::with_capacity(differences.len());
+    for d in differences {
+        match seen
+            .iter_mut()
+            .find(|(f, k, _)| *k == d.kind && *f == d.field)
+        {
+            Some(s) => s.2 &= d.noise,
+            None => seen.push((&d.field, d.kind, d.noise)),
+        }
+    }
+    seen
 }
 
 struct Agg {
