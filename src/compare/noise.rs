@@ -42,6 +42,9 @@ pub fn mark(candidate: &mut [Difference], noise: &[Difference]) -> bool {
     !candidate.is_empty() && candidate.iter().all(|d| d.noise)
 }
 
+/// Standard errors by which the candidate must out-differ the secondary for a field to be real.
+const REAL_Z: f64 = 2.0;
+
 /// When a field counts as learned noise. See [`NoiseModel`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NoiseConfig {
@@ -90,6 +93,8 @@ pub enum FieldStatus {
 struct FieldCounts {
     raw: u64,
     noise: u64,
+    /// Exchanges where both the candidate and the secondary differed on the field.
+    both: u64,
     kinds: Vec<DiffKind>,
     /// Largest relative difference seen between primary and secondary numbers (for tolerances).
     max_rel: f64,
@@ -128,11 +133,12 @@ pub struct EndpointNoise {
 ///   primary and secondary differ on it in at least `absolute` of them, and the candidate differs
 ///   on it at most `(1 + relative)` × as often as the secondary does. Candidate differences on a
 ///   noisy field are marked `noise` even in exchanges where the secondary happened to agree;
-/// - a field is **real** when the candidate differs on it more often than that bound — judged on
-///   the running counts, without waiting for `min_samples`: per-exchange noise marks on it are
-///   withdrawn, so a sometimes-noisy field that the candidate always changes is reported on
-///   every exchange (an exchange is reported as soon as the counts say so; only while the very
-///   first exchanges of a field are all noisy can its mark stand).
+/// - a field is **real** when the candidate differs on it more often than that bound, by more
+///   than two standard errors of the paired difference — judged on the running counts, without
+///   waiting for `min_samples`: per-exchange noise marks on it are withdrawn, so a
+///   sometimes-noisy field that the candidate always changes is reported on every exchange once
+///   a handful of exchanges have shown it (before that, an exchange where the secondary also
+///   differed can still count as noise).
 ///
 /// Diffy's thresholds (relative 20%, absolute 0.03% of requests) were the starting point; the
 /// absolute floor here is 1% because a field seen noisy in 3 of 10,000 exchanges is better
@@ -164,11 +170,17 @@ impl NoiseModel {
             };
         };
         // Asymmetric on purpose. Calling a field noise can hide a regression, so it waits for
-        // `min_samples`; calling it real can only report too much, so it needs no more than the
-        // running counts: the candidate differing on it more than (1 + relative) × as often as
-        // the secondary does. That keeps a sometimes-noisy field which the candidate always
-        // changes reported from its first exchanges on, not only after the learning phase.
-        if f.raw as f64 > f.noise as f64 * (1.0 + self.cfg.relative) {
+        // `min_samples`; calling it real can only report too much, so it is judged on the running
+        // counts, from the first exchanges on — but not on chance: the candidate must differ on it
+        // more than (1 + relative) × as often as the secondary, by more than two standard errors.
+        // The exchanges are paired (both answers are to the same request), so the test is on the
+        // discordant ones, as McNemar's: b = only the candidate differed, c = only the
+        // secondary; under "no noisier than the legacy instances", b − c has spread √(b + c).
+        // Without that margin, a field both sides shuffle half the time would flip to real
+        // whenever the candidate's coin ran a little hot.
+        let b = f.raw.saturating_sub(f.both) as f64;
+        let c = f.noise.saturating_sub(f.both) as f64;
+        if b - c > self.cfg.relative * f.noise as f64 + REAL_Z * (b + c).sqrt() {
             return FieldStatus::Real;
         }
         if ep.exchanges < self.cfg.min_samples {
@@ -229,6 +241,7 @@ impl NoiseModel {
             }
             if let Some(ds) = noise.get(field) {
                 c.noise += 1;
+                c.both += u64::from(raw.contains(field));
                 for d in ds {
                     if !c.kinds.contains(&d.kind) {
                         c.kinds.push(d.kind);
@@ -517,11 +530,12 @@ mod tests {
         // Secondary differs on /price in 3 of 10 exchanges; the candidate changed it always.
         // `noisy_at`: which exchanges of each ten the secondary differs in.
         for (noisy_at, want_reported) in [
-            // Not at the very start: the running counts call the field real before its first
-            // noisy exchange, even inside the learning phase, so every exchange is reported.
-            ([3, 6, 9], 100),
+            // Three exchanges in, one noisy one: too few to call the field real, so exchange 3
+            // stands as noise; by exchange 6 the counts say real (inside the learning phase),
+            // and every exchange from then on is reported.
+            ([3, 6, 9], 99),
             // The first three exchanges are all noisy: nothing yet tells the field apart from
-            // noise, so those three stand as noise; from the fourth on, it is real.
+            // noise, so those three stand as noise; by the next noisy one, it is real.
             ([0, 1, 2], 97),
         ] {
             let m = NoiseModel::new(cfg());
@@ -543,6 +557,42 @@ mod tests {
             assert_eq!(snap[0].fields[0].status, FieldStatus::Real);
             assert_eq!((snap[0].fields[0].raw, snap[0].fields[0].noise), (100, 30));
         }
+    }
+
+    #[test]
+    fn a_field_both_sides_shuffle_half_the_time_stays_noisy() {
+        // Secondary and candidate each differ on /tags with probability 1/2, independently
+        // (a fixed-seed generator, so the run is the same every time): the candidate is no
+        // noisier than the legacy instances, and chance alone must not make the field real.
+        let m = NoiseModel::new(cfg());
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut coin = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x & 1 == 1
+        };
+        let mut ever_real = 0;
+        for _ in 0..2000 {
+            let cand = if coin() {
+                vec![d("/tags", DiffKind::Order)]
+            } else {
+                vec![]
+            };
+            let sec = if coin() {
+                vec![d("/tags", DiffKind::Order)]
+            } else {
+                vec![]
+            };
+            let mut v = verdict(cand, sec);
+            m.apply("GET /o", &mut v);
+            let snap = m.snapshot();
+            if let Some(f) = snap.first().and_then(|e| e.fields.first()) {
+                ever_real += usize::from(f.status == FieldStatus::Real);
+            }
+        }
+        assert_eq!(ever_real, 0, "exchanges after which the field looked real");
+        assert_eq!(m.snapshot()[0].fields[0].status, FieldStatus::Noisy);
     }
 
     #[test]

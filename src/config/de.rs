@@ -55,6 +55,18 @@ pub(super) fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Erro
     usize::try_from(n).map_err(|_| D::Error::custom(format!("{n} is too large")))
 }
 
+/// A niceness to lower a thread to: 0 (unchanged) to 19 (lowest). Raising priority (negative
+/// values) would need privileges a sidecar should not have.
+pub(super) fn nice<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    let n = i64::deserialize(d)?;
+    if !(0..=19).contains(&n) {
+        return Err(D::Error::custom(format!(
+            "{n} is not a niceness from 0 (unchanged) to 19 (lowest)"
+        )));
+    }
+    Ok(n as i32)
+}
+
 pub(super) fn yes() -> bool {
     true
 }

@@ -242,6 +242,10 @@ pub struct CompareConfig {
     /// Differences kept per exchange. Default `1000`.
     #[serde(deserialize_with = "de::positive")]
     pub max_differences: usize,
+    /// Niceness of the comparison threads (Linux; 0 to 19): under CPU pressure forwarding wins
+    /// and comparisons shed as `compare_queue_full`. `0` runs them like the rest. Default `10`.
+    #[serde(deserialize_with = "de::nice")]
+    pub nice: i32,
 }
 
 impl Default for CompareConfig {
@@ -251,6 +255,7 @@ impl Default for CompareConfig {
             queue: 1024,
             max_decoded_bytes: 16 << 20,
             max_differences: 1000,
+            nice: 10,
         }
     }
 }

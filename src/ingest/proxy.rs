@@ -134,6 +134,7 @@ pub async fn start(
         },
         f.compare.workers,
         f.compare.queue,
+        f.compare.nice,
     )
     .map_err(ProxyError::Workers)?;
     let counters = Arc::new(Counters {

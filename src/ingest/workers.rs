@@ -44,8 +44,9 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts `workers` threads behind a queue of `queue` jobs.
-    pub fn start(ctx: Context, workers: usize, queue: usize) -> std::io::Result<Pool> {
+    /// Starts `workers` threads behind a queue of `queue` jobs, at niceness `nice` (0: as the
+    /// rest of the process).
+    pub fn start(ctx: Context, workers: usize, queue: usize, nice: i32) -> std::io::Result<Pool> {
         let (tx, rx) = sync_channel(queue);
         let rx = Arc::new(Mutex::new(rx));
         let ctx = Arc::new(ctx);
@@ -55,7 +56,10 @@ impl Pool {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("shadowdiff-compare-{i}"))
-                    .spawn(move || run(&rx, &ctx))?,
+                    .spawn(move || {
+                        lower_priority(nice);
+                        run(&rx, &ctx)
+                    })?,
             );
         }
         Ok(Pool {
@@ -86,6 +90,19 @@ impl Pool {
                 tracing::error!("a comparison worker panicked");
             }
         }
+    }
+}
+
+/// Comparison is best effort and forwarding is not: when the CPU is short, the scheduler should
+/// give it to the I/O threads, and the comparison queue fills and sheds (counted) instead. Linux
+/// keeps a nice value per thread, so this lowers only the calling comparison thread.
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
+        tracing::warn!(nice, error = %e, "cannot lower the comparison threads' priority");
     }
 }
 
