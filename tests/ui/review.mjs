@@ -80,13 +80,10 @@ async function tableRows(page, selector) {
   });
 }
 
-const browser = await chromium.launch({
-  executablePath: env("CHROMIUM"),
-  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-});
 const problems = [];
-try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+// Records what a QA reviewer would call broken: console errors and warnings, script errors,
+// failed requests, error answers, and any request that leaves the admin server.
+function watch(page) {
   page.on("console", (m) => {
     if (m.type() === "error" || m.type() === "warning") problems.push(`console ${m.type()}: ${m.text()}`);
   });
@@ -98,6 +95,16 @@ try {
   page.on("response", (r) => {
     if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`);
   });
+}
+
+const browser = await chromium.launch({
+  executablePath: env("CHROMIUM"),
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+});
+try {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+  const page = await context.newPage();
+  watch(page);
 
   step("open the review UI");
   await page.goto(base + "/");
@@ -183,7 +190,9 @@ try {
     assert.ok(await page.isVisible('#filters .chip[data-filter="endpoint"]'), "endpoint filter chip");
     const feed = await tableRows(page, "#mismatches");
     assert.deepEqual(feed.map((r) => r.$data.id), byEndpoint.mismatches.map((m) => m.id), "feed = API page for the endpoint");
-    assert.ok(feed.every((r) => r.endpoint === ORDERS), "every feed row is on the endpoint");
+    assert.ok(feed.every((r) => r.$data.endpoint === ORDERS), "every feed row is on the endpoint");
+    const request = (m) => m.request.method + " " + m.request.path + (m.request.query ? "?" + m.request.query : "");
+    assert.deepEqual(feed.map((r) => [r.request, r.verdict]), byEndpoint.mismatches.map((m) => [request(m), m.verdict]), "request and verdict per row");
     const sigs = await tableRows(page, "#signatures");
     assert.deepEqual(sigs.map((r) => [r.signature, Number(r.count)]), sigsOrders.map((s) => [s.signature, s.count]), "clusters of the endpoint");
   }, "endpoint filter");
@@ -247,6 +256,22 @@ try {
   const shot = env("SCREENSHOT");
   await page.screenshot({ path: shot, fullPage: true });
   console.log(`[ui] screenshot ${shot}`);
+
+  step("the page's link reopens the same filters and exchange");
+  const link = page.url();
+  assert.match(link, /#/, "filters are in the URL");
+  const again = await context.newPage();
+  watch(again);
+  await again.goto(link);
+  await eventually(async () => {
+    assert.match(await again.textContent("#evid"), new RegExp(ev.id), "the exchange is open");
+    const chips = await again.$$eval("#filters .chip", (cs) => cs.map((c) => c.dataset.filter));
+    assert.deepEqual(chips, ["endpoint", "field", "signature"]);
+    const feed = await tableRows(again, "#mismatches");
+    assert.deepEqual(feed.map((r) => r.$data.id), bySig.mismatches.map((m) => m.id), "the same feed");
+    assert.equal(await again.locator(`#side-candidate .hl[data-path="/tax"]`).count(), 1, "the same highlight");
+  }, "shared link");
+  await again.close();
 
   step("clear the filters, then list candidate errors only");
   await page.click('#filters .chip[data-filter="endpoint"] button');
