@@ -196,6 +196,17 @@ try {
     const sigs = await tableRows(page, "#signatures");
     assert.deepEqual(sigs.map((r) => [r.signature, Number(r.count)]), sigsOrders.map((s) => [s.signature, s.count]), "clusters of the endpoint");
   }, "endpoint filter");
+  if (byEndpoint.next_before) {
+    step("page to older mismatches");
+    // Older pages append below, as the API pages them.
+    const older = await api(`/api/v1/mismatches?endpoint=${encodeURIComponent(ORDERS)}&limit=50&before=${byEndpoint.next_before}`);
+    await page.click("#older");
+    await eventually(async () => {
+      const feed = await tableRows(page, "#mismatches");
+      assert.deepEqual(feed.map((r) => r.$data.id), [...byEndpoint.mismatches, ...older.mismatches].map((m) => m.id), "two pages");
+      assert.equal(await page.isVisible("#older"), Boolean(older.next_before), "the older button while more remain");
+    }, "paging");
+  }
 
   step("filter the clusters by field /tax");
   await page.click(`#endpoints tr[data-endpoint="${ORDERS}"] button.field[data-field="/tax"]`);
