@@ -295,8 +295,11 @@ try {
     assert.deepEqual(feed.map((r) => r.$data.id), errors.mismatches.map((m) => m.id), "feed = API candidate errors");
     assert.ok(feed.every((r) => r.verdict === "candidate_error"));
   }, "verdict filter");
-  const err = errors.mismatches[0];
-  await page.click(`#mismatches tr[data-id="${err.id}"]`);
+  // By keyboard this time: focus the first row, move down one, open it with Enter.
+  const err = errors.mismatches[Math.min(1, errors.mismatches.length - 1)];
+  await page.focus("#mismatches tbody tr");
+  if (errors.mismatches.length > 1) await page.keyboard.press("ArrowDown");
+  await page.keyboard.press("Enter");
   await eventually(async () => {
     assert.match(await page.textContent("#evid"), new RegExp(err.id));
     if (err.differences.some((d) => d.path === "@status")) {
@@ -304,6 +307,16 @@ try {
       assert.deepEqual(statuses, [String(err.primary.status), String(err.candidate.status)], "status difference highlighted");
     }
   }, "candidate error detail");
+
+  step("the window selector: since start");
+  await page.selectOption("#window", "all");
+  const gateAll = await api("/api/v1/gate?window=all");
+  await eventually(async () => {
+    assert.equal(await page.textContent("#gate-window"), "all");
+    assert.match(await page.textContent("#meta"), /^window all /);
+    assertRate(await page.textContent("#gate-rate"), gateAll.divergence_rate, gateAll.ci95, "gate since start");
+    assert.match(page.url(), /window=all/, "the window is in the link");
+  }, "window since start");
 
   step("no console errors, no failed or off-host requests");
   assert.deepEqual(problems, []);
