@@ -51,3 +51,19 @@ else
   python3 -m venv target/pyenv
   target/pyenv/bin/pip install -q confluent-kafka
 fi
+
+# Review UI browser test (tests/ui.rs): Debian's Chromium, driven by playwright-core from npm.
+# playwright-core never downloads a browser of its own; the test points it at /usr/bin/chromium.
+# The npm packages land in target/ui-test/ (git-ignored), pinned by tests/ui/package-lock.json.
+need_apt chromium
+ui_dir=target/ui-test
+if [ -f "$ui_dir/node_modules/playwright-core/package.json" ] &&
+  cmp -s tests/ui/package-lock.json "$ui_dir/package-lock.json"; then
+  log "playwright-core present ($ui_dir/node_modules)"
+else
+  command -v npm >/dev/null 2>&1 || need_apt nodejs npm
+  log "installing playwright-core into $ui_dir (npm ci)"
+  mkdir -p "$ui_dir"
+  cp tests/ui/package.json tests/ui/package-lock.json "$ui_dir/"
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$ui_dir" --no-audit --no-fund --loglevel=error
+fi

@@ -11,6 +11,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy -D warnings (all targets: lib, bin, tests, benches)"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
+# The install step above put Chromium and playwright-core in place: the review UI browser test
+# (tests/ui.rs) must run here, not skip.
+export SHADOWDIFF_REQUIRE_BROWSER=1
 mkdir -p target
 # pipefail: cargo's exit status decides; tee keeps a copy to total the results from.
 cargo test --locked --no-fail-fast 2>&1 | tee target/test-output.txt

@@ -1,0 +1,231 @@
+//! The review UI in a real browser: `shadowdiff demo` serves it, headless Chromium (Debian's,
+//! driven by playwright-core) reviews the mismatch feed the way QA does, and every figure it reads
+//! on the page is checked against the JSON API. The browser side is `tests/ui/review.mjs`.
+//!
+//! Needs `/usr/bin/chromium`, `node` and `target/ui-test/node_modules` (all installed by
+//! `scripts/install-test-deps.sh`). Without them the test says why and passes, unless
+//! `SHADOWDIFF_REQUIRE_BROWSER=1` (set by `scripts/test.sh`), where a missing piece is a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Kills and reaps the child however the test ends (a failed assertion included), so no demo or
+/// browser outlives it.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What the browser test needs, or the first thing missing.
+fn prerequisites() -> Result<PathBuf, String> {
+    if !Path::new(CHROMIUM).exists() {
+        return Err(format!("{CHROMIUM} not found (Debian package chromium)"));
+    }
+    match Command::new("node").arg("--version").output() {
+        Ok(o) if o.status.success() => {}
+        _ => return Err("node not found".into()),
+    }
+    let modules = manifest_dir().join("target/ui-test/node_modules");
+    if !modules.join("playwright-core/package.json").exists() {
+        return Err(format!("{} has no playwright-core", modules.display()));
+    }
+    Ok(modules)
+}
+
+/// A port that was free a moment ago. The demo falls back to another free port if it is taken in
+/// between, and the test reads the address the demo actually bound from its output anyway.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A blocking `GET` on loopback, returning status and body (the admin server closes after a
+/// `Connection: close` request, so reading to the end is the whole answer).
+fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let raw = String::from_utf8_lossy(&raw);
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Ok((status, dechunk(body)));
+    }
+    Ok((status, body.to_string()))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Waits for `child` with a deadline; kills it when the deadline passes.
+fn wait_with_deadline(child: &mut KillOnDrop, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.0.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_reviewer_finds_the_planted_regression_in_the_browser() {
+    let modules = match prerequisites() {
+        Ok(m) => m,
+        Err(why) if std::env::var_os("SHADOWDIFF_REQUIRE_BROWSER").is_some() => {
+            panic!("browser test required but {why}: run scripts/install-test-deps.sh")
+        }
+        Err(why) => {
+            eprintln!(
+                "skipping the review UI browser test: {why} (scripts/install-test-deps.sh installs it)"
+            );
+            return;
+        }
+    };
+    let root = manifest_dir();
+    let out_dir = root.join("target/ui-test");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let screenshot = out_dir.join("review.png");
+    let _ = std::fs::remove_file(&screenshot);
+
+    // How many exchanges the demo drives: its recorded traffic, one request a line.
+    let traffic = std::fs::read_to_string(root.join("sample-traffic/demo.jsonl")).unwrap();
+    let expected = traffic.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+
+    let port = free_port();
+    let mut demo = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
+            .args(["demo", "--admin", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // The demo names its admin address on stderr; keep draining stderr (the progress bar writes
+    // there) and keep a copy for failure messages.
+    let log = Arc::new(Mutex::new(String::new()));
+    let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
+    {
+        let stderr = demo.0.stderr.take().unwrap();
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("admin") {
+                    let url = rest.split_whitespace().next().unwrap_or("");
+                    let host = url.trim_start_matches("http://").trim_end_matches('/');
+                    if let Ok(a) = host.parse() {
+                        let _ = addr_tx.send(a);
+                    }
+                }
+                log.lock().unwrap().push_str(&line);
+                log.lock().unwrap().push('\n');
+            }
+        });
+    }
+    let started = Instant::now();
+    let admin = addr_rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            panic!(
+                "the demo never named its admin address:\n{}",
+                log.lock().unwrap()
+            )
+        });
+
+    // Ready when every recorded request has been observed: from then on the figures are final.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = demo.0.try_wait().unwrap() {
+            panic!("the demo exited ({status}):\n{}", log.lock().unwrap());
+        }
+        if let Ok((200, body)) = http_get(admin, "/api/v1/summary?window=all&top=1") {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if v["totals"]["exchanges"].as_u64() == Some(expected) {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not observe {expected} exchanges in time:\n{}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("demo ready in {:?} at http://{admin}/", started.elapsed());
+
+    let browsing = Instant::now();
+    let mut node = KillOnDrop(
+        Command::new("node")
+            .arg(root.join("tests/ui/review.mjs"))
+            .env("ADMIN_URL", format!("http://{admin}"))
+            .env("PLAYWRIGHT_MODULES", &modules)
+            .env("CHROMIUM", CHROMIUM)
+            .env("SCREENSHOT", &screenshot)
+            .env("EXPECTED_EXCHANGES", expected.to_string())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let status = wait_with_deadline(&mut node, Duration::from_secs(180));
+    eprintln!("browser review took {:?}", browsing.elapsed());
+    match status {
+        Some(s) => assert!(
+            s.success(),
+            "tests/ui/review.mjs failed ({s}); its output is above"
+        ),
+        None => panic!("tests/ui/review.mjs did not finish in 180s"),
+    }
+    assert!(
+        screenshot.exists(),
+        "no screenshot at {}",
+        screenshot.display()
+    );
+}
