@@ -193,6 +193,28 @@ impl Verdict {
     }
 }
 
+impl Verdict {
+    /// Recomputes the signature after noise marking: a mismatch is signed by its real
+    /// differences only, so the same failure clusters together whatever noise came with it in
+    /// each exchange; a verdict made only of noise is signed by all of it.
+    pub fn resign(&mut self) {
+        if self.differences.is_empty() {
+            return;
+        }
+        let real: Vec<Difference> = self
+            .differences
+            .iter()
+            .filter(|d| !d.noise)
+            .cloned()
+            .collect();
+        self.signature = Some(if real.is_empty() {
+            signature(&self.differences)
+        } else {
+            signature(&real)
+        });
+    }
+}
+
 /// Stable 32-bit hex hash of the set of (field, kind) pairs: identical failures share it, across
 /// runs and machines (SHA-256 of the sorted, de-duplicated pairs).
 pub fn signature(diffs: &[Difference]) -> String {
@@ -291,6 +313,7 @@ impl Comparator {
             if v.kind == VerdictKind::Mismatch && noise::mark(&mut v.differences, &nv.differences) {
                 v.kind = VerdictKind::Noise;
             }
+            v.resign();
             v.secondary_differences = Some(nv.differences);
         }
         v

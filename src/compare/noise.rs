@@ -267,6 +267,7 @@ impl NoiseModel {
             } else {
                 VerdictKind::Mismatch
             };
+            v.resign();
         }
     }
 
@@ -593,6 +594,37 @@ mod tests {
         }
         assert_eq!(ever_real, 0, "exchanges after which the field looked real");
         assert_eq!(m.snapshot()[0].fields[0].status, FieldStatus::Noisy);
+    }
+
+    #[test]
+    fn a_mismatch_is_signed_by_its_real_differences_only() {
+        // The same regression (/total) once with /ts noise around it and once without: one
+        // cluster, whatever the noise did in each exchange.
+        let m = NoiseModel::new(cfg());
+        let mut with_noise = verdict(
+            vec![d("/ts", DiffKind::Value), d("/total", DiffKind::Value)],
+            vec![d("/ts", DiffKind::Value)],
+        );
+        m.apply("GET /s", &mut with_noise);
+        let mut without = verdict(vec![d("/total", DiffKind::Value)], vec![]);
+        m.apply("GET /s", &mut without);
+        assert_eq!(with_noise.kind, VerdictKind::Mismatch);
+        assert_eq!(with_noise.signature, without.signature);
+        assert_eq!(
+            without.signature,
+            Some(crate::compare::signature(&[d("/total", DiffKind::Value)]))
+        );
+        // All noise: signed by the noise, so noise clusters stay apart from real failures.
+        let mut only_noise = verdict(
+            vec![d("/ts", DiffKind::Value)],
+            vec![d("/ts", DiffKind::Value)],
+        );
+        m.apply("GET /s", &mut only_noise);
+        assert_eq!(only_noise.kind, VerdictKind::Noise);
+        assert_eq!(
+            only_noise.signature,
+            Some(crate::compare::signature(&[d("/ts", DiffKind::Value)]))
+        );
     }
 
     #[test]
