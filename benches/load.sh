@@ -20,17 +20,25 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 HZ=$(getconf CLK_TCK)
+# The proxy under test gets a core of its own; load generator and backends share the other
+# (when the machine has at least two cores and taskset exists).
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  PROXY_CPU=(taskset -c 1); LOAD_CPU=(taskset -c 0)
+else
+  PROXY_CPU=(); LOAD_CPU=()
+fi
 
 wait_port() { for _ in $(seq 1 500); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.01; done; echo "port $1 never opened" >&2; exit 1; }
 cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' /proc/"$p"/stat))); done; echo "$t"; }
 rss_kib() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmHWM/{print $2}' /proc/"$p"/status))); done; echo "$t"; }
+rss_now_kib() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' /proc/"$p"/status))); done; echo "$t"; }
 
 # Backends: primary, a fast candidate and a slow (+200 ms) one; candidates differ from the
 # primary only in /meta/generated_at, which the rules ignore — so every exchange is parsed and
 # structurally diffed (bytes differ), and matches.
-$TOOL backend 18081 0 111 & PIDS+=($!)
-$TOOL backend 18082 0 222 & PIDS+=($!)
-$TOOL backend 18083 200 333 & PIDS+=($!)
+"${LOAD_CPU[@]}" $TOOL backend 18081 0 111 & PIDS+=($!)
+"${LOAD_CPU[@]}" $TOOL backend 18082 0 222 & PIDS+=($!)
+"${LOAD_CPU[@]}" $TOOL backend 18083 200 333 & PIDS+=($!)
 for p in 18081 18082 18083; do wait_port $p; done
 
 cat >"$WORK/rules.yaml" <<'YAML'
@@ -70,15 +78,17 @@ CONF
 }
 
 RESULTS="$WORK/results.tsv"
-printf "target\tcandidate\tmax_rps\tcpu_us_per_req\tpeak_rss_kib\topen_rate\tp50_us\tp99_us\topen_errors\n" >"$RESULTS"
+printf "target\tcandidate\tmax_rps\tcpu_us_per_req\tidle_rss_kib\tpeak_rss_kib\topen_rate\tp50_us\tp99_us\topen_errors\n" >"$RESULTS"
 
 measure() { # $1 label, $2 candidate label, $3 port, $4.. pids of the proxying process(es)
   local label=$1 cand=$2 port=$3; shift 3
   local url="http://127.0.0.1:$port/orders/12345"
   wait_port "$port"
-  wrk -t1 -c"$CONNS" -d2s "$url" >/dev/null 2>&1 || true # warm-up
+  # Idle: started and listening, before any traffic.
+  local idle="-"; if [ $# -gt 0 ]; then idle=$(rss_now_kib "$@"); fi
+  "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d2s "$url" >/dev/null 2>&1 || true # warm-up
   local t0; t0=$(if [ $# -gt 0 ]; then cpu_ticks "$@"; else echo 0; fi)
-  local out; out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" "$url")
+  local out; out=$("${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" "$url")
   local t1; t1=$(if [ $# -gt 0 ]; then cpu_ticks "$@"; else echo 0; fi)
   local rps reqs; rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
   reqs=$(echo "$out" | awk '/requests in/{print $1}')
@@ -86,13 +96,13 @@ measure() { # $1 label, $2 candidate label, $3 port, $4.. pids of the proxying p
   if [ $# -gt 0 ]; then
     cpu=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN{printf "%.1f", d/hz*1e6/n}')
   fi
-  local open; open=$($TOOL open "$url" "$RATE" "$SECS")
+  local open; open=$("${LOAD_CPU[@]}" $TOOL open "$url" "$RATE" "$SECS")
   if [ $# -gt 0 ]; then rss=$(rss_kib "$@"); fi
   local p50 p99 err
   p50=$(echo "$open" | sed 's/.*"p50_us":\([0-9]*\).*/\1/')
   p99=$(echo "$open" | sed 's/.*"p99_us":\([0-9]*\).*/\1/')
   err=$(echo "$open" | sed 's/.*"errors":\([0-9]*\).*/\1/')
-  printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$label" "$cand" "$rps" "$cpu" "$rss" "$RATE" "$p50" "$p99" "$err" | tee -a "$RESULTS"
+  printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$label" "$cand" "$rps" "$cpu" "$idle" "$rss" "$RATE" "$p50" "$p99" "$err" | tee -a "$RESULTS"
 }
 
 for cand in fast slow; do
@@ -100,13 +110,13 @@ for cand in fast slow; do
   measure direct "$cand" 18081
 
   nginx_conf 18090 ""
-  nginx -p "$WORK/nginx-18090" -c "$WORK/nginx-18090/nginx.conf" -e "$WORK/nginx-18090/error.log" & NPID=$!; PIDS+=($NPID)
+  "${PROXY_CPU[@]}" nginx -p "$WORK/nginx-18090" -c "$WORK/nginx-18090/nginx.conf" -e "$WORK/nginx-18090/error.log" & NPID=$!; PIDS+=($NPID)
   wait_port 18090; WPID=$(pgrep -P "$NPID" | head -1)
   measure nginx-proxy "$cand" 18090 "$WPID"
   kill "$NPID"; wait "$NPID" 2>/dev/null || true
 
   nginx_conf 18091 "$cport"
-  nginx -p "$WORK/nginx-18091" -c "$WORK/nginx-18091/nginx.conf" -e "$WORK/nginx-18091/error.log" & NPID=$!; PIDS+=($NPID)
+  "${PROXY_CPU[@]}" nginx -p "$WORK/nginx-18091" -c "$WORK/nginx-18091/nginx.conf" -e "$WORK/nginx-18091/error.log" & NPID=$!; PIDS+=($NPID)
   wait_port 18091; WPID=$(pgrep -P "$NPID" | head -1)
   measure nginx-mirror "$cand" 18091 "$WPID"
   kill "$NPID"; wait "$NPID" 2>/dev/null || true
@@ -115,15 +125,21 @@ for cand in fast slow; do
 listen: 127.0.0.1:18092
 primary: http://127.0.0.1:18081
 candidate: http://127.0.0.1:$cport
-admin: null
+admin: 127.0.0.1:18093
 rules: $WORK/rules.yaml
 sinks: {file: {path: $WORK/events.jsonl}}
 log: {level: warn}
 YAML
-  $BIN proxy --config "$WORK/shadowdiff.yaml" 2>"$WORK/shadowdiff.log" & SPID=$!; PIDS+=($SPID)
+  "${PROXY_CPU[@]}" $BIN proxy --config "$WORK/shadowdiff.yaml" 2>"$WORK/shadowdiff.log" & SPID=$!; PIDS+=($SPID)
   measure shadowdiff "$cand" 18092 "$SPID"
+  # What happened to the shadows over the whole phase (warm-up, closed and open loop).
+  curl -s http://127.0.0.1:18093/metrics | awk -v c="$cand" '
+    /^shadowdiff_exchanges_total/ && !/verdict="skipped"/ { compared += $NF }
+    /^shadowdiff_shadow_skipped_total/ { split($0, a, "\""); if ($NF > 0) shed = shed sprintf(" %s=%d", a[2], $NF) }
+    END { printf "shadowdiff %s: compared %d; skipped:%s\n", c, compared, (shed == "" ? " none" : shed) }' | tee -a "$WORK/shadows.txt"
   kill -TERM "$SPID"; wait "$SPID" 2>/dev/null || true
 done
 
 cp "$RESULTS" benches/results.tsv
+cat "$WORK/shadows.txt"
 echo "results: benches/results.tsv (work dir $WORK)"

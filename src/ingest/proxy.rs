@@ -450,7 +450,7 @@ async fn handle(
                 endpoint: endpoint.clone(),
                 method: head.method.clone(),
                 path_and_query: pq.clone(),
-                headers: head.headers.clone(),
+                headers: detached(&head.headers),
                 request_body: req_rx,
                 primary: prx,
             };
@@ -486,7 +486,7 @@ async fn handle(
             // The shadow may be gone already (abandoned): then nobody needs the copy.
             let _ = tx.send(PrimaryCopy {
                 status: parts.status.as_u16(),
-                headers: parts.headers.clone(),
+                headers: detached(&parts.headers),
                 body: rx,
                 sent: primary_sent,
             });
@@ -685,8 +685,24 @@ enum Dropped {
     OverBudget,
 }
 
+/// Headers to keep beyond the request: hyper's header values are slices of the connection's
+/// read buffer, so a clone would pin that whole buffer (8 KiB and up) for as long as the shadow
+/// lives — measured at ~30 KiB per in-flight shadow with a slow candidate. Owned copies of the
+/// few hundred bytes actually used cost one small allocation each.
+fn detached(h: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(h.len());
+    for (name, value) in h {
+        let Ok(mut v) = HeaderValue::from_bytes(value.as_bytes()) else {
+            continue; // cannot happen: the bytes were a valid value already
+        };
+        v.set_sensitive(value.is_sensitive());
+        out.append(name.clone(), v);
+    }
+    out
+}
+
 /// Reads a shadow answer's body, each frame reserved against the memory budget before it is
-/// kept. One frame (the common case for small JSON) is kept as is, without a copy.
+/// kept.
 async fn collect_body(
     mut body: Incoming,
     cap: usize,
@@ -711,7 +727,9 @@ async fn collect_body(
         }
         len += data.len();
         match (&first, &mut rest) {
-            (None, _) => first = Some(data),
+            // A copy, not the frame itself: the frame is a slice of the connection's read buffer
+            // (8 KiB and up), which it would keep alive for as long as the exchange waits.
+            (None, _) => first = Some(Bytes::copy_from_slice(&data)),
             (Some(f), None) => {
                 let mut b = bytes::BytesMut::with_capacity(f.len() + data.len());
                 b.extend_from_slice(f);
@@ -777,7 +795,7 @@ async fn send_shadow(
         };
         Ok(Ok(exchange::Response {
             status: parts.status.as_u16(),
-            headers: parts.headers,
+            headers: detached(&parts.headers),
             body,
             latency: started.elapsed(),
         }))
