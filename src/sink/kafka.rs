@@ -454,7 +454,6 @@ enum Report {
 struct CtxState {
     reports: Mutex<Vec<Report>>,
     brokers_down: AtomicBool,
-    fatal: AtomicBool,
     /// From the latest statistics: some broker connection is up (librdkafka state `UP`).
     broker_up: AtomicBool,
     /// From the latest statistics, for the watchdog's log line: the idempotent producer's
@@ -482,10 +481,9 @@ impl ClientContext for Ctx {
                 self.0.brokers_down.store(true, Relaxed);
                 tracing::debug!(error = %error, reason, "kafka: all brokers down");
             }
-            Some(RDKafkaErrorCode::Fatal) => {
-                self.0.fatal.store(true, Relaxed);
-                tracing::error!(error = %error, reason, "kafka: fatal producer error");
-            }
+            // A fatal error does not arrive here as `_FATAL`: the event API hands it over under
+            // its underlying code (e.g. UNKNOWN_PRODUCER_ID) with a separate "fatal" flag that
+            // rdkafka does not pass on. The pump asks `fatal_error()` instead.
             // librdkafka logs these itself (connection failures repeat while a broker is away).
             _ => tracing::debug!(error = %error, reason, "kafka client error"),
         }
@@ -681,13 +679,16 @@ impl Pump {
     }
 
     fn check_broker_state(&mut self) {
-        // The error callback is the prompt signal; asking the client covers a fatal error whose
-        // callback was not served (librdkafka keeps it until the handle is destroyed).
-        let fatal =
-            self.ctx.0.fatal.swap(false, Relaxed) || self.producer.client().fatal_error().is_some();
-        if fatal {
-            // A fatal error (for example the idempotent producer's sequence state lost by the
-            // broker) makes this producer refuse everything from now on.
+        // A fatal error makes this producer refuse every message from then on (`_FATAL`), so the
+        // spool could never drain through it. Asking the client is the only reliable way to see
+        // one: the error callback gets it under its underlying code, indistinguishable from the
+        // same error reported as non-fatal (see `Ctx::error`). It is one atomic read.
+        // Seen against a broker restarted with in-memory storage (tansu `memory://`): it has
+        // forgotten the producer id, answers UNKNOWN_PRODUCER_ID, and librdkafka makes that fatal
+        // when the failed request is not the oldest unacknowledged one of its partition
+        // ("unable to retry without risking duplication/reordering").
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            tracing::error!(error = %code, reason = %reason, "kafka producer failed fatally");
             self.restart_producer("fatal error");
         }
         if self.ctx.0.brokers_down.swap(false, Relaxed) && !self.offline {
@@ -711,16 +712,16 @@ impl Pump {
             .clamp(Duration::from_millis(STATS_INTERVAL_MS), MAX_STALL)
     }
 
-    /// The stuck-producer watchdog. librdkafka reports a broker that is down, and a fatal
-    /// error, but not a producer that is connected and never succeeds. That happens against a
-    /// broker that lost its idempotent-producer state (a restarted broker with in-memory
-    /// storage, such as tansu's `memory://`): every produce request is answered
-    /// `UNKNOWN_PRODUCER_ID`, and the idempotent producer's answer to that (bump its epoch
-    /// locally and retry, since no message was retried yet) cannot succeed because the broker
-    /// does not know the producer id at all — no fatal error, nothing delivered, ever. Only a
-    /// new producer, which asks the broker for a new id, gets out of it. So: when a broker
-    /// connection has been up for a whole stall period, events were waiting all that time and
-    /// none was acknowledged, replace the producer.
+    /// The stuck-producer watchdog. A broker that is down is reported (and handled by the
+    /// spool), and so is a fatal error, but not a producer that is connected and never
+    /// succeeds. librdkafka's own code shows one way there: a broker that lost the idempotent
+    /// producer's id answers UNKNOWN_PRODUCER_ID; when the failed request is the oldest
+    /// unacknowledged one and was not retried yet, librdkafka does not fail fatally but bumps
+    /// the epoch locally and retries — and a broker that does not know the id at all answers the
+    /// same again, for ever. Only a new producer, which asks for a new id, gets out of that; a
+    /// stale topic or leader that never resolves ends the same way. So: when a broker connection
+    /// has been up for a whole stall period, events were waiting all that time and none was
+    /// acknowledged, replace the producer.
     fn check_stall(&mut self) {
         let now = Instant::now();
         if !self.outstanding() && self.spool.is_empty() && self.to_spool.is_empty() {
