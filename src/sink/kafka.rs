@@ -17,6 +17,12 @@
 //! acknowledged them. Every event accepted by `observe` ends as exactly one of: delivered,
 //! dropped (counted, with a reason), or still pending (in memory or in the spool) — see
 //! [`KafkaStats`].
+//!
+//! The pump also replaces the producer when it fails fatally or stays connected without any
+//! acknowledgement for a stall period (a broker restarted with in-memory storage forgets the
+//! idempotent producer's id and does both); what the old one held goes back through the spool.
+//! See `Pump::check_broker_state`, `Pump::check_stall` and docs/kafka.md, "Stuck and failed
+//! producers".
 
 use crate::event::Event;
 use crate::sink::spool::{Spool, SpoolError};
