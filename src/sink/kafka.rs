@@ -20,7 +20,8 @@
 //!
 //! The pump also replaces the producer when it fails fatally or stays connected without any
 //! acknowledgement for a stall period (a broker restarted with in-memory storage forgets the
-//! idempotent producer's id and does both); what the old one held goes back through the spool.
+//! idempotent producer's id, which leads to one or the other); what the old one held goes back
+//! through the spool.
 //! See `Pump::check_broker_state`, `Pump::check_stall` and docs/kafka.md, "Stuck and failed
 //! producers".
 
