@@ -468,10 +468,13 @@ fn a_fatal_producer_error_replaces_the_producer_and_loses_nothing() {
 }
 
 /// The stuck-producer watchdog: the broker stays connected but stops answering produce requests
-/// in time (a long round-trip delay on the mock broker), so nothing is acknowledged while events
+/// in time (a 20 s round-trip delay on the mock broker), so nothing is acknowledged while events
 /// wait. The sink must replace the producer after one stall period (the delivery timeout, 5 s
-/// here) and, once the broker answers again, deliver everything: each event counted once,
-/// copies (an in-flight request the broker had already appended) recognisable by id.
+/// here; the delay is four times that, so no acknowledgement can come first even on a loaded
+/// machine) and, once the broker answers again, deliver everything: each event counted once,
+/// copies (an in-flight request the broker had already appended) recognisable by id. The new
+/// producer's first requests may still meet the delay before it is lifted, hence the long
+/// final wait.
 #[test]
 fn a_connected_producer_that_gets_no_acknowledgement_is_replaced() {
     let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
@@ -484,10 +487,10 @@ fn a_connected_producer_that_gets_no_acknowledgement_is_replaced() {
     let mut sent = feed(&sink, "before", 0..50, 5);
     wait_until(30, "50 deliveries", || sink.stats().delivered == 50);
     cluster
-        .broker_round_trip_time(1, Duration::from_secs(8))
+        .broker_round_trip_time(1, Duration::from_secs(20))
         .unwrap();
     sent.extend(feed(&sink, "stuck", 0..100, 5));
-    wait_until(30, "the producer to be replaced", || {
+    wait_until(15, "the producer to be replaced", || {
         sink.stats().producer_restarts >= 1
     });
     cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();

@@ -322,6 +322,7 @@ impl KafkaSink {
             last_progress: Instant::now(),
             up_since: None,
             stall: Duration::ZERO,
+            last_restart: None,
         };
         let thread = std::thread::Builder::new()
             .name("shadowdiff-kafka".into())
@@ -438,6 +439,8 @@ const STATS_INTERVAL_MS: u64 = 1000;
 /// brought no acknowledgement (a broker that refuses every producer, a missing topic), so such
 /// a case costs a restart every few minutes, not a restart loop.
 const MAX_STALL: Duration = Duration::from_secs(300);
+/// The shortest time between two producer replacements after fatal errors.
+const MIN_RESTART_GAP: Duration = Duration::from_secs(1);
 /// How long replacing a producer waits for the old one's purge reports.
 const PURGE_WAIT: Duration = Duration::from_secs(2);
 
@@ -580,6 +583,8 @@ struct Pump {
     /// The current stall period: [`Pump::base_stall`], doubled after each restart that brought
     /// no acknowledgement.
     stall: Duration,
+    /// When the producer was last replaced.
+    last_restart: Option<Instant>,
 }
 
 impl Pump {
@@ -694,7 +699,13 @@ impl Pump {
         // forgotten the producer id, answers UNKNOWN_PRODUCER_ID, and librdkafka makes that fatal
         // when the failed request is not the oldest unacknowledged one of its partition
         // ("unable to retry without risking duplication/reordering").
-        if let Some((code, reason)) = self.producer.client().fatal_error() {
+        // At most one replacement per `MIN_RESTART_GAP`, so that a producer failing fatally as
+        // soon as it starts cannot turn this loop into a stream of new clients; meanwhile the
+        // failed one refuses every message, which goes to the spool.
+        let may_restart = self
+            .last_restart
+            .is_none_or(|t| t.elapsed() >= MIN_RESTART_GAP);
+        if may_restart && let Some((code, reason)) = self.producer.client().fatal_error() {
             tracing::error!(error = %code, reason = %reason, "kafka producer failed fatally");
             self.restart_producer("fatal error");
         }
@@ -775,6 +786,8 @@ impl Pump {
     /// counted twice. A purged in-flight message may nevertheless have reached the broker: it
     /// is sent again (same `id`; consumers de-duplicate).
     fn restart_producer(&mut self, reason: &'static str) {
+        // Also when the new client cannot be built: the next attempt waits its turn.
+        self.last_restart = Some(Instant::now());
         // A synchronous purge: afterwards every message the producer held is a delivery report
         // waiting to be served. Serve them all before the handle goes away with its queue.
         self.producer
