@@ -5,7 +5,10 @@
 //!   the same `Arc<Event>`, and serialising the event (the work `observe` leaves to the pump).
 //!   Needs no broker.
 //! - throughput (goal ≥ 50k events/s of ~2 KB) to a local tansu broker when installed, and to
-//!   librdkafka's in-process mock cluster, printed after the criterion groups.
+//!   librdkafka's in-process mock cluster, printed after the criterion groups. Each target also
+//!   gets a baseline in the same run: one thread serialising the same events and sending them
+//!   through a bare librdkafka producer with the sink's own settings, to a topic of its own —
+//!   what serialising, librdkafka and the broker sustain without the sink.
 //!
 //! `cargo bench --bench kafka`
 
@@ -102,15 +105,133 @@ fn throughput() {
         let dir = tempfile::tempdir().expect("tempdir");
         let broker = harness::Tansu::start(&bin, harness::free_port(), dir.path());
         harness::create_topic(&broker.brokers(), "bench.events", 3);
-        run_throughput("tansu (memory storage)", &broker.brokers());
+        harness::create_topic(&broker.brokers(), "bench.raw", 3);
+        run_throughput("tansu (memory storage), cold", &broker.brokers(), false);
+        let sink = run_throughput("tansu (memory storage)", &broker.brokers(), true);
+        let raw = run_raw_producer("tansu (memory storage)", &broker.brokers());
+        println!(
+            "kafka/throughput ratio sink / bare producer, tansu: {:.2}",
+            sink / raw
+        );
     }
     let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
     cluster.create_topic("bench.events", 3, 1).expect("topic");
-    run_throughput("librdkafka mock cluster", &cluster.bootstrap_servers());
+    cluster.create_topic("bench.raw", 3, 1).expect("topic");
+    let mock = cluster.bootstrap_servers();
+    run_throughput("librdkafka mock cluster, cold", &mock, false);
+    let sink = run_throughput("librdkafka mock cluster", &mock, true);
+    let raw = run_raw_producer("librdkafka mock cluster", &cluster.bootstrap_servers());
+    println!(
+        "kafka/throughput ratio sink / bare producer, mock cluster: {:.2}",
+        sink / raw
+    );
 }
 
-fn run_throughput(target: &str, brokers: &str) {
-    const N: u64 = 100_000;
+const THROUGHPUT_EVENTS: u64 = 100_000;
+
+fn throughput_events() -> Vec<Arc<Event>> {
+    (0..THROUGHPUT_EVENTS)
+        .map(|n| {
+            Arc::new(sample_event(
+                &format!("tp-{n}"),
+                &format!("GET /orders/{}", n % 16),
+                1300,
+            ))
+        })
+        .collect()
+}
+
+/// Counts acknowledgements for the bare-producer baseline.
+#[derive(Clone, Default)]
+struct Acks(
+    Arc<std::sync::atomic::AtomicU64>,
+    Arc<std::sync::atomic::AtomicU64>,
+);
+
+impl rdkafka::ClientContext for Acks {}
+
+impl rdkafka::producer::ProducerContext for Acks {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        let n = if r.is_ok() { &self.0 } else { &self.1 };
+        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The baseline: the same `THROUGHPUT_EVENTS` events serialised and sent on one thread through a
+/// bare `BaseProducer` with the sink's librdkafka settings, waiting for room when its queue is
+/// full (no channel, no spool, no accounting), from the first event to the last
+/// acknowledgement, warm. Returns events/s.
+fn run_raw_producer(target: &str, brokers: &str) -> f64 {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let events = throughput_events();
+    let first = events[0].to_json_line();
+    let size = first.len();
+    let acks = Acks::default();
+    let producer: BaseProducer<Acks> = KafkaConfig {
+        brokers: brokers.into(),
+        ..KafkaConfig::default()
+    }
+    .client_config()
+    .create_with_context(acks.clone())
+    .expect("producer");
+    // Warm, like the sink's measured run: connected and holding a producer id.
+    producer
+        .send(
+            BaseRecord::to("bench.raw")
+                .key("GET /orders/0")
+                .payload(&first),
+        )
+        .map_err(|(e, _)| e)
+        .expect("warm-up send");
+    producer.flush(Duration::from_secs(30)).expect("warm-up");
+    acks.0.store(0, std::sync::atomic::Ordering::Relaxed);
+    let t = Instant::now();
+    let mut waits = 0u64;
+    for (i, ev) in events.iter().enumerate() {
+        // Serialising is part of the work: the sink does it on its thread too.
+        let payload = ev.to_json_line();
+        loop {
+            let rec = BaseRecord::to("bench.raw")
+                .key(&ev.endpoint)
+                .payload(&payload);
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((e, _)) => {
+                    assert_eq!(
+                        e.rdkafka_error_code(),
+                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        "{e}"
+                    );
+                    waits += 1;
+                    producer.poll(Duration::from_millis(1));
+                }
+            }
+        }
+        if i % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush");
+    let secs = t.elapsed().as_secs_f64();
+    let ok = acks.0.load(std::sync::atomic::Ordering::Relaxed);
+    let failed = acks.1.load(std::sync::atomic::Ordering::Relaxed);
+    let rate = ok as f64 / secs;
+    println!(
+        "kafka/throughput baseline, bare producer to {target}: {ok} of {THROUGHPUT_EVENTS} events \
+         of {size} B acknowledged in {secs:.2} s = {rate:.0} events/s ({:.1} MB/s); failed \
+         {failed}, queue-full waits {waits}",
+        rate * size as f64 / 1e6,
+    );
+    rate
+}
+
+/// Returns events/s. `warm`: one event is published and acknowledged before the clock starts,
+/// so the producer is connected and has its producer id; cold, the burst starts with the sink
+/// and can fill librdkafka's queue (64 MiB, ~33 000 events) before the producer id arrives,
+/// which spills the rest of the burst to the spool.
+fn run_throughput(target: &str, brokers: &str, warm: bool) -> f64 {
+    const N: u64 = THROUGHPUT_EVENTS;
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = KafkaSink::start(KafkaConfig {
         brokers: brokers.into(),
@@ -119,16 +240,16 @@ fn run_throughput(target: &str, brokers: &str) {
         ..KafkaConfig::default()
     })
     .expect("sink");
-    let events: Vec<Arc<Event>> = (0..N)
-        .map(|n| {
-            Arc::new(sample_event(
-                &format!("tp-{n}"),
-                &format!("GET /orders/{}", n % 16),
-                1300,
-            ))
-        })
-        .collect();
+    let events = throughput_events();
     let size = events[0].to_json_line().len();
+    if warm {
+        sink.publish(&Arc::new(sample_event("warm-up", "GET /orders/0", 1300)));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sink.stats().delivered == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let before = sink.stats().delivered;
     let t = Instant::now();
     let mut paused = 0u64;
     let stats = sink.stats_handle();
@@ -147,15 +268,17 @@ fn run_throughput(target: &str, brokers: &str) {
     let secs = t.elapsed().as_secs_f64();
     sink.shutdown(Duration::from_secs(5));
     let s = sink.stats();
+    let delivered = s.delivered - before;
     println!(
-        "kafka/throughput to {target}: {} of {N} events of {size} B acknowledged in {secs:.2} s \
-         = {:.0} events/s ({:.1} MB/s); spooled {}, dropped {}, producer pauses {paused}",
-        s.delivered,
-        s.delivered as f64 / secs,
-        s.delivered as f64 * size as f64 / secs / 1e6,
+        "kafka/throughput to {target}: {delivered} of {N} events of {size} B acknowledged in \
+         {secs:.2} s = {:.0} events/s ({:.1} MB/s); spooled {}, dropped {}, producer pauses \
+         {paused}",
+        delivered as f64 / secs,
+        delivered as f64 * size as f64 / secs / 1e6,
         s.spooled,
         s.dropped(),
     );
+    delivered as f64 / secs
 }
 
 fn main() {

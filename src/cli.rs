@@ -877,6 +877,13 @@ pub fn admin_state(
                     "Events waiting in the Kafka spool",
                     snap.spool_events as f64,
                 ));
+                out.push(
+                    MetricFamily::counter(
+                        "shadowdiff_kafka_producer_restarts_total",
+                        "Kafka producers replaced after a fatal error or a stall while connected",
+                    )
+                    .with(&[], snap.producer_restarts as f64),
+                );
             }
             out.push(sink);
             out

@@ -17,6 +17,13 @@
 //! acknowledged them. Every event accepted by `observe` ends as exactly one of: delivered,
 //! dropped (counted, with a reason), or still pending (in memory or in the spool) — see
 //! [`KafkaStats`].
+//!
+//! The pump also replaces the producer when it fails fatally or stays connected without any
+//! acknowledgement for a stall period (a broker restarted with in-memory storage forgets the
+//! idempotent producer's id, which leads to one or the other); what the old one held goes back
+//! through the spool.
+//! See `Pump::check_broker_state`, `Pump::check_stall` and docs/kafka.md, "Stuck and failed
+//! producers".
 
 use crate::event::Event;
 use crate::sink::spool::{Spool, SpoolError};
@@ -116,7 +123,10 @@ impl KafkaConfig {
             )
             // Reconnect within a second of the broker coming back (librdkafka's default backs
             // off to 10 s), so the spool starts draining promptly.
-            .set("reconnect.backoff.max.ms", "1000");
+            .set("reconnect.backoff.max.ms", "1000")
+            // Statistics tell the pump whether a broker connection is up, which the
+            // stuck-producer watchdog needs (see `Pump::check_stall`). 0 disables both.
+            .set("statistics.interval.ms", STATS_INTERVAL_MS.to_string());
         for (k, v) in &self.options {
             c.set(k, v);
         }
@@ -146,6 +156,7 @@ struct Counters {
     dropped_spool_full: AtomicU64,
     dropped_error: AtomicU64,
     dropped_closed: AtomicU64,
+    producer_restarts: AtomicU64,
     spool_events: AtomicU64,
     spool_bytes: AtomicU64,
     in_producer: AtomicU64,
@@ -160,6 +171,7 @@ struct Counters {
 /// After a clean shutdown `queued = in_producer = 0`, so everything not delivered or dropped is
 /// in the spool and is sent by the next process (which counts it as `recovered`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct KafkaStats {
     /// Events handed to `observe` (published verdicts).
     pub detected: u64,
@@ -179,6 +191,11 @@ pub struct KafkaStats {
     pub dropped_error: u64,
     /// `observe` after `shutdown`.
     pub dropped_closed: u64,
+    /// Times the librdkafka producer was replaced by a new one: after a fatal error, or when
+    /// it was connected to a broker but got no acknowledgement for a whole stall period (for
+    /// example a restarted broker that forgot the idempotent producer's id). What the old one
+    /// held went back to the spool first; not an event count.
+    pub producer_restarts: u64,
     /// Records in the spool now (`shadowdiff_spool_events`).
     pub spool_events: u64,
     /// Bytes in the spool now, as counted against `spool_max_bytes`.
@@ -231,6 +248,7 @@ impl KafkaStatsHandle {
             dropped_spool_full: c.dropped_spool_full.load(Relaxed),
             dropped_error: c.dropped_error.load(Relaxed),
             dropped_closed: c.dropped_closed.load(Relaxed),
+            producer_restarts: c.producer_restarts.load(Relaxed),
             spool_events: c.spool_events.load(Relaxed),
             spool_bytes: c.spool_bytes.load(Relaxed),
             in_producer: c.in_producer.load(Relaxed),
@@ -301,6 +319,10 @@ impl KafkaSink {
             drain_failed: false,
             retry_at: Instant::now(),
             backoff: MIN_BACKOFF,
+            last_progress: Instant::now(),
+            up_since: None,
+            stall: Duration::ZERO,
+            last_restart: None,
         };
         let thread = std::thread::Builder::new()
             .name("shadowdiff-kafka".into())
@@ -410,6 +432,17 @@ const DRAIN_BYTES: usize = 16 << 20;
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(100);
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// librdkafka statistics period (`statistics.interval.ms`): how fast the pump learns that a
+/// broker connection is up.
+const STATS_INTERVAL_MS: u64 = 1000;
+/// The stuck-producer watchdog's longest stall period: it doubles after each restart that
+/// brought no acknowledgement (a broker that refuses every producer, a missing topic), so such
+/// a case costs a restart every few minutes, not a restart loop.
+const MAX_STALL: Duration = Duration::from_secs(300);
+/// The shortest time between two producer replacements after fatal errors.
+const MIN_RESTART_GAP: Duration = Duration::from_secs(1);
+/// How long replacing a producer waits for the old one's purge reports.
+const PURGE_WAIT: Duration = Duration::from_secs(2);
 
 /// Delivery opaque: the event's sequence number, with [`FROM_SPOOL`] set when it was sent from
 /// the spool (then the spool still holds it) rather than directly (then only librdkafka does).
@@ -431,13 +464,25 @@ enum Report {
 struct CtxState {
     reports: Mutex<Vec<Report>>,
     brokers_down: AtomicBool,
-    fatal: AtomicBool,
+    /// From the latest statistics: some broker connection is up (librdkafka state `UP`).
+    broker_up: AtomicBool,
+    /// From the latest statistics, for the watchdog's log line: the idempotent producer's
+    /// state, id and epoch.
+    idempotence: Mutex<(String, i64, i64)>,
 }
 
 /// The producer context. librdkafka calls into it from `poll()` on the pump thread; it only
-/// records. The state is shared so the pump still sees reports served while a producer drops.
+/// records. Each producer gets its own, so that a replaced producer's late callbacks (its
+/// purge reports, a last error) cannot be mistaken for the new one's; the pump collects the
+/// old one's reports after dropping it.
 #[derive(Clone, Default)]
 struct Ctx(Arc<CtxState>);
+
+impl Ctx {
+    fn take_reports(&self) -> Vec<Report> {
+        std::mem::take(&mut *self.0.reports.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
 
 impl ClientContext for Ctx {
     fn error(&self, error: KafkaError, reason: &str) {
@@ -446,12 +491,25 @@ impl ClientContext for Ctx {
                 self.0.brokers_down.store(true, Relaxed);
                 tracing::debug!(error = %error, reason, "kafka: all brokers down");
             }
-            Some(RDKafkaErrorCode::Fatal) => {
-                self.0.fatal.store(true, Relaxed);
-                tracing::error!(error = %error, reason, "kafka: fatal producer error");
-            }
+            // A fatal error does not arrive here as `_FATAL`: the event API hands it over under
+            // its underlying code (e.g. UNKNOWN_PRODUCER_ID) with a separate "fatal" flag that
+            // rdkafka does not pass on. The pump asks `fatal_error()` instead.
             // librdkafka logs these itself (connection failures repeat while a broker is away).
             _ => tracing::debug!(error = %error, reason, "kafka client error"),
+        }
+    }
+
+    fn stats(&self, stats: rdkafka::Statistics) {
+        // Bootstrap and learned brokers are real connections; the internal and logical ones
+        // are not.
+        let up = stats
+            .brokers
+            .values()
+            .any(|b| b.state == "UP" && matches!(b.source.as_str(), "learned" | "configured"));
+        self.0.broker_up.store(up, Relaxed);
+        if let Some(eos) = stats.eos {
+            *self.0.idempotence.lock().unwrap_or_else(|p| p.into_inner()) =
+                (eos.idemp_state, eos.producer_id, eos.producer_epoch);
         }
     }
 }
@@ -517,14 +575,26 @@ struct Pump {
     drain_failed: bool,
     retry_at: Instant,
     backoff: Duration,
+    /// Stuck-producer watchdog (see [`Pump::check_stall`]): the latest acknowledgement, or the
+    /// latest moment the sink had nothing to deliver.
+    last_progress: Instant,
+    /// Since when a broker connection has been up without interruption (from statistics).
+    up_since: Option<Instant>,
+    /// The current stall period: [`Pump::base_stall`], doubled after each restart that brought
+    /// no acknowledgement.
+    stall: Duration,
+    /// When the producer was last replaced.
+    last_restart: Option<Instant>,
 }
 
 impl Pump {
     fn run(mut self) {
         self.next_seq = self.spool.next_seq();
+        self.stall = self.base_stall();
         loop {
             let stopping = self.stop.load(Relaxed);
             self.check_broker_state();
+            self.check_stall();
             self.producer.poll(Duration::ZERO);
             self.handle_reports();
             let disconnected = self.receive(if stopping { None } else { Some(IDLE_WAIT) });
@@ -621,23 +691,23 @@ impl Pump {
     }
 
     fn check_broker_state(&mut self) {
-        if self.ctx.0.fatal.swap(false, Relaxed) {
-            // A fatal error (for example the idempotent producer's state lost by the broker)
-            // makes the producer unusable: hand everything back to the spool and start afresh.
-            self.producer
-                .purge(PurgeConfig::default().queue().inflight());
-            self.producer.poll(Duration::ZERO);
-            self.handle_reports();
-            match new_producer(&self.cfg, &self.ctx) {
-                Ok(p) => {
-                    let old = std::mem::replace(&mut self.producer, p);
-                    drop(old);
-                    self.handle_reports();
-                    tracing::warn!("kafka producer recreated after a fatal error");
-                }
-                Err(e) => tracing::error!(error = %e, "kafka producer could not be recreated"),
-            }
-            self.offline = true;
+        // A fatal error makes this producer refuse every message from then on (`_FATAL`), so the
+        // spool could never drain through it. Asking the client is the only reliable way to see
+        // one: the error callback gets it under its underlying code, indistinguishable from the
+        // same error reported as non-fatal (see `Ctx::error`). It is one atomic read.
+        // Seen against a broker restarted with in-memory storage (tansu `memory://`): it has
+        // forgotten the producer id, answers UNKNOWN_PRODUCER_ID, and librdkafka makes that fatal
+        // when the failed request is not the oldest unacknowledged one of its partition
+        // ("unable to retry without risking duplication/reordering").
+        // At most one replacement per `MIN_RESTART_GAP`, so that a producer failing fatally as
+        // soon as it starts cannot turn this loop into a stream of new clients; meanwhile the
+        // failed one refuses every message, which goes to the spool.
+        let may_restart = self
+            .last_restart
+            .is_none_or(|t| t.elapsed() >= MIN_RESTART_GAP);
+        if may_restart && let Some((code, reason)) = self.producer.client().fatal_error() {
+            tracing::error!(error = %code, reason = %reason, "kafka producer failed fatally");
+            self.restart_producer("fatal error");
         }
         if self.ctx.0.brokers_down.swap(false, Relaxed) && !self.offline {
             self.offline = true;
@@ -651,14 +721,139 @@ impl Pump {
         }
     }
 
+    /// How long a connected producer may go without any acknowledgement while it has something
+    /// to deliver: one delivery timeout (by then librdkafka has failed what it held anyway),
+    /// but at least one statistics period and at most [`MAX_STALL`].
+    fn base_stall(&self) -> Duration {
+        self.cfg
+            .delivery_timeout
+            .clamp(Duration::from_millis(STATS_INTERVAL_MS), MAX_STALL)
+    }
+
+    /// The stuck-producer watchdog. A broker that is down is reported (and handled by the
+    /// spool), and so is a fatal error, but not a producer that is connected and never
+    /// succeeds. librdkafka's own code shows one way there: a broker that lost the idempotent
+    /// producer's id answers UNKNOWN_PRODUCER_ID; when the failed request is the oldest
+    /// unacknowledged one and was not retried yet, librdkafka does not fail fatally but bumps
+    /// the epoch locally and retries — and a broker that does not know the id at all answers the
+    /// same again, for ever. Only a new producer, which asks for a new id, gets out of that; a
+    /// stale topic or leader that never resolves ends the same way. So: when a broker connection
+    /// has been up for a whole stall period, events were waiting all that time and none was
+    /// acknowledged, replace the producer.
+    fn check_stall(&mut self) {
+        let now = Instant::now();
+        if !self.outstanding() && self.spool.is_empty() && self.to_spool.is_empty() {
+            self.last_progress = now;
+        }
+        match (self.ctx.0.broker_up.load(Relaxed), self.up_since) {
+            (true, None) => self.up_since = Some(now),
+            (false, Some(_)) => self.up_since = None,
+            _ => {}
+        }
+        let Some(up_since) = self.up_since else {
+            return;
+        };
+        let stalled_for = now.duration_since(self.last_progress.max(up_since));
+        if stalled_for < self.stall {
+            return;
+        }
+        let (idemp_state, producer_id, producer_epoch) = self
+            .ctx
+            .0
+            .idempotence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        tracing::warn!(
+            stalled_ms = stalled_for.as_millis() as u64,
+            in_producer = self.counters.in_producer.load(Relaxed),
+            drain_in_flight = self.drain_in_flight,
+            spool_events = self.spool.len(),
+            idemp_state = %idemp_state,
+            producer_id,
+            producer_epoch,
+            "kafka producer connected but nothing acknowledged; replacing it"
+        );
+        self.restart_producer("connected but no acknowledgement");
+        // The new producer gets a full period; if it fares no better, the next one gets two.
+        self.last_progress = Instant::now();
+        self.stall = (self.stall * 2).min(MAX_STALL.max(self.base_stall()));
+    }
+
+    /// Replaces the producer. Everything the old one holds is purged first and comes back as
+    /// failed delivery reports: direct events go to the spool under their own sequence numbers
+    /// and spooled ones stay there, so the spool still drains in arrival order and nothing is
+    /// counted twice. A purged in-flight message may nevertheless have reached the broker: it
+    /// is sent again (same `id`; consumers de-duplicate).
+    fn restart_producer(&mut self, reason: &'static str) {
+        // Also when the new client cannot be built: the next attempt waits its turn.
+        self.last_restart = Some(Instant::now());
+        // A synchronous purge: afterwards every message the producer held is a delivery report
+        // waiting to be served. Serve them all before the handle goes away with its queue.
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        let deadline = Instant::now() + PURGE_WAIT;
+        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+            self.producer.poll(Duration::from_millis(10));
+        }
+        self.handle_reports();
+        let ctx = Ctx::default();
+        let fresh = match new_producer(&self.cfg, &ctx) {
+            Ok(p) => p,
+            Err(e) => {
+                // The configuration was accepted at start, so this is not expected; the next
+                // turn tries again.
+                tracing::error!(error = %e, reason, "kafka producer could not be recreated");
+                return;
+            }
+        };
+        let old = std::mem::replace(&mut self.producer, fresh);
+        let old_ctx = std::mem::replace(&mut self.ctx, ctx);
+        drop(old);
+        // Whatever the drop's own flush served.
+        self.apply_reports(old_ctx.take_reports());
+        if self.outstanding() {
+            // Not expected after a synchronous purge. Spooled records are still on disk, so the
+            // drain can simply go on; a direct event without its report is gone with the old
+            // handle, and is counted as dropped so that the books still balance.
+            let lost = self.counters.in_producer.swap(0, Relaxed);
+            self.counters.dropped_error.fetch_add(lost, Relaxed);
+            tracing::error!(
+                lost,
+                drain_in_flight = self.drain_in_flight,
+                "kafka producer replaced with delivery reports missing"
+            );
+            self.drain_in_flight = 0;
+        }
+        self.counters.producer_restarts.fetch_add(1, Relaxed);
+        tracing::warn!(
+            reason,
+            restarts = self.counters.producer_restarts.load(Relaxed),
+            spool_events = self.spool.len() + self.to_spool.len() as u64,
+            "kafka producer replaced"
+        );
+        // New events go to disk until the new producer has delivered something.
+        self.offline = true;
+        self.up_since = None;
+        // The purged spool batch failed through no fault of the broker: resend it now.
+        self.drain_failed = false;
+        self.retry_at = Instant::now();
+        self.backoff = MIN_BACKOFF;
+    }
+
     fn handle_reports(&mut self) {
-        let reports =
-            std::mem::take(&mut *self.ctx.0.reports.lock().unwrap_or_else(|p| p.into_inner()));
+        let reports = self.ctx.take_reports();
+        self.apply_reports(reports);
+    }
+
+    fn apply_reports(&mut self, reports: Vec<Report>) {
         let c = &self.counters;
         for r in reports {
             match r {
                 Report::Delivered(opaque) => {
                     c.delivered.fetch_add(1, Relaxed);
+                    self.last_progress = Instant::now();
+                    self.stall = self.base_stall();
                     if self.offline {
                         self.offline = false;
                         tracing::info!(
