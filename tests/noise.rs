@@ -519,6 +519,7 @@ async fn candidate_and_secondary_are_sent_concurrently() {
     }
     let summary = stats.summary(Window::All, 5);
     let skew = summary.send_skew.expect("skew summary");
+    eprintln!("send skew with 300 ms shadows: {skew:?}");
     assert_eq!(skew.count, 24);
     assert!(skew.max_us < bound.as_micros() as u64, "{skew:?}");
     proxy.shutdown().await;
