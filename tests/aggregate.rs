@@ -707,3 +707,158 @@ fn aggregate_refuses_a_bad_command_line_at_once() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("cannot bind the admin address"), "{err}");
 }
+
+/// A sample of the sidecar's `/metrics` by name and labels (`-1` when absent or unreachable).
+fn metric(rt: &tokio::runtime::Runtime, url: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let Some((200, body)) = try_get(rt, url) else {
+        return -1.0;
+    };
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => -1.0,
+        })
+        .unwrap_or(-1.0)
+}
+
+/// Issue 6: broker down during traffic, then back — through a real `shadowdiff proxy` process.
+/// Every client request gets the primary's answer while the broker is gone (the request path
+/// never waits on Kafka); the mismatch events of the outage wait in the spool and arrive, each
+/// once after de-duplication by id, once the broker is back; the sidecar's own books balance:
+/// events delivered + dropped = events detected.
+#[test]
+fn the_primary_path_is_unaffected_while_the_broker_is_down() {
+    let (Some(tansu_bin), Some(py)) = (harness::tansu_bin(), harness::python()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let mut broker = Tansu::start(&tansu_bin, free_port(), dir);
+    let brokers = broker.brokers();
+    create_topic(&brokers, EVENTS, 3);
+    create_topic(&brokers, STATS, 3);
+    std::fs::write(
+        dir.join("rules.yaml"),
+        "version: 1\nrules:\n  - match: \"*\"\n    ignore_headers: [date, server]\n",
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (primary, candidate) = rt.block_on(async {
+        let primary = common::json_backend(BODY).await;
+        // The candidate changes the price when asked to (`m=1`).
+        let candidate = common::backend(|r| async move {
+            let body = if r.uri.contains("m=1") {
+                r#"{"id":1,"price":11,"name":"x"}"#
+            } else {
+                BODY
+            };
+            Response::builder()
+                .header("content-type", "application/json")
+                .body(common::full(body))
+                .unwrap()
+        })
+        .await;
+        (primary, candidate)
+    });
+    let (p, c) = (primary.addr.to_string(), candidate.addr.to_string());
+    let sidecar = Sidecar::start("sidecar", dir, &brokers, (&p, &c), "1h");
+    let metrics = sidecar.admin_url("/metrics");
+    wait_for(30, "sidecar readiness", &[&sidecar.proc], || {
+        ready(&rt, &sidecar.admin_url("/readyz"))
+    });
+    let kafka = |outcome: &str| {
+        metric(
+            &rt,
+            &metrics,
+            "shadowdiff_sink_events_total",
+            &[("sink", "kafka"), ("outcome", outcome)],
+        )
+    };
+
+    // Before: 20 requests, 5 mismatching, delivered.
+    rt.block_on(async {
+        for i in 0..20 {
+            let m = u8::from(i % 4 == 0);
+            request(sidecar.listen, "GET", &format!("/item?n={i}&m={m}")).await;
+        }
+    });
+    wait_for(30, "5 deliveries", &[&sidecar.proc], || {
+        kafka("delivered") == 5.0
+    });
+
+    // Outage: 100 requests, 25 mismatching. Each one must still get the primary's answer.
+    broker.stop();
+    rt.block_on(async {
+        for i in 20..120 {
+            let m = u8::from(i % 4 == 0);
+            request(sidecar.listen, "GET", &format!("/item?n={i}&m={m}")).await;
+        }
+    });
+    wait_for(
+        60,
+        "the outage's 25 events in the spool",
+        &[&sidecar.proc],
+        || metric(&rt, &metrics, "shadowdiff_spool_events", &[]) == 25.0,
+    );
+    assert_eq!(kafka("delivered"), 5.0);
+
+    // Back (memory storage: the topics are created again); the spool drains.
+    broker.restart();
+    create_topic(&brokers, EVENTS, 3);
+    create_topic(&brokers, STATS, 3);
+    wait_for(60, "the spool to drain", &[&sidecar.proc], || {
+        kafka("delivered") == 30.0 && metric(&rt, &metrics, "shadowdiff_spool_events", &[]) == 0.0
+    });
+    // The books: 30 events detected (the sidecar's own mismatch count), 30 delivered, 0 dropped.
+    let summary: Summary = get_json(&rt, &sidecar.admin_url("/api/v1/summary?window=all"));
+    assert_eq!(summary.totals().verdicts["mismatch"], 30);
+    assert_eq!(summary.totals().exchanges, 120);
+    assert_eq!(kafka("dropped"), 0.0);
+
+    // What an independent consumer reads: the restarted broker holds what was sent after it came
+    // back, i.e. exactly the outage's 25 events, each once after de-duplication by id.
+    let all: serde_json::Value = get_json(&rt, &sidecar.admin_url("/api/v1/mismatches?limit=1000"));
+    let outage_ids: BTreeSet<String> = all["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            let q = e["request"]["query"].as_str().unwrap_or_default();
+            let n: u32 = q
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("n="))
+                .unwrap()
+                .parse()
+                .unwrap();
+            n >= 20
+        })
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(outage_ids.len(), 25);
+    let msgs = harness::consume(&py, &brokers, EVENTS, 25);
+    let got: BTreeSet<String> = msgs
+        .iter()
+        .map(|m| {
+            let v: serde_json::Value = serde_json::from_str(m.value.as_deref().unwrap()).unwrap();
+            assert_eq!(
+                m.key.as_deref(),
+                v["endpoint"].as_str(),
+                "keyed by endpoint"
+            );
+            v["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(got, outage_ids);
+    drop(sidecar);
+}
