@@ -7,6 +7,9 @@
 //! The aggregator starts after the traffic, so it also shows that state is rebuilt from the
 //! topics. Copies of a statistics message and of an event are then published again
 //! (at-least-once delivery) and must change nothing.
+//!
+//! Also here, because it needs the same real processes: a broker outage during traffic through
+//! a real sidecar (`the_primary_path_is_unaffected_while_the_broker_is_down`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
