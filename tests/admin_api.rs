@@ -357,6 +357,22 @@ fn mismatches_page_newest_first_and_filter() {
     assert_eq!(b["next_before"], Value::Null);
     let (_, s) = get_json(srv.addr, "/api/v1/mismatches?signature=sig-b2&limit=1000");
     assert_eq!(s["mismatches"].as_array().unwrap().len(), 40);
+    // By field: the 40 exchanges of GET /b that also differed on /ts; /name on all 80.
+    let (_, s) = get_json(srv.addr, "/api/v1/mismatches?field=%2Fts&limit=1000");
+    let evs = s["mismatches"].as_array().unwrap();
+    assert_eq!(evs.len(), 40);
+    assert!(evs.iter().all(|e| {
+        e["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["field"] == "/ts")
+    }));
+    let (_, s) = get_json(
+        srv.addr,
+        "/api/v1/mismatches?field=%2Fname&endpoint=GET%20%2Fb&limit=1000",
+    );
+    assert_eq!(s["mismatches"].as_array().unwrap().len(), 80);
     let (_, s) = get_json(
         srv.addr,
         "/api/v1/mismatches?verdict=candidate_error&endpoint=POST%20%2Fc&limit=1000",

@@ -195,7 +195,17 @@ async fn summary(State(st): State<AdminState>, Query(q): Params) -> Result<Respo
 }
 
 async fn mismatches(State(st): State<AdminState>, Query(q): Params) -> Result<Response, BadParam> {
-    only(&q, &["endpoint", "signature", "verdict", "limit", "before"])?;
+    only(
+        &q,
+        &[
+            "endpoint",
+            "signature",
+            "field",
+            "verdict",
+            "limit",
+            "before",
+        ],
+    )?;
     let limit = match opt(&q, "limit").map(|s| s.parse::<usize>()) {
         None => 50,
         Some(Ok(n)) if (1..=1000).contains(&n) => n,
@@ -223,6 +233,7 @@ async fn mismatches(State(st): State<AdminState>, Query(q): Params) -> Result<Re
     let mq = MismatchQuery {
         endpoint: opt(&q, "endpoint").map(str::to_string),
         signature: opt(&q, "signature").map(str::to_string),
+        field: opt(&q, "field").map(str::to_string),
         verdict,
         before: opt(&q, "before").map(str::to_string),
         limit,

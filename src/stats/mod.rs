@@ -744,6 +744,11 @@ impl Stats {
                     .as_deref()
                     .is_none_or(|x| e.signature.as_deref() == Some(x))
             })
+            .filter(|e| {
+                q.field
+                    .as_deref()
+                    .is_none_or(|f| e.differences.iter().any(|d| d.field == f))
+            })
             .filter(|e| q.verdict.is_none_or(|v| v == e.verdict))
             .filter(|e| q.before.as_deref().is_none_or(|b| e.id.as_str() < b))
             .take(q.limit)
@@ -1064,6 +1069,8 @@ pub struct SignatureSummary {
 pub struct MismatchQuery {
     pub endpoint: Option<String>,
     pub signature: Option<String>,
+    /// Events with a difference on this field (the `field` pattern, e.g. `/items/*/price`).
+    pub field: Option<String>,
     pub verdict: Option<VerdictKind>,
     pub before: Option<String>,
     pub limit: usize,
@@ -1074,6 +1081,7 @@ impl Default for MismatchQuery {
         Self {
             endpoint: None,
             signature: None,
+            field: None,
             verdict: None,
             before: None,
             limit: 50,

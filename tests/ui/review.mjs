@@ -217,6 +217,14 @@ try {
     assert.deepEqual(sigs.map((r) => r.signature), withTax.map((s) => s.signature), "clusters with /tax");
     assert.ok(sigs.every((r) => r.fields.includes("/tax")), "every listed cluster names /tax");
   }, "field filter");
+  const byField = await api(`/api/v1/mismatches?endpoint=${encodeURIComponent(ORDERS)}&field=${encodeURIComponent("/tax")}&limit=50`);
+  assert.ok(byField.mismatches.length > 0, "mismatches with /tax");
+  assert.ok(byField.mismatches.every((m) => m.differences.some((d) => d.field === "/tax")), "the API filters by field");
+  await eventually(async () => {
+    const feed = await tableRows(page, "#mismatches");
+    assert.deepEqual(feed.map((r) => r.$data.id), byField.mismatches.map((m) => m.id), "feed = API page for the field");
+    assert.ok(await page.isVisible('#filters .chip[data-filter="field"]'), "field filter chip");
+  }, "feed filtered by field");
 
   step("filter the feed by cluster (signature)");
   const sig = withTax[0];
