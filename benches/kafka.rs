@@ -339,7 +339,19 @@ fn run_raw_producer(target: &str, brokers: &str) -> f64 {
             }
         }
         if i % 1024 == 0 {
-            producer.poll(Duration::ZERO);
+            // `poll(0)` serves one event, the reports of one produce response: serve all that
+            // are ready, as the sink does (serving one per call held this baseline back).
+            loop {
+                let seen = acks.0.load(std::sync::atomic::Ordering::Relaxed)
+                    + acks.1.load(std::sync::atomic::Ordering::Relaxed);
+                producer.poll(Duration::ZERO);
+                if acks.0.load(std::sync::atomic::Ordering::Relaxed)
+                    + acks.1.load(std::sync::atomic::Ordering::Relaxed)
+                    == seen
+                {
+                    break;
+                }
+            }
         }
     }
     producer.flush(Duration::from_secs(120)).expect("flush");
