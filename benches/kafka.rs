@@ -9,8 +9,13 @@
 //!   gets a baseline in the same run: one thread serialising the same events and sending them
 //!   through a bare librdkafka producer with the sink's own settings, to a topic of its own —
 //!   what serialising, librdkafka and the broker sustain without the sink.
+//! - `kafka/spool` (goal ≥ 50k events/s both ways): the spool path. `THROUGHPUT_EVENTS` events
+//!   published while no broker is reachable, timed until all are committed to the spool; then the
+//!   broker comes up and the drain is timed until the spool is empty and everything is
+//!   acknowledged. Printed next to the warm sink throughput to the same broker in the same run.
 //!
-//! `cargo bench --bench kafka`
+//! `cargo bench --bench kafka` (everything), `cargo bench --bench kafka -- kafka/spool` (the
+//! spool path and its warm baseline only).
 
 // A benchmark is test code: a failed setup should stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -99,31 +104,156 @@ criterion_group!(benches, observe);
 
 /// Publishes `N` events of ~2 KB and reports events/s from the first `observe` to the last
 /// acknowledgement: to a local tansu when installed, and to librdkafka's in-process mock cluster
-/// (a protocol-level stand-in, not a real broker: it shows the sink's own ceiling).
-fn throughput() {
+/// (a protocol-level stand-in, not a real broker: it shows the sink's own ceiling). `spool_only`
+/// runs just the spool path and the warm sink throughput it is compared with.
+fn throughput(spool_only: bool) {
     if let Some(bin) = harness::tansu_bin() {
         let dir = tempfile::tempdir().expect("tempdir");
         let broker = harness::Tansu::start(&bin, harness::free_port(), dir.path());
         harness::create_topic(&broker.brokers(), "bench.events", 3);
         harness::create_topic(&broker.brokers(), "bench.raw", 3);
-        run_throughput("tansu (memory storage), cold", &broker.brokers(), false);
+        if !spool_only {
+            run_throughput("tansu (memory storage), cold", &broker.brokers(), false);
+        }
         let sink = run_throughput("tansu (memory storage)", &broker.brokers(), true);
-        let raw = run_raw_producer("tansu (memory storage)", &broker.brokers());
-        println!(
-            "kafka/throughput ratio sink / bare producer, tansu: {:.2}",
-            sink / raw
+        if !spool_only {
+            let raw = run_raw_producer("tansu (memory storage)", &broker.brokers());
+            println!(
+                "kafka/throughput ratio sink / bare producer, tansu: {:.2}",
+                sink / raw
+            );
+        }
+        drop(broker);
+        // A broker of its own, started only once the events are spooled.
+        let port = harness::free_port();
+        let mut later = None;
+        run_spool_path(
+            "tansu (memory storage)",
+            &format!("127.0.0.1:{port}"),
+            sink,
+            || {
+                let b = harness::Tansu::start(&bin, port, dir.path());
+                harness::create_topic(&b.brokers(), "bench.events", 3);
+                later = Some(b);
+            },
         );
     }
     let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
     cluster.create_topic("bench.events", 3, 1).expect("topic");
     cluster.create_topic("bench.raw", 3, 1).expect("topic");
     let mock = cluster.bootstrap_servers();
-    run_throughput("librdkafka mock cluster, cold", &mock, false);
+    if !spool_only {
+        run_throughput("librdkafka mock cluster, cold", &mock, false);
+    }
     let sink = run_throughput("librdkafka mock cluster", &mock, true);
-    let raw = run_raw_producer("librdkafka mock cluster", &cluster.bootstrap_servers());
+    if !spool_only {
+        let raw = run_raw_producer("librdkafka mock cluster", &cluster.bootstrap_servers());
+        println!(
+            "kafka/throughput ratio sink / bare producer, mock cluster: {:.2}",
+            sink / raw
+        );
+    }
+    let down = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    down.create_topic("bench.events", 3, 1).expect("topic");
+    down.broker_down(-1).expect("broker down");
+    run_spool_path(
+        "librdkafka mock cluster",
+        &down.bootstrap_servers(),
+        sink,
+        || down.broker_up(-1).expect("broker up"),
+    );
+}
+
+/// The spool path: `THROUGHPUT_EVENTS` events published to a sink whose broker is unreachable
+/// (all end in the spool), timed from the first `observe` until all are committed to the spool;
+/// then `broker_up` brings the broker (and its topic), and the drain is timed from the first
+/// acknowledgement until the spool is empty and nothing is pending (the wait for librdkafka to
+/// reconnect and for the drain's retry back-off is printed apart: it is not throughput).
+/// `warm` is the warm sink throughput to the same kind of broker in the same run (events/s).
+fn run_spool_path(target: &str, brokers: &str, warm: f64, broker_up: impl FnOnce()) {
+    const N: u64 = THROUGHPUT_EVENTS;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = KafkaSink::start(KafkaConfig {
+        brokers: brokers.into(),
+        topic: "bench.events".into(),
+        spool_dir: dir.path().join("spool"),
+        ..KafkaConfig::default()
+    })
+    .expect("sink");
+    let events = throughput_events();
+    let size = events[0].to_json_line().len();
+    let stats = sink.stats_handle();
+    let t = Instant::now();
+    let mut paused = 0u64;
+    for ev in &events {
+        while stats.snapshot().queued > 60_000 {
+            paused += 1;
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        sink.publish(ev);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = stats.snapshot();
+        if s.queued == 0 && s.in_producer == 0 && s.spool_events + s.dropped() >= N {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not all spooled: {s:?}");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let append_secs = t.elapsed().as_secs_f64();
+    let s = stats.snapshot();
+    let append_rate = s.spool_events as f64 / append_secs;
     println!(
-        "kafka/throughput ratio sink / bare producer, mock cluster: {:.2}",
-        sink / raw
+        "kafka/spool append, {target} down: {} of {N} events of {size} B committed to the spool \
+         in {append_secs:.2} s = {append_rate:.0} events/s ({:.1} MB/s); dropped {}, \
+         producer pauses {paused}",
+        s.spool_events,
+        append_rate * size as f64 / 1e6,
+        s.dropped(),
+    );
+    let spooled = s.spool_events;
+
+    let up = Instant::now();
+    broker_up();
+    let ready = up.elapsed().as_secs_f64();
+    let back = Instant::now();
+    let deadline = back + Duration::from_secs(180);
+    let mut first = None;
+    loop {
+        let s = stats.snapshot();
+        if first.is_none() && s.delivered > 0 {
+            first = Some(Instant::now());
+        }
+        if s.pending() == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "spool not drained: {s:?}");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let end = Instant::now();
+    let first = first.unwrap_or(end);
+    sink.shutdown(Duration::from_secs(5));
+    let s = sink.stats();
+    let drain_secs = (end - first).as_secs_f64();
+    let drain_rate = s.delivered as f64 / drain_secs;
+    println!(
+        "kafka/spool drain, {target} back: {} of {spooled} spooled events acknowledged in \
+         {drain_secs:.2} s from the first acknowledgement = {drain_rate:.0} events/s \
+         ({:.1} MB/s); broker start {ready:.2} s, then {:.2} s to the first acknowledgement; \
+         failed {}, restarts {}, dropped {}",
+        s.delivered,
+        drain_rate * size as f64 / 1e6,
+        (first - back).as_secs_f64(),
+        s.failed,
+        s.producer_restarts,
+        s.dropped(),
+    );
+    println!(
+        "kafka/spool ratios to the warm sink ({warm:.0} events/s), {target}: append {:.2}, \
+         drain {:.2}",
+        append_rate / warm,
+        drain_rate / warm
     );
 }
 
@@ -209,7 +339,19 @@ fn run_raw_producer(target: &str, brokers: &str) -> f64 {
             }
         }
         if i % 1024 == 0 {
-            producer.poll(Duration::ZERO);
+            // `poll(0)` serves one event, the reports of one produce response: serve all that
+            // are ready, as the sink does (serving one per call held this baseline back).
+            loop {
+                let seen = acks.0.load(std::sync::atomic::Ordering::Relaxed)
+                    + acks.1.load(std::sync::atomic::Ordering::Relaxed);
+                producer.poll(Duration::ZERO);
+                if acks.0.load(std::sync::atomic::Ordering::Relaxed)
+                    + acks.1.load(std::sync::atomic::Ordering::Relaxed)
+                    == seen
+                {
+                    break;
+                }
+            }
         }
     }
     producer.flush(Duration::from_secs(120)).expect("flush");
@@ -314,10 +456,10 @@ fn main() {
         }
         i += 1;
     }
-    if filter
-        .as_deref()
-        .is_none_or(|f| "kafka/throughput".contains(f))
-    {
-        throughput();
+    match filter.as_deref() {
+        None => throughput(false),
+        Some(f) if "kafka/throughput".contains(f) => throughput(false),
+        Some(f) if "kafka/spool".contains(f) => throughput(true),
+        Some(_) => {}
     }
 }

@@ -316,6 +316,9 @@ impl KafkaSink {
             to_spool: Vec::new(),
             deletes: Vec::new(),
             drain_in_flight: 0,
+            drain_next: None,
+            drain_sizes: BTreeMap::new(),
+            drain_bytes: 0,
             drain_failed: false,
             retry_at: Instant::now(),
             backoff: MIN_BACKOFF,
@@ -425,9 +428,13 @@ const RECV_BATCH: usize = 4096;
 /// How long the pump sleeps when there is nothing to do (delivery reports are served at least
 /// this often).
 const IDLE_WAIT: Duration = Duration::from_millis(5);
-/// One drain batch from the spool: at most this many records / bytes in flight.
+/// The drain's window: at most this many spooled records / bytes in flight at once, topped up
+/// every turn as acknowledgements come in.
 const DRAIN_RECORDS: usize = 10_000;
 const DRAIN_BYTES: usize = 16 << 20;
+/// At most this many librdkafka events (each the delivery reports of one produce response)
+/// served per loop turn; the turn stops earlier at the first poll that yields no report.
+const MAX_EVENTS_PER_TURN: usize = 1024;
 /// How long the pump waits for room in librdkafka's queue before spooling an event.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(100);
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -479,6 +486,14 @@ struct CtxState {
 struct Ctx(Arc<CtxState>);
 
 impl Ctx {
+    fn reports_len(&self) -> usize {
+        self.0
+            .reports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     fn take_reports(&self) -> Vec<Report> {
         std::mem::take(&mut *self.0.reports.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -571,7 +586,15 @@ struct Pump {
     to_spool: Vec<(u64, Vec<u8>, Vec<u8>)>,
     /// Spool records acknowledged by Kafka, to remove at the end of this turn.
     deletes: Vec<u64>,
+    /// Spooled records handed to librdkafka and not yet reported on.
     drain_in_flight: u64,
+    /// The drain's read position while a pass is on (see [`Pump::drain_step`]): the sequence
+    /// number after the last record handed to librdkafka. `None` between passes.
+    drain_next: Option<u64>,
+    /// Bytes (key + payload) of each spooled record in flight, and their sum: the drain keeps
+    /// at most [`DRAIN_RECORDS`] / [`DRAIN_BYTES`] in flight.
+    drain_sizes: BTreeMap<u64, usize>,
+    drain_bytes: usize,
     drain_failed: bool,
     retry_at: Instant,
     backoff: Duration,
@@ -595,7 +618,7 @@ impl Pump {
             let stopping = self.stop.load(Relaxed);
             self.check_broker_state();
             self.check_stall();
-            self.producer.poll(Duration::ZERO);
+            self.serve_events();
             self.handle_reports();
             let disconnected = self.receive(if stopping { None } else { Some(IDLE_WAIT) });
             self.persist();
@@ -824,6 +847,8 @@ impl Pump {
                 "kafka producer replaced with delivery reports missing"
             );
             self.drain_in_flight = 0;
+            self.drain_sizes.clear();
+            self.drain_bytes = 0;
         }
         self.counters.producer_restarts.fetch_add(1, Relaxed);
         tracing::warn!(
@@ -835,10 +860,26 @@ impl Pump {
         // New events go to disk until the new producer has delivered something.
         self.offline = true;
         self.up_since = None;
-        // The purged spool batch failed through no fault of the broker: resend it now.
+        // The purged spool records failed through no fault of the broker: resend them now, from
+        // the head.
         self.drain_failed = false;
+        self.drain_next = None;
         self.retry_at = Instant::now();
         self.backoff = MIN_BACKOFF;
+    }
+
+    /// Serves the delivery reports (and other events) librdkafka has ready. `poll(0)` serves at
+    /// most one event, that is the reports of one produce response; the drain tops its window
+    /// up by what was reported, so serving one event per turn shrank librdkafka's batches to a
+    /// few messages and the drain to a few hundred events a second.
+    fn serve_events(&self) {
+        for _ in 0..MAX_EVENTS_PER_TURN {
+            let before = self.ctx.reports_len();
+            self.producer.poll(Duration::ZERO);
+            if self.ctx.reports_len() == before {
+                break;
+            }
+        }
     }
 
     fn handle_reports(&mut self) {
@@ -847,7 +888,7 @@ impl Pump {
     }
 
     fn apply_reports(&mut self, reports: Vec<Report>) {
-        let c = &self.counters;
+        let c = Arc::clone(&self.counters);
         for r in reports {
             match r {
                 Report::Delivered(opaque) => {
@@ -864,8 +905,9 @@ impl Pump {
                     if opaque & FROM_SPOOL == 0 {
                         c.in_producer.fetch_sub(1, Relaxed);
                     } else {
-                        self.deletes.push((opaque & !FROM_SPOOL) as u64);
-                        self.drain_in_flight -= 1;
+                        let seq = (opaque & !FROM_SPOOL) as u64;
+                        self.deletes.push(seq);
+                        self.drain_resolved(seq);
                     }
                 }
                 Report::Failed {
@@ -886,7 +928,7 @@ impl Pump {
                             }
                         }
                     } else {
-                        self.drain_in_flight -= 1;
+                        self.drain_resolved(seq);
                         if permanent(&error) {
                             tracing::error!(error = %error, "kafka refused spooled event; dropped");
                             c.dropped_error.fetch_add(1, Relaxed);
@@ -905,13 +947,15 @@ impl Pump {
         }
     }
 
-    /// Commits this turn's spool appends and removals.
+    /// Commits this turn's spool appends and removals, in one transaction (durable when it
+    /// appends; removals alone are made durable within [`crate::sink::spool::REMOVAL_SYNC`]).
     fn persist(&mut self) {
         let c = &self.counters;
-        if !self.to_spool.is_empty() {
+        if !self.to_spool.is_empty() || !self.deletes.is_empty() {
             let n = self.to_spool.len() as u64;
-            match self.spool.append(&self.to_spool) {
+            match self.spool.write(&self.to_spool, &self.deletes) {
                 Ok(a) => {
+                    self.deletes.clear();
                     c.spooled.fetch_add(a.stored, Relaxed);
                     c.dropped_spool_full.fetch_add(a.refused, Relaxed);
                     if a.refused > 0 {
@@ -922,72 +966,113 @@ impl Pump {
                         );
                     }
                 }
-                Err(e) => {
+                Err(e) if n > 0 => {
                     tracing::error!(error = %e, events = n, "kafka spool write failed; events dropped");
                     c.dropped_error.fetch_add(n, Relaxed);
                 }
-            }
-            self.to_spool.clear();
-        }
-        if !self.deletes.is_empty() {
-            match self.spool.remove(&self.deletes) {
-                Ok(()) => self.deletes.clear(),
                 // Kept for the next turn; at worst the records are sent again after a restart.
                 Err(e) => tracing::error!(error = %e, "kafka spool removal failed"),
             }
+            self.to_spool.clear();
+        } else if let Err(e) = self.spool.sync(false) {
+            tracing::error!(error = %e, "kafka spool sync failed");
         }
         c.spool_events.store(self.spool.len(), Relaxed);
         c.spool_bytes.store(self.spool.bytes(), Relaxed);
     }
 
-    /// Sends the spool's head, one batch at a time: the next batch starts when every record of
-    /// the previous one is acknowledged (and removed) or failed (then retried, with backoff).
-    fn drain_step(&mut self) {
-        // Direct sends still unresolved may yet fail into the spool ahead of its head: wait.
-        if self.drain_in_flight > 0
-            || !self.deletes.is_empty()
-            || self.counters.in_producer.load(Relaxed) > 0
-        {
-            return;
+    /// A spooled record in flight was reported on (acknowledged or failed).
+    fn drain_resolved(&mut self, seq: u64) {
+        self.drain_in_flight = self.drain_in_flight.saturating_sub(1);
+        if let Some(size) = self.drain_sizes.remove(&seq) {
+            self.drain_bytes -= size;
         }
+    }
+
+    /// Sends the spool, oldest first, keeping a window of up to [`DRAIN_RECORDS`] /
+    /// [`DRAIN_BYTES`] in flight: each turn tops the window up from the read position, so the
+    /// broker always has work while acknowledged records are removed behind it. A pass starts
+    /// at the head; it ends when the spool is empty, or when a record fails: then the sink waits
+    /// until the whole window is reported on and starts again from the head (what was
+    /// acknowledged meanwhile is gone from it) after a back-off.
+    fn drain_step(&mut self) {
         if self.drain_failed {
+            if self.drain_in_flight > 0 {
+                return;
+            }
             self.drain_failed = false;
+            self.drain_next = None;
             self.retry_at = Instant::now() + self.backoff;
             self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             return;
         }
-        if self.spool.is_empty() || Instant::now() < self.retry_at {
-            if self.spool.is_empty() {
-                self.backoff = MIN_BACKOFF;
-            }
+        if self.spool.is_empty() {
+            // Everything sent was acknowledged and removed (records in flight are still in the
+            // spool): the pass is over, and direct sends may start again.
+            self.drain_next = None;
+            self.backoff = MIN_BACKOFF;
             return;
         }
-        let head = match self.spool.head(DRAIN_RECORDS, DRAIN_BYTES) {
-            Ok(h) => h,
+        let from = match self.drain_next {
+            Some(next) => next,
+            None => {
+                // Direct sends still unresolved may yet fail into the spool ahead of its head:
+                // wait for them before starting a pass.
+                if self.drain_in_flight > 0
+                    || !self.deletes.is_empty()
+                    || self.counters.in_producer.load(Relaxed) > 0
+                    || Instant::now() < self.retry_at
+                {
+                    return;
+                }
+                0
+            }
+        };
+        let room = DRAIN_RECORDS.saturating_sub(self.drain_in_flight as usize);
+        let bytes_room = DRAIN_BYTES.saturating_sub(self.drain_bytes);
+        if room == 0 || bytes_room == 0 {
+            self.drain_next = Some(from);
+            return;
+        }
+        let batch = match self.spool.read_from(from, room, bytes_room) {
+            Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "kafka spool read failed");
                 self.retry_at = Instant::now() + MAX_BACKOFF;
+                if self.drain_in_flight == 0 {
+                    self.drain_next = None;
+                }
                 return;
             }
         };
-        for e in &head {
+        let mut next = from;
+        for e in &batch {
             let rec = BaseRecord::with_opaque_to(&self.cfg.topic, e.seq as usize | FROM_SPOOL)
                 .key(&e.key)
                 .payload(&e.payload);
             match self.producer.send(rec).err().map(|(e, _)| e) {
-                None => self.drain_in_flight += 1,
+                None => {
+                    let size = e.key.len() + e.payload.len();
+                    self.drain_in_flight += 1;
+                    self.drain_sizes.insert(e.seq, size);
+                    self.drain_bytes += size;
+                }
                 Some(err) if permanent(&err) => {
                     tracing::error!(error = %err, "kafka refused spooled event; dropped");
                     self.counters.dropped_error.fetch_add(1, Relaxed);
                     self.deletes.push(e.seq);
                 }
-                // Local queue full: the rest waits for the next batch.
+                // Local queue full: the rest waits for a later turn.
                 Some(_) => break,
             }
+            next = e.seq + 1;
         }
-        if self.drain_in_flight == 0 && self.deletes.is_empty() {
+        if next == from && self.drain_in_flight == 0 {
+            // Nothing could be handed over and nothing is in flight: give librdkafka a moment.
+            self.drain_next = None;
             self.retry_at = Instant::now() + self.backoff;
         } else {
+            self.drain_next = Some(next);
             self.backoff = MIN_BACKOFF;
         }
     }
@@ -1021,6 +1106,9 @@ impl Pump {
         }
         self.receive(None);
         self.persist();
+        if let Err(e) = self.spool.sync(true) {
+            tracing::error!(error = %e, "kafka spool sync failed");
+        }
         tracing::info!(
             spool_events = self.spool.len(),
             elapsed_ms = start.elapsed().as_millis() as u64,

@@ -1,14 +1,25 @@
 //! The disk spool behind the Kafka sink: an ordered, size-bounded queue of `(key, payload)`
-//! records in one redb file. Every append and every removal is one committed redb transaction
-//! (durable on return, so a record survives `kill -9` and power loss once `append` returned).
+//! records in one redb file.
+//!
+//! Durability (redb 4 offers two levels: `Immediate`, fsync before `commit` returns, and
+//! `None`, kept in memory until the next `Immediate` commit, lost by a crash before it):
+//!
+//! - a write that **appends** is committed `Immediate`: a record is on disk, and survives
+//!   `kill -9` and power loss, once [`Spool::write`] returned it as stored;
+//! - a write that **only removes** is committed `None` unless the last durable commit is older
+//!   than [`REMOVAL_SYNC`]; the next durable commit (the next append, the next removal after
+//!   that period, or [`Spool::sync`]) makes it durable. A crash can therefore bring back records
+//!   removed up to [`REMOVAL_SYNC`] before it: they were acknowledged by Kafka, and are sent
+//!   again (same event id) by the next process. Nothing stored is ever lost this way.
 //!
 //! Records are keyed by a sequence number the caller assigns (the Kafka sink numbers every event
 //! as it arrives, so an event that failed after later ones were spooled still sorts before them);
 //! the head of the spool is the lowest number. The Kafka sink reads the head, publishes it and
 //! removes what Kafka acknowledged.
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Sequence number → `[key length: u16 LE][key][payload]`.
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -16,6 +27,11 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 /// Bytes counted per record on top of its stored value (the 8-byte sequence number), so that
 /// `max_bytes` bounds what the file holds, not only the payloads.
 const SEQ_BYTES: u64 = 8;
+
+/// The longest time removals stay non-durable (see the module documentation): an fsync per
+/// removal batch cost the drain a third of its thread, and a removal lost by a crash only means
+/// a duplicate, which consumers already handle by event id.
+pub const REMOVAL_SYNC: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -51,6 +67,10 @@ pub struct Spool {
     len: u64,
     bytes: u64,
     next_seq: u64,
+    /// When the last `Immediate` commit returned.
+    synced_at: Instant,
+    /// Removals were committed non-durably since then.
+    unsynced: bool,
 }
 
 impl std::fmt::Debug for Spool {
@@ -104,6 +124,8 @@ impl Spool {
             len,
             bytes,
             next_seq,
+            synced_at: Instant::now(),
+            unsynced: false,
         })
     }
 
@@ -145,14 +167,58 @@ impl Spool {
         &mut self,
         records: &[(u64, K, P)],
     ) -> Result<Appended, SpoolError> {
+        self.write(records, &[])
+    }
+
+    /// Removes records by sequence number (unknown ones are ignored); see [`Spool::write`] for
+    /// when the removal is durable.
+    pub fn remove(&mut self, seqs: &[u64]) -> Result<(), SpoolError> {
+        self.write::<&[u8], &[u8]>(&[], seqs).map(|_| ())
+    }
+
+    /// Removes `remove` and then appends `records`, in one transaction: durable on return when
+    /// it appends anything (or when the last durable commit is older than [`REMOVAL_SYNC`]),
+    /// otherwise non-durable until the next durable commit (module documentation). Appending
+    /// follows [`Spool::append`]'s rules; on error nothing of either is applied.
+    pub fn write<K: AsRef<[u8]>, P: AsRef<[u8]>>(
+        &mut self,
+        records: &[(u64, K, P)],
+        remove: &[u64],
+    ) -> Result<Appended, SpoolError> {
         let mut out = Appended::default();
-        if records.is_empty() {
+        if records.is_empty() && remove.is_empty() {
             return Ok(out);
         }
-        let w = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut w = self.db.begin_write().map_err(|e| self.err(e))?;
+        let durable = !records.is_empty() || self.synced_at.elapsed() >= REMOVAL_SYNC;
+        if !durable {
+            w.set_durability(Durability::None)
+                .map_err(|e| self.err(e))?;
+        }
         let (mut len, mut bytes, mut next) = (self.len, self.bytes, self.next_seq);
         {
             let mut t = w.open_table(EVENTS).map_err(|e| self.err(e))?;
+            if let (Some(&lo), Some(&hi)) = (remove.iter().min(), remove.iter().max()) {
+                // One ordered pass over the removed range (acknowledgements come nearly in
+                // order), instead of one tree descent and leaf rewrite per record: redb defers a
+                // leaf's rewrite until the scan leaves it.
+                let mut sorted = remove.to_vec();
+                sorted.sort_unstable();
+                sorted.dedup();
+                let mut i = 0;
+                t.retain_in(lo..=hi, |k, v| {
+                    while i < sorted.len() && sorted[i] < k {
+                        i += 1;
+                    }
+                    let gone = sorted.get(i) == Some(&k);
+                    if gone {
+                        len -= 1;
+                        bytes = bytes.saturating_sub(record_size(v.len()));
+                    }
+                    !gone
+                })
+                .map_err(|e| self.err(e))?;
+            }
             let mut value = Vec::new();
             for (seq, k, p) in records {
                 let (k, p) = (k.as_ref(), p.as_ref());
@@ -178,8 +244,27 @@ impl Spool {
             }
         }
         w.commit().map_err(|e| self.err(e))?;
+        if durable {
+            self.synced_at = Instant::now();
+            self.unsynced = false;
+        } else {
+            self.unsynced = true;
+        }
         (self.len, self.bytes, self.next_seq) = (len, bytes, next);
         Ok(out)
+    }
+
+    /// Makes earlier non-durable removals durable now if they are older than [`REMOVAL_SYNC`]
+    /// (`force`: in any case). Cheap when there are none.
+    pub fn sync(&mut self, force: bool) -> Result<(), SpoolError> {
+        if !self.unsynced || (!force && self.synced_at.elapsed() < REMOVAL_SYNC) {
+            return Ok(());
+        }
+        let w = self.db.begin_write().map_err(|e| self.err(e))?;
+        w.commit().map_err(|e| self.err(e))?;
+        self.synced_at = Instant::now();
+        self.unsynced = false;
+        Ok(())
     }
 
     /// The oldest records, at most `max_records` and about `max_bytes` (always at least one).
@@ -188,11 +273,22 @@ impl Spool {
         max_records: usize,
         max_bytes: usize,
     ) -> Result<Vec<SpoolEntry>, SpoolError> {
+        self.read_from(0, max_records, max_bytes)
+    }
+
+    /// Like [`Spool::head`], from sequence number `from` on: the drain's read position, so that
+    /// what is already on its way to Kafka is not read again.
+    pub fn read_from(
+        &self,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<SpoolEntry>, SpoolError> {
         let r = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = r.open_table(EVENTS).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         let mut taken = 0usize;
-        for row in t.iter().map_err(|e| self.err(e))? {
+        for row in t.range(from..).map_err(|e| self.err(e))? {
             if out.len() >= max_records || (taken >= max_bytes && !out.is_empty()) {
                 break;
             }
@@ -202,27 +298,6 @@ impl Spool {
             out.push(decode(k.value(), v));
         }
         Ok(out)
-    }
-
-    /// Removes records by sequence number in one durable transaction (unknown ones are ignored).
-    pub fn remove(&mut self, seqs: &[u64]) -> Result<(), SpoolError> {
-        if seqs.is_empty() {
-            return Ok(());
-        }
-        let w = self.db.begin_write().map_err(|e| self.err(e))?;
-        let (mut len, mut bytes) = (self.len, self.bytes);
-        {
-            let mut t = w.open_table(EVENTS).map_err(|e| self.err(e))?;
-            for &s in seqs {
-                if let Some(v) = t.remove(s).map_err(|e| self.err(e))? {
-                    len -= 1;
-                    bytes = bytes.saturating_sub(record_size(v.value().len()));
-                }
-            }
-        }
-        w.commit().map_err(|e| self.err(e))?;
-        (self.len, self.bytes) = (len, bytes);
-        Ok(())
     }
 
     /// Gives file space back once the spool is empty (redb files do not shrink by themselves).
@@ -323,6 +398,40 @@ mod tests {
         // Storing a number twice replaces, and the accounting follows.
         s.append(&recs(2..3)).unwrap();
         assert_eq!(s.len(), 4);
+    }
+
+    #[test]
+    fn one_write_removes_out_of_order_and_appends_and_read_from_skips_what_was_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        s.append(&recs(0..10)).unwrap();
+        // What the spool should count: its records' sizes, as read back.
+        let held = |s: &Spool| -> u64 {
+            s.head(100, usize::MAX)
+                .unwrap()
+                .iter()
+                .map(|e| record_size(2 + e.key.len() + e.payload.len()))
+                .sum()
+        };
+        // Acknowledgements arrive out of order, with repeats and numbers never stored.
+        let a = s.write(&recs(10..12), &[7, 2, 3, 2, 99, 0]).unwrap();
+        assert_eq!(a.stored, 2);
+        assert_eq!(s.len(), 10 - 4 + 2);
+        let seqs = |v: Vec<SpoolEntry>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(
+            seqs(s.head(100, usize::MAX).unwrap()),
+            [1, 4, 5, 6, 8, 9, 10, 11]
+        );
+        assert_eq!(seqs(s.read_from(6, 3, usize::MAX).unwrap()), [6, 8, 9]);
+        assert!(s.read_from(12, 3, usize::MAX).unwrap().is_empty());
+        assert_eq!(s.bytes(), held(&s));
+        // Removals alone, then a forced sync; all of it is there after reopening.
+        s.remove(&[1, 4]).unwrap();
+        s.sync(true).unwrap();
+        drop(s);
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(seqs(s.head(100, usize::MAX).unwrap()), [5, 6, 8, 9, 10, 11]);
+        assert_eq!(s.bytes(), held(&s));
     }
 
     #[test]
