@@ -413,21 +413,20 @@ fn the_fleet_view_is_the_sum_with_the_librdkafka_mock_cluster() {
     fleet(&cluster.bootstrap_servers(), tmp.path());
 }
 
-fn fleet(brokers: &str, dir: &Path) {
-    let brokers = brokers.to_string();
+/// The rules file the sidecars load, a runtime for the test's own I/O, and one legacy service
+/// and one candidate shared by every sidecar. The candidate differs when asked to (`m=1`): on
+/// /alpha a value (price), on /beta a type (name).
+fn services(dir: &Path) -> (tokio::runtime::Runtime, common::Backend, common::Backend) {
     std::fs::write(
         dir.join("rules.yaml"),
         "version: 1\nrules:\n  - match: \"*\"\n    ignore_headers: [date, server]\n",
     )
     .unwrap();
-
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    // One legacy service and one candidate shared by both sidecars. The candidate differs when
-    // asked to (`m=1`): on /alpha a value (price), on /beta a type (name).
     let (primary, candidate) = rt.block_on(async {
         let primary = common::json_backend(BODY).await;
         let candidate = common::backend(|r| async move {
@@ -445,6 +444,12 @@ fn fleet(brokers: &str, dir: &Path) {
         .await;
         (primary, candidate)
     });
+    (rt, primary, candidate)
+}
+
+fn fleet(brokers: &str, dir: &Path) {
+    let brokers = brokers.to_string();
+    let (rt, primary, candidate) = services(dir);
     let (p, c) = (primary.addr.to_string(), candidate.addr.to_string());
     let mut a = Sidecar::start("sidecar-a", dir, &brokers, (&p, &c), "1s");
     let mut b = Sidecar::start("sidecar-b", dir, &brokers, (&p, &c), "1h");
@@ -747,33 +752,7 @@ fn the_primary_path_is_unaffected_while_the_broker_is_down() {
     let brokers = broker.brokers();
     create_topic(&brokers, EVENTS, 3);
     create_topic(&brokers, STATS, 3);
-    std::fs::write(
-        dir.join("rules.yaml"),
-        "version: 1\nrules:\n  - match: \"*\"\n    ignore_headers: [date, server]\n",
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (primary, candidate) = rt.block_on(async {
-        let primary = common::json_backend(BODY).await;
-        // The candidate changes the price when asked to (`m=1`).
-        let candidate = common::backend(|r| async move {
-            let body = if r.uri.contains("m=1") {
-                r#"{"id":1,"price":11,"name":"x"}"#
-            } else {
-                BODY
-            };
-            Response::builder()
-                .header("content-type", "application/json")
-                .body(common::full(body))
-                .unwrap()
-        })
-        .await;
-        (primary, candidate)
-    });
+    let (rt, primary, candidate) = services(dir);
     let (p, c) = (primary.addr.to_string(), candidate.addr.to_string());
     let sidecar = Sidecar::start("sidecar", dir, &brokers, (&p, &c), "1h");
     let metrics = sidecar.admin_url("/metrics");
@@ -793,7 +772,7 @@ fn the_primary_path_is_unaffected_while_the_broker_is_down() {
     rt.block_on(async {
         for i in 0..20 {
             let m = u8::from(i % 4 == 0);
-            request(sidecar.listen, "GET", &format!("/item?n={i}&m={m}")).await;
+            request(sidecar.listen, "GET", &format!("/alpha?n={i}&m={m}")).await;
         }
     });
     wait_for(30, "5 deliveries", &[&sidecar.proc], || {
@@ -805,7 +784,7 @@ fn the_primary_path_is_unaffected_while_the_broker_is_down() {
     rt.block_on(async {
         for i in 20..120 {
             let m = u8::from(i % 4 == 0);
-            request(sidecar.listen, "GET", &format!("/item?n={i}&m={m}")).await;
+            request(sidecar.listen, "GET", &format!("/alpha?n={i}&m={m}")).await;
         }
     });
     wait_for(
