@@ -450,9 +450,10 @@ async fn handle(
                 endpoint: endpoint.clone(),
                 method: head.method.clone(),
                 path_and_query: pq.clone(),
-                headers: detached(&head.headers),
+                // A cheap shared clone here; the shadow task detaches it (off the request path).
+                headers: head.headers.clone(),
                 request_body: req_rx,
-                primary: prx,
+                primary: Some(prx),
             };
             inner.counters.shadow_started();
             tokio::spawn(run_shadow(inner.clone(), adm, job));
@@ -486,7 +487,7 @@ async fn handle(
             // The shadow may be gone already (abandoned): then nobody needs the copy.
             let _ = tx.send(PrimaryCopy {
                 status: parts.status.as_u16(),
-                headers: detached(&parts.headers),
+                headers: parts.headers.clone(),
                 body: rx,
                 sent: primary_sent,
             });
@@ -517,7 +518,8 @@ struct ShadowJob {
     path_and_query: String,
     headers: HeaderMap,
     request_body: oneshot::Receiver<Captured>,
-    primary: oneshot::Receiver<PrimaryCopy>,
+    /// Taken by the shadow task, which receives it while the shadows are out.
+    primary: Option<oneshot::Receiver<PrimaryCopy>>,
 }
 
 /// Decrements the in-flight gauge however the shadow task ends (finished, abandoned, panicked).
@@ -560,6 +562,19 @@ async fn run_shadow(inner: Arc<Inner>, adm: Admitted, job: ShadowJob) {
 }
 
 async fn shadow(inner: &Arc<Inner>, mut job: ShadowJob, probe: &mut ProbeGuard) {
+    // Header values are slices of the client connection's read buffer: detach them here, in the
+    // shadow task, rather than on the request path or for the life of the shadow.
+    job.headers = detached(&job.headers);
+    // The primary's answer arrives while the shadows are out; its headers are detached as soon
+    // as it does, so they do not pin the primary connection's buffer until the candidate answers.
+    let primary_copy = {
+        let rx = job.primary.take();
+        async move {
+            let mut p = rx?.await.ok()?;
+            p.headers = detached(&p.headers);
+            Some(p)
+        }
+    };
     let (body, mut held) = match (&mut job.request_body).await {
         Ok(Ok((b, _, held))) => (b, held),
         Ok(Err(CaptureError::TooLarge(_))) => {
@@ -577,13 +592,16 @@ async fn shadow(inner: &Arc<Inner>, mut job: ShadowJob, probe: &mut ProbeGuard) 
     // Candidate and secondary go out together: sending one after the other would itself create
     // time-dependent differences that the secondary could not cancel.
     let cand = send_shadow(inner, &cfg.candidate, &job, body.clone());
-    let ((cand_sent, cand), sec) = match &cfg.file.secondary {
-        Some(s) => {
-            let (c, s) = tokio::join!(cand, send_shadow(inner, s, &job, body.clone()));
-            (c, Some(s))
+    let sends = async {
+        match &cfg.file.secondary {
+            Some(s) => {
+                let (c, s) = tokio::join!(cand, send_shadow(inner, s, &job, body.clone()));
+                (c, Some(s))
+            }
+            None => (cand.await, None),
         }
-        None => (cand.await, None),
     };
+    let (((cand_sent, cand), sec), primary) = tokio::join!(sends, primary_copy);
     let (sec_sent, sec) = match sec {
         Some((t, r)) => (Some(t), Some(r)),
         None => (None, None),
@@ -596,10 +614,9 @@ async fn shadow(inner: &Arc<Inner>, mut job: ShadowJob, probe: &mut ProbeGuard) 
     if let Ok((Err(e), _)) = &cand {
         tracing::debug!(side = "candidate", endpoint = %job.endpoint, error = %e, "shadow request failed");
     }
-    let primary = match (&mut job.primary).await {
-        Ok(p) => p,
-        // The primary failed (counted as primary_error where it happened) or the client left.
-        Err(_) => return,
+    // No copy: the primary failed (counted as primary_error where it happened) or the client left.
+    let Some(primary) = primary else {
+        return;
     };
     let (pbody, done) = match primary.body.await {
         Ok(Ok((b, done, h))) => {
