@@ -201,28 +201,22 @@ impl Verdict {
         if self.differences.is_empty() {
             return;
         }
-        let real: Vec<Difference> = self
-            .differences
-            .iter()
-            .filter(|d| !d.noise)
-            .cloned()
-            .collect();
-        self.signature = Some(if real.is_empty() {
-            signature(&self.differences)
-        } else {
-            signature(&real)
-        });
+        let any_real = self.differences.iter().any(|d| !d.noise);
+        self.signature = Some(signature_of(
+            self.differences.iter().filter(|d| !any_real || !d.noise),
+        ));
     }
 }
 
 /// Stable 32-bit hex hash of the set of (field, kind) pairs: identical failures share it, across
 /// runs and machines (SHA-256 of the sorted, de-duplicated pairs).
 pub fn signature(diffs: &[Difference]) -> String {
+    signature_of(diffs.iter())
+}
+
+fn signature_of<'a>(diffs: impl Iterator<Item = &'a Difference>) -> String {
     use sha2::Digest;
-    let mut pairs: Vec<(&str, &str)> = diffs
-        .iter()
-        .map(|d| (d.field.as_str(), d.kind.as_str()))
-        .collect();
+    let mut pairs: Vec<(&str, &str)> = diffs.map(|d| (d.field.as_str(), d.kind.as_str())).collect();
     pairs.sort_unstable();
     pairs.dedup();
     let mut h = sha2::Sha256::new();
