@@ -98,6 +98,32 @@ fn assert_in_order_per_partition(msgs: &[Consumed], phases: &[&str]) {
     }
 }
 
+/// What the independent consumer reads: exactly `want` after de-duplication by id (each event
+/// well-formed and keyed by endpoint), in order per partition, phase by phase.
+fn assert_each_arrives_once(
+    py: &Path,
+    brokers: &str,
+    topic: &str,
+    want: impl IntoIterator<Item = String>,
+    phases: &[&str],
+) {
+    let want: BTreeSet<String> = want.into_iter().collect();
+    let msgs = consume(py, brokers, topic, want.len());
+    let copies = check_messages(&msgs);
+    assert_eq!(
+        copies.keys().cloned().collect::<BTreeSet<_>>(),
+        want,
+        "after de-duplication by id, every event arrives once"
+    );
+    eprintln!(
+        "consumer: {} messages, {} distinct ids, {} duplicates",
+        msgs.len(),
+        copies.len(),
+        msgs.len() - copies.len()
+    );
+    assert_in_order_per_partition(&msgs, phases);
+}
+
 fn assert_balanced(s: &KafkaStats) {
     assert!(s.balanced(), "accounting identity broken: {s:?}");
 }
@@ -203,22 +229,9 @@ fn broker_outage_loses_nothing_and_the_spool_drains_in_order() {
     );
     assert_balanced(&s);
 
-    let msgs = consume(&py, &broker.brokers(), topic, 400);
-    let copies = check_messages(&msgs);
-    let want: BTreeSet<String> = during.iter().chain(&after).cloned().collect();
-    assert_eq!(
-        copies.keys().cloned().collect::<BTreeSet<_>>(),
-        want,
-        "after de-duplication by id, every event of and after the outage arrives once"
-    );
-    let dups = msgs.len() - copies.len();
-    eprintln!(
-        "consumer: {} messages, {} distinct ids, {dups} duplicates",
-        msgs.len(),
-        copies.len()
-    );
-
-    assert_in_order_per_partition(&msgs, &["during", "after"]);
+    // Every event of and after the outage (the restarted broker forgot what came before).
+    let want = during.iter().chain(&after).cloned();
+    assert_each_arrives_once(&py, &broker.brokers(), topic, want, &["during", "after"]);
 }
 
 #[test]
@@ -373,18 +386,7 @@ fn outage_against_the_librdkafka_mock_cluster_loses_nothing() {
     let Some(py) = harness::python() else {
         return;
     };
-    let msgs = consume(&py, &brokers, topic, 500);
-    let copies = check_messages(&msgs);
-    assert_eq!(
-        copies.keys().cloned().collect::<BTreeSet<_>>(),
-        sent.into_iter().collect::<BTreeSet<_>>()
-    );
-    eprintln!(
-        "consumer: {} messages, {} distinct ids",
-        msgs.len(),
-        copies.len()
-    );
-    assert_in_order_per_partition(&msgs, &["before", "during", "after"]);
+    assert_each_arrives_once(&py, &brokers, topic, sent, &["before", "during", "after"]);
 }
 
 /// With a tiny in-memory queue, a burst overflows it: `observe` drops and counts instead of
@@ -459,13 +461,7 @@ fn a_fatal_producer_error_replaces_the_producer_and_loses_nothing() {
     let Some(py) = harness::python() else {
         return;
     };
-    let msgs = consume(&py, &brokers, topic, 350);
-    let copies = check_messages(&msgs);
-    assert_eq!(
-        copies.keys().cloned().collect::<BTreeSet<_>>(),
-        sent.into_iter().collect::<BTreeSet<_>>()
-    );
-    assert_in_order_per_partition(&msgs, &["before", "fatal"]);
+    assert_each_arrives_once(&py, &brokers, topic, sent, &["before", "fatal"]);
 }
 
 /// The stuck-producer watchdog: the broker stays connected but stops answering produce requests
@@ -514,17 +510,5 @@ fn a_connected_producer_that_gets_no_acknowledgement_is_replaced() {
     let Some(py) = harness::python() else {
         return;
     };
-    let msgs = consume(&py, &brokers, topic, 200);
-    let copies = check_messages(&msgs);
-    assert_eq!(
-        copies.keys().cloned().collect::<BTreeSet<_>>(),
-        sent.into_iter().collect::<BTreeSet<_>>(),
-        "after de-duplication by id, every event arrives once"
-    );
-    eprintln!(
-        "consumer: {} messages, {} distinct ids",
-        msgs.len(),
-        copies.len()
-    );
-    assert_in_order_per_partition(&msgs, &["before", "stuck", "after"]);
+    assert_each_arrives_once(&py, &brokers, topic, sent, &["before", "stuck", "after"]);
 }
