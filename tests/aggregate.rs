@@ -367,25 +367,12 @@ fn republish_first(brokers: &str, topic: &str) {
 
 /// `shadowdiff_aggregate_messages_total{topic,outcome}` from the aggregator's `/metrics`.
 fn aggregate_messages(rt: &tokio::runtime::Runtime, url: &str, topic: &str, outcome: &str) -> f64 {
-    let Some((200, body)) = try_get(rt, url) else {
-        return -1.0;
-    };
-    let text = String::from_utf8_lossy(&body).into_owned();
-    let lines = text.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
-    scrape
-        .samples
-        .iter()
-        .find(|s| {
-            s.metric == "shadowdiff_aggregate_messages_total"
-                && s.labels.get("topic") == Some(topic)
-                && s.labels.get("outcome") == Some(outcome)
-        })
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
-            _ => -1.0,
-        })
-        .unwrap_or(-1.0)
+    metric(
+        rt,
+        url,
+        "shadowdiff_aggregate_messages_total",
+        &[("topic", topic), ("outcome", outcome)],
+    )
 }
 
 #[test]
