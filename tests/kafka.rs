@@ -124,6 +124,18 @@ fn assert_each_arrives_once(
     assert_in_order_per_partition(&msgs, phases);
 }
 
+type Mock = rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+
+/// librdkafka's in-process mock cluster with the events topic (3 partitions), its bootstrap
+/// address, and a folder for the sink's spool.
+fn mock_cluster() -> (Mock, &'static str, String, tempfile::TempDir) {
+    let cluster = Mock::new(1).unwrap();
+    let topic = "shadowdiff.events";
+    cluster.create_topic(topic, 3, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    (cluster, topic, brokers, tempfile::tempdir().unwrap())
+}
+
 fn assert_balanced(s: &KafkaStats) {
     assert!(s.balanced(), "accounting identity broken: {s:?}");
 }
@@ -354,11 +366,7 @@ fn feeder_bin() -> std::path::PathBuf {
 /// delivered before the outage, must be read back — and the test runs without tansu.
 #[test]
 fn outage_against_the_librdkafka_mock_cluster_loses_nothing() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
-    let topic = "shadowdiff.events";
-    cluster.create_topic(topic, 3, 1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    let dir = tempfile::tempdir().unwrap();
+    let (cluster, topic, brokers, dir) = mock_cluster();
     let sink = KafkaSink::start(config(&brokers, topic, &dir.path().join("spool"))).unwrap();
 
     let mut sent = feed(&sink, "before", 0..100, 5);
@@ -393,11 +401,7 @@ fn outage_against_the_librdkafka_mock_cluster_loses_nothing() {
 /// waiting, and published + counted drops still equals detected — checked against the consumer.
 #[test]
 fn a_full_queue_drops_with_a_count_and_the_books_still_balance() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
-    let topic = "shadowdiff.events";
-    cluster.create_topic(topic, 3, 1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    let dir = tempfile::tempdir().unwrap();
+    let (_cluster, topic, brokers, dir) = mock_cluster(); // the binding keeps the cluster up
     let sink = KafkaSink::start(KafkaConfig {
         queue_capacity: 8,
         ..config(&brokers, topic, &dir.path().join("spool"))
@@ -430,11 +434,7 @@ fn a_full_queue_drops_with_a_count_and_the_books_still_balance() {
 #[test]
 fn a_fatal_producer_error_replaces_the_producer_and_loses_nothing() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
-    let topic = "shadowdiff.events";
-    cluster.create_topic(topic, 3, 1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    let dir = tempfile::tempdir().unwrap();
+    let (cluster, topic, brokers, dir) = mock_cluster();
     let sink = KafkaSink::start(config(&brokers, topic, &dir.path().join("spool"))).unwrap();
 
     let mut sent = feed(&sink, "before", 0..50, 5);
@@ -474,11 +474,7 @@ fn a_fatal_producer_error_replaces_the_producer_and_loses_nothing() {
 /// final wait.
 #[test]
 fn a_connected_producer_that_gets_no_acknowledgement_is_replaced() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
-    let topic = "shadowdiff.events";
-    cluster.create_topic(topic, 3, 1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    let dir = tempfile::tempdir().unwrap();
+    let (cluster, topic, brokers, dir) = mock_cluster();
     let sink = KafkaSink::start(config(&brokers, topic, &dir.path().join("spool"))).unwrap();
 
     let mut sent = feed(&sink, "before", 0..50, 5);
