@@ -857,6 +857,16 @@ pub fn admin_state(
                 counters.shadows_in_flight.load(Relaxed) as f64,
             )];
             out.push(MetricFamily::gauge(
+                "shadowdiff_shadow_admit_ratio",
+                "Fraction of eligible requests shadowed now: below 1 while the I/O threads are saturated (shadow.overload)",
+                counters.overload.admit_ratio(),
+            ));
+            out.push(MetricFamily::gauge(
+                "shadowdiff_io_busy_ratio",
+                "Busy share of the proxy's I/O threads over the last 100 ms, of the cores the process may use",
+                counters.overload.busy_ratio(),
+            ));
+            out.push(MetricFamily::gauge(
                 "shadowdiff_shadow_buffered_bytes",
                 "Bytes held by shadows (copies and answers awaiting comparison), against shadow.max_buffered_bytes",
                 counters.buffered.used() as f64,

@@ -762,3 +762,75 @@ async fn the_memory_budget_bounds_what_shadows_hold_and_never_touches_the_client
     eventually("the budget to empty", || budget.used() == 0).await;
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturated_io_threads_shed_shadows_and_recover_when_the_load_goes() {
+    let primary = json_backend(SMALL).await;
+    let candidate = json_backend(SMALL).await;
+    let sink = TestSink::new();
+    let mut cfg = config(&primary, candidate.upstream());
+    cfg.file.shadow.overload.after = Duration::from_millis(200);
+    let proxy = start(cfg, sink.clone()).await;
+    let counters = proxy.handle.counters();
+    let client = h1_client();
+    assert_eq!(counters.overload.admit_ratio(), 1.0);
+
+    // Real saturation of the runtime the proxy runs on: one spinner per worker, yielding every
+    // 200 µs so that the proxy's own tasks still run between its turns.
+    let spinning = Arc::new(AtomicBool::new(true));
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let spinning = spinning.clone();
+            tokio::spawn(async move {
+                while spinning.load(Ordering::Relaxed) {
+                    let t = std::time::Instant::now();
+                    while t.elapsed() < Duration::from_micros(200) {
+                        std::hint::spin_loop();
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    eventually("shedding to reach zero", || {
+        counters.overload.admit_ratio() == 0.0
+    })
+    .await;
+    assert!(counters.overload.busy_ratio() > 0.9);
+    for i in 0..10 {
+        let (parts, body) = get(&client, &proxy.url(&format!("/hot/{i}"))).await;
+        assert_eq!(parts.status, 200);
+        assert_eq!(body, SMALL, "a shed request is still forwarded");
+    }
+    assert_eq!(counters.skipped(SkipReason::Overload), 10);
+    assert_eq!(counters.shadows_started.load(Ordering::Relaxed), 0);
+
+    // The load goes: admission climbs back (a tenth per 100 ms) and every request is shadowed.
+    spinning.store(false, Ordering::Relaxed);
+    for s in spinners {
+        s.await.unwrap();
+    }
+    eventually("admission to recover", || {
+        counters.overload.admit_ratio() == 1.0
+    })
+    .await;
+    for i in 0..10 {
+        let (parts, body) = get(&client, &proxy.url(&format!("/cool/{i}"))).await;
+        assert_eq!(parts.status, 200);
+        assert_eq!(body, SMALL);
+    }
+    let seen = sink.wait_for(20).await;
+    assert_eq!(sink.count_skip(SkipReason::Overload), 10);
+    assert_eq!(sink.count_kind(VerdictKind::Match), 10);
+    // The candidate saw exactly the requests made after the load went.
+    let mut paths = Vec::new();
+    for _ in 0..10 {
+        paths.push(candidate.next().await.uri);
+    }
+    paths.sort();
+    let mut expected: Vec<String> = (0..10).map(|i| format!("/cool/{i}")).collect();
+    expected.sort();
+    assert_eq!(paths, expected);
+    assert_eq!(seen.len(), 20);
+    proxy.shutdown().await;
+}

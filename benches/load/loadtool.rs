@@ -61,47 +61,143 @@ async fn backend(port: u16, delay: Duration, variant: String) {
     }
 }
 
+/// A periodic kernel timer (timerfd) read through tokio: tokio's own timers have millisecond
+/// resolution, so `sleep_until` would release requests in 1 ms batches and add up to a
+/// millisecond of the generator's lateness to every latency, masking what is measured. A timerfd
+/// fires on the high-resolution clock; each read says how many periods have passed.
+struct Ticker {
+    fd: tokio::io::unix::AsyncFd<rustix::fd::OwnedFd>,
+}
+
+impl Ticker {
+    fn every(period: Duration) -> Ticker {
+        use rustix::time::{
+            Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec, timerfd_create,
+            timerfd_settime,
+        };
+        let fd = timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+        )
+        .unwrap();
+        let ts = Timespec {
+            tv_sec: period.as_secs() as _,
+            tv_nsec: period.subsec_nanos() as _,
+        };
+        timerfd_settime(
+            &fd,
+            TimerfdTimerFlags::empty(),
+            &Itimerspec {
+                it_interval: ts,
+                it_value: ts,
+            },
+        )
+        .unwrap();
+        // `AsyncFd::new` is deprecated because a borrowed fd could be closed while registered;
+        // this one is an `OwnedFd` moved in, so it lives exactly as long as the registration.
+        #[allow(deprecated)]
+        let fd = tokio::io::unix::AsyncFd::new(fd).unwrap();
+        Ticker { fd }
+    }
+
+    /// Waits for the next expiry; returns how many periods elapsed since the last read.
+    async fn tick(&self) -> u64 {
+        loop {
+            let mut guard = self.fd.readable().await.unwrap();
+            let mut buf = [0u8; 8];
+            match rustix::io::read(self.fd.get_ref(), &mut buf) {
+                Ok(8) => return u64::from_ne_bytes(buf),
+                Ok(_) => unreachable!("timerfd reads are 8 bytes"),
+                Err(rustix::io::Errno::AGAIN) => guard.clear_ready(),
+                Err(e) => panic!("timerfd read: {e}"),
+            }
+        }
+    }
+}
+
 async fn open_loop(url: String, rate: u64, secs: u64) {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(1024)
-        .build_http();
+        .build(connector);
     let uri: hyper::Uri = url.parse().unwrap();
     let hist = Arc::new(std::sync::Mutex::new(
         hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap(),
     ));
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let start = Instant::now();
     let total = rate * secs;
     let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let ticker = Ticker::every(interval);
+    // Request i is due at start + (i + 1) · interval, the timer's (i + 1)-th expiry.
+    let start = Instant::now();
     let mut tasks = Vec::with_capacity(total as usize);
-    for i in 0..total {
-        let scheduled = start + interval * i as u32;
-        tokio::time::sleep_until(scheduled.into()).await;
-        let (client, uri, hist, errors) =
-            (client.clone(), uri.clone(), hist.clone(), errors.clone());
-        tasks.push(tokio::spawn(async move {
-            let ok = match client.get(uri).await {
-                Ok(r) => r.into_body().collect().await.is_ok(),
-                Err(_) => false,
-            };
-            if !ok {
-                errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            let us = scheduled.elapsed().as_micros() as u64;
-            hist.lock().unwrap().record(us.max(1)).unwrap();
-        }));
+    let mut sent = 0u64;
+    let mut late_ticks = 0u64;
+    // How late the generator itself released each request (scheduled → spawned): what the
+    // latency figures owe to the generator rather than to the target.
+    let mut lag = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    // With LOADTOOL_TRACE set: the worst latency per 100 ms of schedule, to see when stalls happen.
+    let trace: Option<Arc<Vec<std::sync::atomic::AtomicU64>>> = std::env::var_os("LOADTOOL_TRACE")
+        .map(|_| Arc::new((0..secs * 10 + 1).map(|_| Default::default()).collect()));
+    while sent < total {
+        let due = ticker.tick().await;
+        if due > 1 {
+            late_ticks += 1;
+        }
+        for _ in 0..due.min(total - sent) {
+            sent += 1;
+            let scheduled = start + interval * sent as u32;
+            lag.record((scheduled.elapsed().as_micros() as u64).max(1))
+                .unwrap();
+            let (client, uri, hist, errors, trace) = (
+                client.clone(),
+                uri.clone(),
+                hist.clone(),
+                errors.clone(),
+                trace.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let ok = match client.get(uri).await {
+                    Ok(r) => r.into_body().collect().await.is_ok(),
+                    Err(_) => false,
+                };
+                if !ok {
+                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                let us = scheduled.elapsed().as_micros() as u64;
+                hist.lock().unwrap().record(us.max(1)).unwrap();
+                if let Some(t) = trace {
+                    let slot = (scheduled - start).as_millis() as usize / 100;
+                    t[slot.min(t.len() - 1)].fetch_max(us, std::sync::atomic::Ordering::Relaxed);
+                }
+            }));
+        }
     }
     for t in tasks {
         let _ = t.await;
     }
+    if let Some(t) = trace {
+        let worst: Vec<String> = t
+            .iter()
+            .map(|v| v.load(std::sync::atomic::Ordering::Relaxed).to_string())
+            .collect();
+        eprintln!("worst latency per 100 ms (µs): {}", worst.join(" "));
+    }
     let h = hist.lock().unwrap();
+    // late_ticks: wake-ups that found more than one request due (the generator itself fell
+    // behind; those requests still count from their scheduled time).
     println!(
-        "{{\"rate\":{rate},\"requests\":{},\"errors\":{},\"p50_us\":{},\"p99_us\":{},\"max_us\":{}}}",
+        "{{\"rate\":{rate},\"requests\":{},\"errors\":{},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"late_ticks\":{late_ticks},\"gen_lag_p99_us\":{},\"gen_lag_max_us\":{}}}",
         h.len(),
         errors.load(std::sync::atomic::Ordering::Relaxed),
         h.value_at_quantile(0.50),
+        h.value_at_quantile(0.90),
         h.value_at_quantile(0.99),
-        h.max()
+        h.value_at_quantile(0.999),
+        h.max(),
+        lag.value_at_quantile(0.99),
+        lag.max()
     );
 }
 

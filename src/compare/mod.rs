@@ -114,10 +114,12 @@ pub enum SkipReason {
     PrimaryError,
     /// Keeping the copies would have crossed `shadow.max_buffered_bytes`.
     MemoryBudget,
+    /// The proxy's I/O threads were saturated (`shadow.overload`): forwarding came first.
+    Overload,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 9] = [
+    pub const ALL: [SkipReason; 10] = [
         Self::MethodNotMirrored,
         Self::SampledOut,
         Self::BodyTooLarge,
@@ -127,6 +129,7 @@ impl SkipReason {
         Self::ShadowLoop,
         Self::PrimaryError,
         Self::MemoryBudget,
+        Self::Overload,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -140,6 +143,7 @@ impl SkipReason {
             SkipReason::ShadowLoop => "shadow_loop",
             SkipReason::PrimaryError => "primary_error",
             SkipReason::MemoryBudget => "memory_budget",
+            SkipReason::Overload => "overload",
         }
     }
 }

@@ -160,6 +160,7 @@ pub struct ShadowConfig {
     /// `original` (the client's Host). Default `candidate`.
     pub host: HostPolicy,
     pub circuit: CircuitConfig,
+    pub overload: OverloadConfig,
 }
 
 impl Default for ShadowConfig {
@@ -180,6 +181,7 @@ impl Default for ShadowConfig {
             marker: HeaderName::from_static("x-shadow-request"),
             host: HostPolicy::Candidate,
             circuit: CircuitConfig::default(),
+            overload: OverloadConfig::default(),
         }
     }
 }
@@ -221,6 +223,29 @@ impl Default for CircuitConfig {
         Self {
             failures: 5,
             cooldown: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `shadow.overload:` — shed shadows while the proxy's I/O threads are saturated, so that
+/// forwarding keeps the whole of the cores it may use (`src/ingest/overload.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverloadConfig {
+    /// Busy share of the I/O threads (of the cores the process may run on) above which shadows
+    /// start to shed, `0.9` or `90%`; `100%` turns shedding off. Default `90%`.
+    #[serde(deserialize_with = "de::rate")]
+    pub busy: f64,
+    /// How long the share must stay above `busy` before shedding starts. Default `1s`.
+    #[serde(deserialize_with = "de::duration")]
+    pub after: Duration,
+}
+
+impl Default for OverloadConfig {
+    fn default() -> Self {
+        Self {
+            busy: 0.9,
+            after: Duration::from_secs(1),
         }
     }
 }
@@ -526,8 +551,9 @@ const SECTIONS: &[(&[&str], Check, &[&str])] = &[
             "noise",
         ],
     ),
-    (&["shadow"], check::<ShadowConfig>, &["circuit"]),
+    (&["shadow"], check::<ShadowConfig>, &["circuit", "overload"]),
     (&["shadow", "circuit"], check::<CircuitConfig>, &[]),
+    (&["shadow", "overload"], check::<OverloadConfig>, &[]),
     (&["compare"], check::<CompareConfig>, &[]),
     (&["grouping"], check::<GroupingConfig>, &[]),
     (&["publish"], check::<PublishConfig>, &[]),

@@ -6,10 +6,12 @@
 //! - [`workers`]: the bounded comparison pool, off the request path.
 //! - [`body`]: a body wrapper that keeps a bounded copy of what streams through it.
 //! - [`budget`]: the process-wide bound on the bytes shadows hold.
+//! - [`overload`]: shedding shadows while the I/O threads are saturated.
 
 pub mod body;
 pub mod budget;
 pub mod grouping;
+pub mod overload;
 pub mod proxy;
 pub mod workers;
 
@@ -33,6 +35,8 @@ pub struct Counters {
     pub shadows_abandoned: AtomicU64,
     /// The shadow memory budget (`shadow.max_buffered_bytes`) and what is held against it.
     pub buffered: std::sync::Arc<budget::Budget>,
+    /// Shadow admission under saturation (`shadow.overload`), written by its controller.
+    pub overload: std::sync::Arc<overload::Overload>,
     skipped: [AtomicU64; SkipReason::ALL.len()],
 }
 

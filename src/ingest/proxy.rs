@@ -162,6 +162,9 @@ pub async fn start(
     })
 }
 
+/// Read buffer of each shadow connection (see `Inner::new`).
+const SHADOW_READ_BUF: usize = 4096;
+
 struct Inner {
     cfg: ProxyConfig,
     primary: Client<HttpConnector, TeeBody<Incoming>>,
@@ -186,8 +189,17 @@ impl Inner {
         // A shadow connection must never be slower to set up than the whole shadow may take.
         let mut sconn = conn;
         sconn.set_connect_timeout(Some(cfg.file.shadow.timeout));
+        // Up to `max_in_flight` shadows each hold a connection; hyper's adaptive read buffer
+        // starts every one at 8 KiB and may grow it to ~400 KiB for a large body. A fixed 4 KiB
+        // holds a typical JSON answer in one read and halves what 1,024 slow shadows pin; a
+        // large body costs more reads, off the request path.
         let shadow = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
+            .http1_read_buf_exact_size(SHADOW_READ_BUF)
+            // A finished shadow frees its permit a moment before hyper puts its connection
+            // back, so the next shadow may open another: without a bound the pool creeps past
+            // `max_in_flight` connections (1,225 for 1,024 measured), each pinning buffers.
+            .pool_max_idle_per_host(cfg.file.shadow.max_in_flight)
             .build(sconn);
         let permits_total = u32::try_from(cfg.file.shadow.max_in_flight).unwrap_or(u32::MAX >> 3);
         let grouper = Grouper::new(cfg.rules.clone(), cfg.file.grouping.max_endpoints);
@@ -244,6 +256,9 @@ impl Inner {
         if s.sample < 1.0 && rand::random::<f64>() >= s.sample {
             return Err(SkipReason::SampledOut);
         }
+        if !self.counters.overload.admit() {
+            return Err(SkipReason::Overload);
+        }
         let declared = head
             .headers
             .get(header::CONTENT_LENGTH)
@@ -275,6 +290,13 @@ async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
+    // The overload controller samples this runtime for as long as the proxy serves.
+    let stop_controller = CancellationToken::new();
+    tokio::spawn(inner.counters.overload.clone().run(
+        inner.cfg.file.shadow.overload.clone(),
+        stop_controller.clone(),
+    ));
+    let _stop_controller = stop_controller.drop_guard();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
