@@ -3,7 +3,7 @@
 #   direct to the backend · nginx plain proxy · nginx `mirror` · shadowdiff proxy (diffing on)
 # each with a fast candidate and a +200 ms candidate, ~1 KB JSON answers.
 # Measures p50/p99 at a fixed open-loop rate (benches/load/loadtool.rs; median of three runs),
-# max rps (closed loop, wrk),
+# max rps (closed loop, wrk; median of three runs),
 # CPU per request and peak RSS of the proxying process, and writes benches/results.tsv.
 # shadowdiff runs twice: as configured by default, and with overload shedding off
 # (`shadow.overload.busy: 100%`, row shadowdiff-noshed) to show what shedding buys at saturation.
@@ -81,7 +81,7 @@ CONF
 }
 
 RESULTS="$WORK/results.tsv"
-printf "target\tcandidate\tmax_rps\tcpu_us_per_req\tidle_rss_kib\tpeak_rss_kib\topen_rate\tp50_us\tp99_us\tp99_runs_us\topen_errors\n" >"$RESULTS"
+printf "target\tcandidate\tmax_rps\tmax_rps_runs\tcpu_us_per_req\tidle_rss_kib\tpeak_rss_kib\topen_rate\tp50_us\tp99_us\tp99_runs_us\topen_errors\n" >"$RESULTS"
 
 shadow_report() { # $1 candidate label, $2 phase label: what happened to shadowdiff's shadows so far
   curl -s http://127.0.0.1:18093/metrics | awk -v c="$1" -v p="$2" '
@@ -111,20 +111,25 @@ measure() { # $1 label, $2 candidate label, $3 port, $4.. pids of the proxying p
   p50=$(printf "%s\n" "${p50s[@]}" | sort -n | sed -n 2p)
   p99=$(printf "%s\n" "${p99s[@]}" | sort -n | sed -n 2p)
   [[ "$label" == shadowdiff* ]] && shadow_report "$cand $label" "open loop"
-  # Then closed loop (max rps): a warm-up, then the measured run with CPU time.
+  # Then closed loop (max rps): a warm-up, then three measured runs (median reported) with the
+  # CPU time over all three.
   "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d2s "$url" >/dev/null 2>&1 || true
   local t0; t0=$(if [ $# -gt 0 ]; then cpu_ticks "$@"; else echo 0; fi)
-  local out; out=$("${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" "$url")
+  local rpss=() reqs=0 out
+  for _ in 1 2 3; do
+    out=$("${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" "$url")
+    rpss+=("$(echo "$out" | awk '/Requests\/sec/{print $2}')")
+    reqs=$((reqs + $(echo "$out" | awk '/requests in/{print $1}')))
+  done
   local t1; t1=$(if [ $# -gt 0 ]; then cpu_ticks "$@"; else echo 0; fi)
-  local rps reqs; rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
-  reqs=$(echo "$out" | awk '/requests in/{print $1}')
+  local rps; rps=$(printf "%s\n" "${rpss[@]}" | sort -n | sed -n 2p)
   local cpu="-" rss="-"
   if [ $# -gt 0 ]; then
     cpu=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN{printf "%.1f", d/hz*1e6/n}')
     rss=$(rss_kib "$@")
   fi
   [[ "$label" == shadowdiff* ]] && shadow_report "$cand $label" "closed loop"
-  printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$label" "$cand" "$rps" "$cpu" "$idle" "$rss" "$RATE" "$p50" "$p99" "$(IFS=/; echo "${p99s[*]}")" "$errs" | tee -a "$RESULTS"
+  printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$label" "$cand" "$rps" "$(IFS=/; echo "${rpss[*]}")" "$cpu" "$idle" "$rss" "$RATE" "$p50" "$p99" "$(IFS=/; echo "${p99s[*]}")" "$errs" | tee -a "$RESULTS"
 }
 
 for cand in fast slow; do
