@@ -9,9 +9,9 @@
 //! [`Overload::run`] samples the workers' busy time every [`TICK`] and feeds the busy share of
 //! the cores the process may run on to a [`Controller`]. Once that share stays above
 //! `shadow.overload.busy` for `shadow.overload.after`, the fraction of eligible requests admitted
-//! as shadows is halved every tick; once it is back below, it grows by a tenth per tick
-//! (multiplicative decrease, additive increase: it settles where shadows fit, and a brief spike
-//! never sheds). Shed requests are forwarded as always and skipped `overload`, counted like every
+//! as shadows is halved every tick; once it has been back below for three ticks, it grows by a
+//! twentieth per tick (multiplicative decrease, additive increase: it settles where shadows fit,
+//! a brief spike never sheds, and a one-tick dip at saturation lets no burst through). Shed requests are forwarded as always and skipped `overload`, counted like every
 //! other skip. The decision on the request path is one atomic load and, while shedding, one
 //! random number.
 
@@ -25,8 +25,14 @@ pub const TICK: Duration = Duration::from_millis(100);
 /// Admission below this fraction becomes zero: a trickle of shadows at saturation would still
 /// cost forwarding, and a clean zero is what an operator reads on the gauge.
 const FLOOR: f64 = 1.0 / 64.0;
-/// Added to the admitted fraction per tick spent below the threshold (full recovery in 1 s).
-const RECOVER: f64 = 0.1;
+/// Added to the admitted fraction per tick below the threshold, once it has stayed below for
+/// [`COOL_TICKS`] (full recovery from zero in about two seconds).
+const RECOVER: f64 = 0.05;
+/// Ticks the share must stay below the threshold before admission grows again. At saturation
+/// the share dips below the threshold now and then for a single tick; growing on each dip let a
+/// burst of shadows through every time (1,024 at once against a slow candidate, whose answers
+/// then arrived together), which cost forwarding what shedding was meant to save.
+const COOL_TICKS: u32 = 3;
 /// Fixed-point scale of the fractions kept in atomics.
 const ONE: u32 = 1 << 16;
 
@@ -36,6 +42,7 @@ pub struct Controller {
     threshold: f64,
     after: Duration,
     hot_for: Duration,
+    cool_ticks: u32,
     admit: f64,
 }
 
@@ -45,6 +52,7 @@ impl Controller {
             threshold: cfg.busy,
             after: cfg.after,
             hot_for: Duration::ZERO,
+            cool_ticks: 0,
             admit: 1.0,
         }
     }
@@ -54,6 +62,7 @@ impl Controller {
     pub fn step(&mut self, busy: f64, dt: Duration) -> f64 {
         // Strictly above: a threshold of 100% never sheds (the share is clamped to 1).
         if busy > self.threshold {
+            self.cool_ticks = 0;
             self.hot_for += dt;
             if self.hot_for >= self.after {
                 self.admit *= 0.5;
@@ -63,7 +72,10 @@ impl Controller {
             }
         } else {
             self.hot_for = Duration::ZERO;
-            self.admit = (self.admit + RECOVER).min(1.0);
+            self.cool_ticks = self.cool_ticks.saturating_add(1);
+            if self.cool_ticks >= COOL_TICKS {
+                self.admit = (self.admit + RECOVER).min(1.0);
+            }
         }
         self.admit
     }
@@ -188,6 +200,20 @@ mod tests {
     }
 
     #[test]
+    fn a_one_tick_dip_at_saturation_lets_nothing_through() {
+        let mut c = Controller::new(&cfg(0.9, 100));
+        for _ in 0..10 {
+            c.step(1.0, TICK);
+        }
+        assert_eq!(c.step(1.0, TICK), 0.0);
+        for _ in 0..20 {
+            assert_eq!(c.step(0.85, TICK), 0.0);
+            assert_eq!(c.step(0.85, TICK), 0.0);
+            assert_eq!(c.step(1.0, TICK), 0.0);
+        }
+    }
+
+    #[test]
     fn a_spike_shorter_than_after_sheds_nothing() {
         let mut c = Controller::new(&cfg(0.9, 1000));
         for _ in 0..9 {
@@ -201,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn sustained_saturation_halves_to_zero_then_recovers_by_tenths() {
+    fn sustained_saturation_halves_to_zero_then_recovers_by_twentieths() {
         let mut c = Controller::new(&cfg(0.9, 300));
         assert_eq!(c.step(0.95, TICK), 1.0);
         assert_eq!(c.step(0.95, TICK), 1.0);
@@ -210,10 +236,12 @@ mod tests {
         let halvings: Vec<f64> = (0..5).map(|_| c.step(1.0, TICK)).collect();
         // 1/64 is the floor: below it, nothing is shadowed.
         assert_eq!(halvings, [0.125, 0.0625, 0.03125, 0.015625, 0.0]);
-        let recovered: Vec<f64> = (0..11).map(|_| c.step(0.2, TICK)).collect();
-        assert!((recovered[0] - 0.1).abs() < 1e-9, "{recovered:?}");
-        assert!((recovered[4] - 0.5).abs() < 1e-9, "{recovered:?}");
-        assert_eq!(recovered[10], 1.0);
+        // Three quiet ticks before it grows, then a twentieth per tick.
+        let recovered: Vec<f64> = (0..23).map(|_| c.step(0.2, TICK)).collect();
+        assert_eq!(&recovered[..2], &[0.0, 0.0]);
+        assert!((recovered[2] - 0.05).abs() < 1e-9, "{recovered:?}");
+        assert!((recovered[11] - 0.5).abs() < 1e-9, "{recovered:?}");
+        assert!(recovered[20] < 1.0 && recovered[21] == 1.0, "{recovered:?}");
     }
 
     #[test]
