@@ -191,21 +191,25 @@ mod tests {
         }
     }
 
+    /// Feeds `ticks` samples of `busy`; the admitted fraction after each.
+    fn feed(c: &mut Controller, busy: f64, ticks: usize) -> Vec<f64> {
+        (0..ticks).map(|_| c.step(busy, TICK)).collect()
+    }
+
+    fn all_admitted(admits: &[f64]) -> bool {
+        admits.iter().all(|&a| a == 1.0)
+    }
+
     #[test]
     fn below_the_threshold_everything_is_shadowed() {
         let mut c = Controller::new(&cfg(0.9, 1000));
-        for _ in 0..100 {
-            assert_eq!(c.step(0.9, TICK), 1.0);
-        }
+        assert!(all_admitted(&feed(&mut c, 0.9, 100)));
     }
 
     #[test]
     fn a_one_tick_dip_at_saturation_lets_nothing_through() {
         let mut c = Controller::new(&cfg(0.9, 100));
-        for _ in 0..10 {
-            c.step(1.0, TICK);
-        }
-        assert_eq!(c.step(1.0, TICK), 0.0);
+        assert_eq!(feed(&mut c, 1.0, 11).last(), Some(&0.0));
         for _ in 0..20 {
             assert_eq!(c.step(0.85, TICK), 0.0);
             assert_eq!(c.step(0.85, TICK), 0.0);
@@ -216,14 +220,10 @@ mod tests {
     #[test]
     fn a_spike_shorter_than_after_sheds_nothing() {
         let mut c = Controller::new(&cfg(0.9, 1000));
-        for _ in 0..9 {
-            assert_eq!(c.step(1.0, TICK), 1.0);
-        }
+        assert!(all_admitted(&feed(&mut c, 1.0, 9)));
         // One quiet tick resets the clock: nine more hot ticks still shed nothing.
         assert_eq!(c.step(0.5, TICK), 1.0);
-        for _ in 0..9 {
-            assert_eq!(c.step(1.0, TICK), 1.0);
-        }
+        assert!(all_admitted(&feed(&mut c, 1.0, 9)));
     }
 
     #[test]
@@ -233,11 +233,11 @@ mod tests {
         assert_eq!(c.step(0.95, TICK), 1.0);
         assert_eq!(c.step(0.95, TICK), 0.5);
         assert_eq!(c.step(0.95, TICK), 0.25);
-        let halvings: Vec<f64> = (0..5).map(|_| c.step(1.0, TICK)).collect();
+        let halvings = feed(&mut c, 1.0, 5);
         // 1/64 is the floor: below it, nothing is shadowed.
         assert_eq!(halvings, [0.125, 0.0625, 0.03125, 0.015625, 0.0]);
         // Three quiet ticks before it grows, then a twentieth per tick.
-        let recovered: Vec<f64> = (0..23).map(|_| c.step(0.2, TICK)).collect();
+        let recovered = feed(&mut c, 0.2, 23);
         assert_eq!(&recovered[..2], &[0.0, 0.0]);
         assert!((recovered[2] - 0.05).abs() < 1e-9, "{recovered:?}");
         assert!((recovered[11] - 0.5).abs() < 1e-9, "{recovered:?}");
@@ -247,9 +247,7 @@ mod tests {
     #[test]
     fn a_threshold_of_one_never_sheds() {
         let mut c = Controller::new(&cfg(1.0, 0));
-        for _ in 0..50 {
-            assert_eq!(c.step(1.0, TICK), 1.0);
-        }
+        assert!(all_admitted(&feed(&mut c, 1.0, 50)));
     }
 
     #[test]

@@ -597,18 +597,10 @@ async fn shadow(inner: &Arc<Inner>, mut job: ShadowJob, probe: &mut ProbeGuard) 
             Some(p)
         }
     };
-    let (body, mut held) = match (&mut job.request_body).await {
-        Ok(Ok((b, _, held))) => (b, held),
-        Ok(Err(CaptureError::TooLarge(_))) => {
-            inner.skip(&job.endpoint, SkipReason::BodyTooLarge, None);
-            return;
-        }
-        Ok(Err(CaptureError::OverBudget)) => {
-            inner.skip(&job.endpoint, SkipReason::MemoryBudget, None);
-            return;
-        }
-        // The client went away mid-request: the primary got no complete request either.
-        Ok(Err(CaptureError::Aborted(_))) | Err(_) => return,
+    // The client went away mid-request: the primary got no complete request either.
+    let Some((body, _, mut held)) = take_copy(inner, &job.endpoint, (&mut job.request_body).await)
+    else {
+        return;
     };
     let cfg = &inner.cfg;
     // Candidate and secondary go out together: sending one after the other would itself create
@@ -640,21 +632,10 @@ async fn shadow(inner: &Arc<Inner>, mut job: ShadowJob, probe: &mut ProbeGuard) 
     let Some(primary) = primary else {
         return;
     };
-    let (pbody, done) = match primary.body.await {
-        Ok(Ok((b, done, h))) => {
-            held.absorb(h);
-            (b, done)
-        }
-        Ok(Err(CaptureError::TooLarge(_))) => {
-            inner.skip(&job.endpoint, SkipReason::BodyTooLarge, None);
-            return;
-        }
-        Ok(Err(CaptureError::OverBudget)) => {
-            inner.skip(&job.endpoint, SkipReason::MemoryBudget, None);
-            return;
-        }
-        Ok(Err(CaptureError::Aborted(_))) | Err(_) => return,
+    let Some((pbody, done, h)) = take_copy(inner, &job.endpoint, primary.body.await) else {
+        return;
     };
+    held.absorb(h);
     let (candidate, secondary) = match (cand, sec.transpose()) {
         (Ok((c, ch)), Ok(s)) => {
             held.absorb(ch);
@@ -715,6 +696,24 @@ async fn shadow(inner: &Arc<Inner>, mut job: ShadowJob, probe: &mut ProbeGuard) 
     }
 }
 
+/// A body copy for comparison, or `None` after counting why there is none (over the size cap or
+/// the memory budget; a body that never completed is not counted: nothing was compared against
+/// a complete request or answer).
+fn take_copy(
+    inner: &Inner,
+    endpoint: &Arc<str>,
+    copy: Result<Captured, oneshot::error::RecvError>,
+) -> Option<(Bytes, Instant, Reservation)> {
+    let reason = match copy {
+        Ok(Ok(c)) => return Some(c),
+        Ok(Err(CaptureError::TooLarge(_))) => SkipReason::BodyTooLarge,
+        Ok(Err(CaptureError::OverBudget)) => SkipReason::MemoryBudget,
+        Ok(Err(CaptureError::Aborted(_))) | Err(_) => return None,
+    };
+    inner.skip(endpoint, reason, None);
+    None
+}
+
 /// Why a shadow answer is not kept for comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dropped {
@@ -747,9 +746,9 @@ async fn collect_body(
     cap: usize,
     held: &mut Reservation,
 ) -> Result<Result<Bytes, UpstreamError>, Dropped> {
-    let mut first: Option<Bytes> = None;
-    let mut rest: Option<bytes::BytesMut> = None;
-    let mut len = 0usize;
+    // Copies, not the frames themselves: a frame is a slice of the connection's read buffer,
+    // which it would keep alive for as long as the exchange waits.
+    let mut kept = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = match frame {
             Ok(f) => f,
@@ -758,31 +757,15 @@ async fn collect_body(
         let Ok(data) = frame.into_data() else {
             continue; // trailers: not compared
         };
-        if len + data.len() > cap {
+        if kept.len() + data.len() > cap {
             return Err(Dropped::TooLarge);
         }
         if !held.grow(data.len()) {
             return Err(Dropped::OverBudget);
         }
-        len += data.len();
-        match (&first, &mut rest) {
-            // A copy, not the frame itself: the frame is a slice of the connection's read buffer
-            // (8 KiB and up), which it would keep alive for as long as the exchange waits.
-            (None, _) => first = Some(Bytes::copy_from_slice(&data)),
-            (Some(f), None) => {
-                let mut b = bytes::BytesMut::with_capacity(f.len() + data.len());
-                b.extend_from_slice(f);
-                b.extend_from_slice(&data);
-                rest = Some(b);
-            }
-            (Some(_), Some(b)) => b.extend_from_slice(&data),
-        }
+        kept.extend_from_slice(&data);
     }
-    Ok(Ok(match (first, rest) {
-        (_, Some(b)) => b.freeze(),
-        (Some(f), None) => f,
-        (None, None) => Bytes::new(),
-    }))
+    Ok(Ok(kept.freeze()))
 }
 
 async fn send_shadow(
