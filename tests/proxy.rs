@@ -243,6 +243,16 @@ async fn held_candidate(
     .await
 }
 
+/// Waits until a held candidate has received `n` requests (10 s each at most).
+async fn arrivals(got: &mut mpsc::UnboundedReceiver<()>, n: usize) {
+    for i in 0..n {
+        tokio::time::timeout(Duration::from_secs(10), got.recv())
+            .await
+            .unwrap_or_else(|_| panic!("the candidate received {i} of {n} requests within 10 s"))
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_candidate_never_delays_the_client_and_in_flight_is_bounded() {
     let primary = json_backend(SMALL).await;
@@ -262,11 +272,7 @@ async fn a_slow_candidate_never_delays_the_client_and_in_flight_is_bounded() {
         assert_eq!(body, SMALL);
     }
     // Every client response is complete; the candidate holds 3 requests and has answered none.
-    for _ in 0..3 {
-        tokio::time::timeout(Duration::from_secs(10), got_rx.recv())
-            .await
-            .unwrap();
-    }
+    arrivals(&mut got_rx, 3).await;
     let counters = proxy.handle.counters();
     assert_eq!(counters.in_flight(), 3);
     assert_eq!(counters.in_flight_peak(), 3, "never above max_in_flight");
@@ -698,7 +704,7 @@ async fn shadows_still_in_flight_at_the_deadline_are_abandoned() {
     cfg.file.shutdown_grace = Duration::from_millis(300);
     let proxy = start(cfg, sink.clone()).await;
     get(&h1_client(), &proxy.url("/held")).await;
-    got_rx.recv().await.unwrap();
+    arrivals(&mut got_rx, 1).await;
     let counters = proxy.handle.counters();
     assert_eq!(counters.in_flight(), 1);
     let started = std::time::Instant::now();
@@ -742,11 +748,7 @@ async fn the_memory_budget_bounds_what_shadows_hold_and_never_touches_the_client
             "request {i}: the client gets the primary's bytes"
         );
     }
-    for _ in 0..8 {
-        tokio::time::timeout(Duration::from_secs(10), got_rx.recv())
-            .await
-            .unwrap();
-    }
+    arrivals(&mut got_rx, 8).await;
     // Three primary copies fit in 100 kB; the other five were given up as they came.
     let budget = proxy.handle.counters().buffered.clone();
     assert_eq!((budget.used(), budget.peak()), (90_000, 90_000));
