@@ -170,8 +170,9 @@ fn throughput(spool_only: bool) {
 /// acknowledgement until the spool is empty and nothing is pending (the wait for librdkafka to
 /// reconnect and for the drain's retry back-off is printed apart: it is not throughput).
 /// `warm` is the warm sink throughput to the same kind of broker in the same run (events/s).
-fn run_spool_path(target: &str, brokers: &str, warm: f64, broker_up: impl FnOnce()) {
-    const N: u64 = THROUGHPUT_EVENTS;
+/// A sink with default settings on the bench topic, spooling into a fresh directory (kept alive
+/// by the returned guard).
+fn bench_sink(brokers: &str) -> (tempfile::TempDir, KafkaSink) {
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = KafkaSink::start(KafkaConfig {
         brokers: brokers.into(),
@@ -180,6 +181,12 @@ fn run_spool_path(target: &str, brokers: &str, warm: f64, broker_up: impl FnOnce
         ..KafkaConfig::default()
     })
     .expect("sink");
+    (dir, sink)
+}
+
+fn run_spool_path(target: &str, brokers: &str, warm: f64, broker_up: impl FnOnce()) {
+    const N: u64 = THROUGHPUT_EVENTS;
+    let (_dir, sink) = bench_sink(brokers);
     let events = throughput_events();
     let size = events[0].to_json_line().len();
     let stats = sink.stats_handle();
@@ -374,14 +381,7 @@ fn run_raw_producer(target: &str, brokers: &str) -> f64 {
 /// which spills the rest of the burst to the spool.
 fn run_throughput(target: &str, brokers: &str, warm: bool) -> f64 {
     const N: u64 = THROUGHPUT_EVENTS;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sink = KafkaSink::start(KafkaConfig {
-        brokers: brokers.into(),
-        topic: "bench.events".into(),
-        spool_dir: dir.path().join("spool"),
-        ..KafkaConfig::default()
-    })
-    .expect("sink");
+    let (_dir, sink) = bench_sink(brokers);
     let events = throughput_events();
     let size = events[0].to_json_line().len();
     if warm {
