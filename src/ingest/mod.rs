@@ -7,12 +7,14 @@
 //! - [`body`]: a body wrapper that keeps a bounded copy of what streams through it.
 //! - [`budget`]: the process-wide bound on the bytes shadows hold.
 //! - [`overload`]: shedding shadows while the I/O threads are saturated.
+//! - [`shadow_client`]: the lean HTTP/1.1 client shadows go out on.
 
 pub mod body;
 pub mod budget;
 pub mod grouping;
 pub mod overload;
 pub mod proxy;
+pub mod shadow_client;
 pub mod workers;
 
 use crate::compare::SkipReason;

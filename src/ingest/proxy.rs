@@ -14,6 +14,7 @@ use super::Counters;
 use super::body::{CaptureError, Captured, TeeBody};
 use super::budget::{Budget, Reservation};
 use super::grouping::Grouper;
+use super::shadow_client::{ShadowClient, ShadowError, ShadowRequest};
 use super::workers::{self, Job, Pool};
 use crate::compare::{Comparator, CompareOptions, SkipReason};
 use crate::config::{HostPolicy, ProxyConfig, Upstream};
@@ -23,7 +24,7 @@ use crate::sink::Sink;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Either, Full};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
@@ -162,13 +163,12 @@ pub async fn start(
     })
 }
 
-/// Read buffer of each shadow connection (see `Inner::new`).
-const SHADOW_READ_BUF: usize = 4096;
-
 struct Inner {
     cfg: ProxyConfig,
     primary: Client<HttpConnector, TeeBody<Incoming>>,
-    shadow: Client<HttpConnector, Full<Bytes>>,
+    /// Shadows go out on a lean client of their own: see [`super::shadow_client`] for why not hyper's.
+    candidate: ShadowClient,
+    secondary: Option<ShadowClient>,
     permits: Arc<Semaphore>,
     permits_total: u32,
     circuit: Arc<Circuit>,
@@ -186,28 +186,26 @@ impl Inner {
         let primary = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(conn.clone());
-        // A shadow connection must never be slower to set up than the whole shadow may take.
-        let mut sconn = conn;
-        sconn.set_connect_timeout(Some(cfg.file.shadow.timeout));
-        // Up to `max_in_flight` shadows each hold a connection; hyper's adaptive read buffer
-        // starts every one at 8 KiB and may grow it to ~400 KiB for a large body. A fixed 4 KiB
-        // holds a typical JSON answer in one read and halves what 1,024 slow shadows pin; a
-        // large body costs more reads, off the request path.
-        let shadow = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .http1_read_buf_exact_size(SHADOW_READ_BUF)
-            // A finished shadow frees its permit a moment before hyper puts its connection
-            // back, so the next shadow may open another: without a bound the pool creeps past
-            // `max_in_flight` connections (1,225 for 1,024 measured), each pinning buffers.
-            .pool_max_idle_per_host(cfg.file.shadow.max_in_flight)
-            .build(sconn);
+        // A finished shadow frees its permit a moment before its connection goes back to the
+        // pool, so the next shadow may open another: the pool is bounded so the connections
+        // never creep past `max_in_flight` (with hyper's pool they reached 1,225 for 1,024).
+        let shadow_client = |up: &Upstream| {
+            ShadowClient::new(
+                up.authority(),
+                cfg.file.shadow.max_in_flight,
+                Duration::from_secs(90),
+            )
+        };
+        let candidate = shadow_client(&cfg.candidate);
+        let secondary = cfg.file.secondary.as_ref().map(shadow_client);
         let permits_total = u32::try_from(cfg.file.shadow.max_in_flight).unwrap_or(u32::MAX >> 3);
         let grouper = Grouper::new(cfg.rules.clone(), cfg.file.grouping.max_endpoints);
         // The budget lives in the counters so `/metrics` can read what is held.
         let budget = Arc::clone(&counters.buffered);
         Self {
             primary,
-            shadow,
+            candidate,
+            secondary,
             permits: Arc::new(Semaphore::new(permits_total as usize)),
             permits_total,
             circuit,
@@ -605,14 +603,14 @@ async fn shadow(inner: &Arc<Inner>, mut job: ShadowJob, probe: &mut ProbeGuard) 
     let cfg = &inner.cfg;
     // Candidate and secondary go out together: sending one after the other would itself create
     // time-dependent differences that the secondary could not cancel.
-    let cand = send_shadow(inner, &cfg.candidate, &job, body.clone());
+    let cand = send_shadow(inner, &inner.candidate, &cfg.candidate, &job, &body);
     let sends = async {
-        match &cfg.file.secondary {
-            Some(s) => {
-                let (c, s) = tokio::join!(cand, send_shadow(inner, s, &job, body.clone()));
+        match (&inner.secondary, &cfg.file.secondary) {
+            (Some(client), Some(up)) => {
+                let (c, s) = tokio::join!(cand, send_shadow(inner, client, up, &job, &body));
                 (c, Some(s))
             }
-            None => (cand.await, None),
+            _ => (cand.await, None),
         }
     };
     let (((cand_sent, cand), sec), primary) = tokio::join!(sends, primary_copy);
@@ -739,40 +737,12 @@ fn detached(h: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// Reads a shadow answer's body, each frame reserved against the memory budget before it is
-/// kept.
-async fn collect_body(
-    mut body: Incoming,
-    cap: usize,
-    held: &mut Reservation,
-) -> Result<Result<Bytes, UpstreamError>, Dropped> {
-    // Copies, not the frames themselves: a frame is a slice of the connection's read buffer,
-    // which it would keep alive for as long as the exchange waits.
-    let mut kept = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(f) => f,
-            Err(e) => return Ok(Err(classify_boxed(&e))),
-        };
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers: not compared
-        };
-        if kept.len() + data.len() > cap {
-            return Err(Dropped::TooLarge);
-        }
-        if !held.grow(data.len()) {
-            return Err(Dropped::OverBudget);
-        }
-        kept.extend_from_slice(&data);
-    }
-    Ok(Ok(kept.freeze()))
-}
-
 async fn send_shadow(
     inner: &Inner,
+    client: &ShadowClient,
     up: &Upstream,
     job: &ShadowJob,
-    body: Bytes,
+    body: &Bytes,
 ) -> (Instant, Result<(Outcome, Reservation), Dropped>) {
     let s = &inner.cfg.file.shadow;
     let mut h = job.headers.clone();
@@ -790,43 +760,32 @@ async fn send_shadow(
     {
         h.insert(header::HOST, v);
     }
-    let uri = match up.join(&job.path_and_query) {
-        Ok(u) => u,
-        Err(e) => {
-            let failed = Err(UpstreamError::Other(e.to_string()));
-            return (Instant::now(), Ok((failed, Reservation::default())));
-        }
+    let req = ShadowRequest {
+        method: &job.method,
+        path_and_query: &job.path_and_query,
+        headers: &h,
+        body,
     };
-    let mut req = Request::new(Full::new(body));
-    *req.method_mut() = job.method.clone();
-    *req.uri_mut() = uri;
-    *req.version_mut() = Version::HTTP_11;
-    *req.headers_mut() = h;
-    let cap = s.max_body_bytes;
     let started = Instant::now();
     let mut held = inner.budget.reservation();
-    let work = async {
-        let resp = match inner.shadow.request(req).await {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(classify(&e))),
+    let outcome =
+        match tokio::time::timeout(s.timeout, client.send(&req, s.max_body_bytes, &mut held)).await
+        {
+            Err(_) => Ok(Err(UpstreamError::Timeout(s.timeout))),
+            Ok(Ok(a)) => Ok(Ok(exchange::Response {
+                status: a.status,
+                headers: a.headers,
+                body: a.body,
+                latency: started.elapsed(),
+            })),
+            Ok(Err(ShadowError::TooLarge(_))) => Err(Dropped::TooLarge),
+            Ok(Err(ShadowError::OverBudget)) => Err(Dropped::OverBudget),
+            Ok(Err(ShadowError::Refused(e))) => Ok(Err(UpstreamError::Refused(e.to_string()))),
+            Ok(Err(ShadowError::Reset(e))) => Ok(Err(UpstreamError::Reset(e))),
+            Ok(Err(e @ (ShadowError::Invalid(_) | ShadowError::Io(_)))) => {
+                Ok(Err(UpstreamError::Other(e.to_string())))
+            }
         };
-        let (parts, body) = resp.into_parts();
-        let body = match collect_body(body, cap, &mut held).await? {
-            Ok(b) => b,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(Ok(exchange::Response {
-            status: parts.status.as_u16(),
-            headers: detached(&parts.headers),
-            body,
-            latency: started.elapsed(),
-        }))
-    };
-    let outcome = match tokio::time::timeout(s.timeout, work).await {
-        Err(_) => Ok(Err(UpstreamError::Timeout(s.timeout))),
-        Ok(Err(d)) => Err(d),
-        Ok(Ok(o)) => Ok(o),
-    };
     // Bytes of an answer that is not kept (failed, timed out, dropped) come back here.
     let outcome = outcome.map(|o| {
         let kept = if o.is_ok() {

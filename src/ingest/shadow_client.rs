@@ -1,0 +1,668 @@
+//! The shadow client: HTTP/1.1 to the candidate (and the secondary) over pooled keep-alive
+//! connections, one request at a time per connection.
+//!
+//! Why not hyper's pooled client, which forwards to the primary: every connection of it is a
+//! spawned task with its own state, a dispatch channel and read and write buffers — about 30 KiB
+//! per connection, measured with heaptrack. The primary needs few connections; shadows to a slow
+//! candidate need `max_in_flight` of them at once (1,024 by default), which made hyper's share
+//! ~30 MiB of a sidecar that must stay under 64 MB. Here a connection is a socket and nothing
+//! else: a request is written, the socket is awaited for readiness with no buffer allocated, and
+//! the answer is read in the shadow's own task. A waiting shadow holds no buffer at all.
+//!
+//! What it speaks (RFC 9112): requests with a `content-length` body; answers framed by
+//! `content-length`, chunked transfer coding (extensions and trailers read and dropped) or the
+//! end of the connection; no body for HEAD, 1xx, 204 and 304; interim 1xx answers skipped;
+//! keep-alive unless the answer says `close`, is HTTP/1.0, is close-delimited, or sent more than
+//! its framing. Heads are parsed by `httparse`, as hyper does. Cleartext only: upstreams are
+//! `http://` (see `config::Upstream`).
+//!
+//! Limits: a head over [`MAX_HEAD`] is an invalid answer; a body over the caller's cap stops
+//! reading at once (`TooLarge`), as does a body the memory budget cannot hold (`OverBudget`).
+//! Time is the caller's: the whole exchange runs under the shadow timeout, so a connection
+//! dropped mid-exchange is closed, never pooled.
+
+use crate::ingest::budget::Reservation;
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::io;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest answer head (status line and headers) accepted.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in an answer head.
+const MAX_HEADERS: usize = 128;
+/// First read of an answer: a typical head and ~1 KB JSON body in one read; grown as needed.
+const FIRST_READ: usize = 2048;
+/// Longest chunk-size line (with extensions) and most trailer bytes accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 64 * 1024;
+/// A request body up to this size goes out in the same write as the head.
+const COALESCE_BODY: usize = 16 * 1024;
+
+/// Why a shadow request got no answer to compare.
+#[derive(Debug, thiserror::Error)]
+pub enum ShadowError {
+    #[error("connection refused: {0}")]
+    Refused(io::Error),
+    #[error("connection reset or closed: {0}")]
+    Reset(String),
+    #[error("invalid answer: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Io(io::Error),
+    /// The answer's body is over the cap (reading stopped there).
+    #[error("answer body over {0} bytes")]
+    TooLarge(usize),
+    /// Keeping the answer's body would cross the shadow memory budget.
+    #[error("answer body over the shadow memory budget")]
+    OverBudget,
+}
+
+impl ShadowError {
+    fn io(e: io::Error) -> Self {
+        use io::ErrorKind::*;
+        match e.kind() {
+            ConnectionRefused => ShadowError::Refused(e),
+            ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+                ShadowError::Reset(e.to_string())
+            }
+            _ => ShadowError::Io(e),
+        }
+    }
+
+    fn closed() -> Self {
+        ShadowError::Reset("connection closed before the answer was complete".into())
+    }
+}
+
+/// A request as the shadow sends it; headers are sent as given except the framing ones
+/// (`content-length`, `transfer-encoding`, `connection`), which the client writes itself.
+#[derive(Debug)]
+pub struct ShadowRequest<'a> {
+    pub method: &'a Method,
+    /// Origin form (`/path?query`); empty means `/`.
+    pub path_and_query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+}
+
+/// An answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A pooled client for one upstream.
+#[derive(Debug)]
+pub struct ShadowClient {
+    authority: String,
+    idle: Mutex<VecDeque<Idle>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+#[derive(Debug)]
+struct Idle {
+    io: TcpStream,
+    since: Instant,
+}
+
+impl ShadowClient {
+    /// `authority` is `host:port`; at most `max_idle` connections are kept between requests,
+    /// each for at most `idle_timeout`.
+    pub fn new(authority: &str, max_idle: usize, idle_timeout: Duration) -> Self {
+        Self {
+            authority: authority.to_string(),
+            idle: Mutex::new(VecDeque::new()),
+            max_idle,
+            idle_timeout,
+        }
+    }
+
+    /// Idle connections kept now.
+    pub fn idle(&self) -> usize {
+        self.idle.lock().len()
+    }
+
+    /// Sends `req` and reads the whole answer; the body is kept up to `cap` bytes, each byte
+    /// reserved in `held` first.
+    pub async fn send(
+        &self,
+        req: &ShadowRequest<'_>,
+        cap: usize,
+        held: &mut Reservation,
+    ) -> Result<Answer, ShadowError> {
+        let mut fresh_only = false;
+        loop {
+            let pooled = if fresh_only { None } else { self.checkout() };
+            let reused = pooled.is_some();
+            let mut io = match pooled {
+                Some(io) => io,
+                None => self.connect().await?,
+            };
+            match exchange(&mut io, req, &self.authority, cap, held).await {
+                Ok((answer, reusable)) => {
+                    if reusable {
+                        self.checkin(io);
+                    }
+                    return Ok(answer);
+                }
+                // The upstream closed a kept connection as the request went out: nothing was
+                // answered, so an idempotent request is sent again on a new connection (as
+                // browsers and hyper do). A POST is not: the candidate may have acted on it.
+                Err(Failure {
+                    answered: false,
+                    error: ShadowError::Reset(_),
+                }) if reused && idempotent(req.method) => fresh_only = true,
+                Err(f) => return Err(f.error),
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<TcpStream, ShadowError> {
+        let io = TcpStream::connect(self.authority.as_str())
+            .await
+            .map_err(ShadowError::io)?;
+        // Requests are written whole; waiting to coalesce them only adds latency.
+        io.set_nodelay(true).map_err(ShadowError::io)?;
+        Ok(io)
+    }
+
+    /// The most recently used live connection; stale and closed ones are dropped on the way.
+    fn checkout(&self) -> Option<TcpStream> {
+        let mut idle = self.idle.lock();
+        while let Some(c) = idle.pop_back() {
+            if c.since.elapsed() >= self.idle_timeout {
+                // Everything older is further to the front.
+                idle.clear();
+                return None;
+            }
+            // Closed by the upstream while idle (the reactor has seen the FIN or RST), or
+            // holding bytes no request asked for: not usable.
+            let mut probe = [0u8; 1];
+            if matches!(c.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            {
+                return Some(c.io);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, io: TcpStream) {
+        let mut idle = self.idle.lock();
+        while idle
+            .front()
+            .is_some_and(|c| c.since.elapsed() >= self.idle_timeout)
+        {
+            idle.pop_front();
+        }
+        if idle.len() < self.max_idle {
+            idle.push_back(Idle {
+                io,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+/// RFC 9110 §9.2.2.
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// An exchange that failed, and whether any of an answer had arrived.
+#[derive(Debug)]
+struct Failure {
+    error: ShadowError,
+    answered: bool,
+}
+
+impl From<ShadowError> for Failure {
+    fn from(error: ShadowError) -> Self {
+        Failure {
+            error,
+            answered: true,
+        }
+    }
+}
+
+/// One request and its answer on `io`; also whether `io` may carry another.
+async fn exchange(
+    io: &mut TcpStream,
+    req: &ShadowRequest<'_>,
+    authority: &str,
+    cap: usize,
+    held: &mut Reservation,
+) -> Result<(Answer, bool), Failure> {
+    let unanswered = |e: io::Error| Failure {
+        error: ShadowError::io(e),
+        answered: false,
+    };
+    {
+        let coalesce = req.body.len() <= COALESCE_BODY;
+        let out = encode_request(req, authority, coalesce);
+        io.write_all(&out).await.map_err(unanswered)?;
+        if !coalesce {
+            io.write_all(req.body).await.map_err(unanswered)?;
+        }
+    }
+    // No read buffer exists until the upstream has something to say: a thousand shadows
+    // waiting on a slow candidate hold sockets, not buffers.
+    io.readable().await.map_err(unanswered)?;
+    read_answer(io, req.method == Method::HEAD, cap, held).await
+}
+
+/// The request head (and the body when `with_body`).
+fn encode_request(req: &ShadowRequest<'_>, authority: &str, with_body: bool) -> Vec<u8> {
+    let pq = if req.path_and_query.is_empty() {
+        "/"
+    } else {
+        req.path_and_query
+    };
+    let mut out = Vec::with_capacity(
+        64 + pq.len()
+            + req
+                .headers
+                .iter()
+                .map(|(n, v)| n.as_str().len() + v.len() + 4)
+                .sum::<usize>()
+            + if with_body { req.body.len() } else { 0 },
+    );
+    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(pq.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !req.headers.contains_key(header::HOST) {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(authority.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in req.headers {
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || name == header::CONNECTION
+        {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    // A body is always sent with its length; an empty one only where the method has a body.
+    if !req.body.is_empty() || matches!(*req.method, Method::POST | Method::PUT | Method::PATCH) {
+        out.extend_from_slice(format!("content-length: {}\r\n", req.body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    if with_body {
+        out.extend_from_slice(req.body);
+    }
+    out
+}
+
+/// How an answer's body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+#[derive(Debug)]
+struct Head {
+    status: u16,
+    headers: HeaderMap,
+    framing: Framing,
+    /// The connection may carry another request after this answer.
+    keep_alive: bool,
+}
+
+/// Parses an answer head from the start of `buf`: `None` until it is complete.
+fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(Head, usize)>, ShadowError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut fields);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(ShadowError::Invalid(e.to_string())),
+    };
+    let status = resp.code.unwrap_or(0);
+    let mut keep_alive = resp.version == Some(1);
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    let mut length: Option<u64> = None;
+    let mut coded: Option<bool> = None; // transfer-encoding present: is chunked the last coding?
+    for f in resp.headers.iter() {
+        let name = HeaderName::from_bytes(f.name.as_bytes())
+            .map_err(|_| ShadowError::Invalid(format!("header name {:?}", f.name)))?;
+        let value = HeaderValue::from_bytes(f.value)
+            .map_err(|_| ShadowError::Invalid(format!("value of header {name}")))?;
+        let text = std::str::from_utf8(f.value).unwrap_or("");
+        if name == header::CONTENT_LENGTH {
+            // `content-length: 5, 5` is one length said twice; different lengths are an error.
+            for v in text.split(',') {
+                let n: u64 = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| ShadowError::Invalid(format!("content-length {text:?}")))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(ShadowError::Invalid("conflicting content-length".into()));
+                }
+                length = Some(n);
+            }
+        } else if name == header::TRANSFER_ENCODING {
+            let last = text.rsplit(',').map(str::trim).find(|t| !t.is_empty());
+            coded = Some(last.is_some_and(|t| t.eq_ignore_ascii_case("chunked")));
+        } else if name == header::CONNECTION {
+            for t in text.split(',').map(str::trim) {
+                if t.eq_ignore_ascii_case("close") {
+                    keep_alive = false;
+                } else if t.eq_ignore_ascii_case("keep-alive") && resp.version == Some(0) {
+                    keep_alive = true;
+                }
+            }
+        }
+        headers.append(name, value);
+    }
+    let framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304
+    {
+        Framing::Empty
+    } else if let Some(chunked) = coded {
+        // Both framings at once is how smuggling starts: use transfer-encoding, then close.
+        if length.is_some() {
+            keep_alive = false;
+        }
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::UntilClose
+    };
+    if framing == Framing::UntilClose {
+        keep_alive = false;
+    }
+    Ok(Some((
+        Head {
+            status,
+            headers,
+            framing,
+            keep_alive,
+        },
+        len,
+    )))
+}
+
+/// Reads more of the answer into `buf`, growing it by at most what a read can fill.
+async fn fill<R: AsyncRead + Unpin>(io: &mut R, buf: &mut BytesMut) -> Result<usize, ShadowError> {
+    if buf.capacity() - buf.len() < 512 {
+        buf.reserve(buf.capacity().clamp(FIRST_READ, 64 * 1024));
+    }
+    io.read_buf(buf).await.map_err(ShadowError::io)
+}
+
+/// Reads one whole answer (skipping interim 1xx ones); also whether the connection may be
+/// used again.
+async fn read_answer<R: AsyncRead + Unpin>(
+    io: &mut R,
+    head_request: bool,
+    cap: usize,
+    held: &mut Reservation,
+) -> Result<(Answer, bool), Failure> {
+    let mut buf = BytesMut::with_capacity(FIRST_READ);
+    let head = loop {
+        match parse_head(&buf, head_request)? {
+            Some((h, n)) if (100..200).contains(&h.status) => {
+                if h.status == 101 {
+                    let e = ShadowError::Invalid("unexpected 101 Switching Protocols".into());
+                    return Err(e.into());
+                }
+                buf.advance(n);
+            }
+            Some((h, n)) => {
+                buf.advance(n);
+                break h;
+            }
+            None if buf.len() >= MAX_HEAD => {
+                return Err(ShadowError::Invalid(format!("head over {MAX_HEAD} bytes")).into());
+            }
+            None => {
+                let first = buf.is_empty();
+                if fill(io, &mut buf).await.map_err(|error| Failure {
+                    answered: !first,
+                    error,
+                })? == 0
+                {
+                    return Err(Failure {
+                        error: ShadowError::closed(),
+                        answered: !first,
+                    });
+                }
+            }
+        }
+    };
+    let (body, clean) = match head.framing {
+        Framing::Empty => (Bytes::new(), buf.is_empty()),
+        Framing::Length(n) => read_length(io, buf, n, cap, held).await?,
+        Framing::Chunked => read_chunked(io, buf, cap, held).await?,
+        Framing::UntilClose => (read_to_close(io, buf, cap, held).await?, false),
+    };
+    Ok((
+        Answer {
+            status: head.status,
+            headers: head.headers,
+            body,
+        },
+        head.keep_alive && clean,
+    ))
+}
+
+/// Reserves `n` more body bytes against the cap (`have` kept so far) and the budget.
+fn admit(have: usize, n: usize, cap: usize, held: &mut Reservation) -> Result<(), ShadowError> {
+    if have.saturating_add(n) > cap {
+        return Err(ShadowError::TooLarge(cap));
+    }
+    if !held.grow(n) {
+        return Err(ShadowError::OverBudget);
+    }
+    Ok(())
+}
+
+/// A `content-length` body, read into one buffer of exactly its size. The second value says
+/// the upstream sent nothing beyond it.
+async fn read_length<R: AsyncRead + Unpin>(
+    io: &mut R,
+    mut buf: BytesMut,
+    n: u64,
+    cap: usize,
+    held: &mut Reservation,
+) -> Result<(Bytes, bool), ShadowError> {
+    let n = usize::try_from(n).map_err(|_| ShadowError::TooLarge(cap))?;
+    admit(0, n, cap, held)?;
+    if buf.len() >= n {
+        let clean = buf.len() == n;
+        return Ok((buf.split_to(n).freeze(), clean));
+    }
+    // The head's buffer is let go: the body gets an allocation of its own, of its exact size.
+    let mut body = BytesMut::with_capacity(n);
+    body.extend_from_slice(&buf);
+    drop(buf);
+    while body.len() < n {
+        // `read_buf` fills spare capacity only, so it never reads past this answer.
+        if io.read_buf(&mut body).await.map_err(ShadowError::io)? == 0 {
+            return Err(ShadowError::closed());
+        }
+    }
+    Ok((body.freeze(), true))
+}
+
+async fn read_chunked<R: AsyncRead + Unpin>(
+    io: &mut R,
+    mut buf: BytesMut,
+    cap: usize,
+    held: &mut Reservation,
+) -> Result<(Bytes, bool), ShadowError> {
+    let mut decoder = Chunked::default();
+    let mut body = BytesMut::new();
+    loop {
+        let done = decoder.decode(&mut buf, |data| {
+            admit(body.len(), data.len(), cap, held)?;
+            body.extend_from_slice(data);
+            Ok(())
+        })?;
+        if done {
+            return Ok((body.freeze(), buf.is_empty()));
+        }
+        if fill(io, &mut buf).await? == 0 {
+            return Err(ShadowError::closed());
+        }
+    }
+}
+
+async fn read_to_close<R: AsyncRead + Unpin>(
+    io: &mut R,
+    mut buf: BytesMut,
+    cap: usize,
+    held: &mut Reservation,
+) -> Result<Bytes, ShadowError> {
+    admit(0, buf.len(), cap, held)?;
+    loop {
+        let before = buf.len();
+        let n = fill(io, &mut buf).await?;
+        if n == 0 {
+            return Ok(buf.freeze());
+        }
+        admit(before, n, cap, held)?;
+    }
+}
+
+/// Decoder of the chunked transfer coding (RFC 9112 §7.1), fed whatever has arrived.
+#[derive(Debug, Default)]
+struct Chunked {
+    state: ChunkState,
+    trailer_bytes: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+    Done,
+}
+
+impl Chunked {
+    /// Consumes what it can of `buf`, passing chunk data to `data`; true once the last chunk
+    /// and the trailers are read (what follows them stays in `buf`).
+    fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        mut data: impl FnMut(&[u8]) -> Result<(), ShadowError>,
+    ) -> Result<bool, ShadowError> {
+        loop {
+            match self.state {
+                ChunkState::Size => {
+                    let Some(line) = take_line(buf, MAX_CHUNK_LINE, "chunk-size line")? else {
+                        return Ok(false);
+                    };
+                    let size = chunk_size(&line)?;
+                    self.state = if size == 0 {
+                        ChunkState::Trailers
+                    } else {
+                        ChunkState::Data(size)
+                    };
+                }
+                ChunkState::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(false);
+                    }
+                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    data(&buf[..take])?;
+                    buf.advance(take);
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                }
+                ChunkState::DataEnd => {
+                    let Some(line) = take_line(buf, 2, "chunk end")? else {
+                        return Ok(false);
+                    };
+                    if !line.is_empty() {
+                        return Err(ShadowError::Invalid("chunk longer than its size".into()));
+                    }
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailers => {
+                    let Some(line) = take_line(buf, MAX_CHUNK_LINE, "trailer line")? else {
+                        return Ok(false);
+                    };
+                    self.trailer_bytes += line.len();
+                    if self.trailer_bytes > MAX_TRAILERS {
+                        return Err(ShadowError::Invalid(format!(
+                            "trailers over {MAX_TRAILERS} bytes"
+                        )));
+                    }
+                    if line.is_empty() {
+                        self.state = ChunkState::Done;
+                    }
+                }
+                ChunkState::Done => return Ok(true),
+            }
+        }
+    }
+}
+
+/// The next line of `buf` without its CRLF (or bare LF), consumed; `None` until it is whole.
+fn take_line(buf: &mut BytesMut, max: usize, what: &str) -> Result<Option<Bytes>, ShadowError> {
+    match buf.iter().position(|b| *b == b'\n') {
+        Some(i) => {
+            let mut line = buf.split_to(i + 1);
+            line.truncate(i);
+            if line.last() == Some(&b'\r') {
+                line.truncate(i - 1);
+            }
+            if line.len() > max {
+                return Err(ShadowError::Invalid(format!("{what} over {max} bytes")));
+            }
+            Ok(Some(line.freeze()))
+        }
+        None if buf.len() > max + 1 => {
+            Err(ShadowError::Invalid(format!("{what} over {max} bytes")))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The size of a chunk-size line (`1a;ext=value`).
+fn chunk_size(line: &[u8]) -> Result<u64, ShadowError> {
+    let digits = line
+        .iter()
+        .position(|b| *b == b';' || *b == b' ' || *b == b'\t')
+        .map_or(line, |i| &line[..i]);
+    let bad = || ShadowError::Invalid(format!("chunk size {:?}", String::from_utf8_lossy(line)));
+    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(bad());
+    }
+    let text = std::str::from_utf8(digits).map_err(|_| bad())?;
+    u64::from_str_radix(text, 16).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests;
