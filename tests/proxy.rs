@@ -291,6 +291,52 @@ async fn a_slow_candidate_never_delays_the_client_and_in_flight_is_bounded() {
     proxy.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_connections_are_reused_and_never_more_than_max_in_flight() {
+    let primary = json_backend(SMALL).await;
+    let (got_tx, mut got_rx) = mpsc::unbounded_channel();
+    let (release, released) = watch::channel(false);
+    let candidate = held_candidate(got_tx, released).await;
+    let sink = TestSink::new();
+    let mut cfg = config(&primary, candidate.upstream());
+    cfg.file.shadow.max_in_flight = 4;
+    cfg.file.shadow.timeout = Duration::from_secs(60);
+    let proxy = start(cfg, sink.clone()).await;
+    let client = h1_client();
+    // Four shadows held at once need four connections.
+    for i in 0..6 {
+        get(&client, &proxy.url(&format!("/held/{i}"))).await;
+    }
+    arrivals(&mut got_rx, 4).await;
+    assert_eq!(candidate.accepted(), 4);
+    release.send(true).unwrap();
+    sink.wait_for(6).await;
+    // Then sequential shadows, and bursts of them, all go out on those four (hyper's pool
+    // opened more than `max_in_flight`: a finished shadow freed its permit before its
+    // connection went back).
+    for i in 0..10 {
+        get(&client, &proxy.url(&format!("/one/{i}"))).await;
+        sink.wait_for(7 + i).await;
+    }
+    for round in 0..5 {
+        let burst = (0..8).map(|i| {
+            let (client, url) = (client.clone(), proxy.url(&format!("/burst/{round}/{i}")));
+            async move { get(&client, &url).await }
+        });
+        futures_util::future::join_all(burst).await;
+    }
+    sink.wait_for(16 + 40).await;
+    let counters = proxy.handle.counters();
+    eventually("shadows to finish", || counters.in_flight() == 0).await;
+    assert_eq!(
+        candidate.accepted(),
+        4,
+        "no connection beyond the first four"
+    );
+    assert!(sink.count_kind(VerdictKind::Match) >= 14);
+    proxy.shutdown().await;
+}
+
 /// Runs `n` requests against a proxy whose candidate misbehaves; the client must get every
 /// primary answer, and each exchange must be a candidate_error.
 async fn isolation_case(candidate: Upstream, timeout: Duration, expect_note: &str) {

@@ -18,6 +18,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -44,6 +45,7 @@ type Handler =
 pub struct Backend {
     pub addr: SocketAddr,
     pub received: tokio::sync::Mutex<mpsc::UnboundedReceiver<Recorded>>,
+    accepted: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -56,6 +58,11 @@ impl Drop for Backend {
 impl Backend {
     pub fn upstream(&self) -> Upstream {
         Upstream::parse(&format!("http://{}", self.addr)).unwrap()
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// The next recorded request (waits up to 10 s).
@@ -76,11 +83,14 @@ where
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
     let task = tokio::spawn(async move {
         loop {
             let Ok((s, _)) = listener.accept().await else {
                 return;
             };
+            count.fetch_add(1, Ordering::SeqCst);
             let (handler, tx) = (handler.clone(), tx.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -111,6 +121,7 @@ where
     Backend {
         addr,
         received: tokio::sync::Mutex::new(rx),
+        accepted,
         task,
     }
 }
