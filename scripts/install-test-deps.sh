@@ -32,6 +32,10 @@ need_apt() {
 # Components are added here as the features that need them land (see DESIGN.md, "Real components").
 need_apt ca-certificates
 
+# The shadow client against a server nobody here wrote (tests/nginx_candidate.rs); also the
+# load benchmark's anchors (benches/load.sh).
+need_apt nginx
+
 # Kafka sink tests (tests/kafka.rs): a Kafka-compatible broker and an independent client.
 # tansu builds from source once (20-30 minutes) and is cached under ~/.cargo/bin.
 if command -v tansu >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/tansu" ]; then
