@@ -782,9 +782,9 @@ async fn send_shadow(
             Ok(Err(ShadowError::OverBudget)) => Err(Dropped::OverBudget),
             Ok(Err(ShadowError::Refused(e))) => Ok(Err(UpstreamError::Refused(e.to_string()))),
             Ok(Err(ShadowError::Reset(e))) => Ok(Err(UpstreamError::Reset(e))),
-            Ok(Err(e @ (ShadowError::Invalid(_) | ShadowError::Io(_)))) => {
-                Ok(Err(UpstreamError::Other(e.to_string())))
-            }
+            Ok(Err(
+                e @ (ShadowError::Invalid(_) | ShadowError::Resolve(_) | ShadowError::Io(_)),
+            )) => Ok(Err(UpstreamError::Other(e.to_string()))),
         };
     // Bytes of an answer that is not kept (failed, timed out, dropped) come back here.
     let outcome = outcome.map(|o| {

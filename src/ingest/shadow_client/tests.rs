@@ -556,3 +556,42 @@ async fn refused_and_idle_expiry() {
         "an expired connection is not reused"
     );
 }
+
+#[test]
+fn authorities_split_into_host_and_port() {
+    for (a, host, port) in [
+        ("candidate.svc:8080", "candidate.svc", 8080),
+        ("candidate.svc", "candidate.svc", 80),
+        ("10.0.0.7:9000", "10.0.0.7", 9000),
+        ("[::1]:9000", "::1", 9000),
+        ("[::1]", "::1", 80),
+    ] {
+        assert_eq!(host_and_port(a), (host.to_string(), port), "{a}");
+    }
+}
+
+#[tokio::test]
+async fn a_named_upstream_is_looked_up_once_per_ttl_whatever_the_burst() {
+    // Every answer closes its connection, so every request connects.
+    let (addr, accepted) = server(1, true).await;
+    let port = addr.rsplit(':').next().unwrap();
+    let c = ShadowClient::new(&format!("localhost:{port}"), 4, Duration::from_secs(60));
+    let all = futures_util::future::join_all((0..10).map(|_| get(&c, &Method::GET))).await;
+    assert!(all.iter().all(|r| r.is_ok()), "{all:?}");
+    assert_eq!((accepted.load(Ordering::SeqCst), c.lookups()), (10, 1));
+    for _ in 0..3 {
+        get(&c, &Method::GET).await.unwrap();
+    }
+    assert_eq!(c.lookups(), 1, "within the TTL");
+
+    let mut c = ShadowClient::new(&format!("localhost:{port}"), 4, Duration::from_secs(60));
+    c.dns_ttl = Duration::ZERO;
+    for _ in 0..3 {
+        get(&c, &Method::GET).await.unwrap();
+    }
+    assert_eq!(c.lookups(), 3, "looked up again once the TTL is over");
+
+    let c = ShadowClient::new(&addr, 4, Duration::from_secs(60));
+    get(&c, &Method::GET).await.unwrap();
+    assert_eq!(c.lookups(), 0, "an address is not looked up");
+}
