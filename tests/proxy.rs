@@ -337,6 +337,32 @@ async fn shadow_connections_are_reused_and_never_more_than_max_in_flight() {
     proxy.shutdown().await;
 }
 
+#[tokio::test]
+async fn upstreams_given_by_name_are_resolved() {
+    let primary = json_backend(SMALL).await;
+    let candidate = json_backend(SMALL).await;
+    let named = |b: &common::Backend| {
+        Upstream::parse(&format!("http://localhost:{}", b.addr.port())).unwrap()
+    };
+    let sink = TestSink::new();
+    let mut cfg = shadowdiff::config::ProxyConfig::new(named(&primary), named(&candidate));
+    cfg.file.listen = "127.0.0.1:0".parse().unwrap();
+    let proxy = start(cfg, sink.clone()).await;
+    let client = h1_client();
+    for i in 0..3 {
+        let (parts, body) = get(&client, &proxy.url(&format!("/named/{i}"))).await;
+        assert_eq!((parts.status.as_u16(), &body[..]), (200, SMALL.as_bytes()));
+    }
+    sink.wait_for(3).await;
+    assert_eq!(sink.count_kind(VerdictKind::Match), 3);
+    assert_eq!(
+        candidate.next().await.headers["host"],
+        format!("localhost:{}", candidate.addr.port()),
+        "the candidate's own authority, as written"
+    );
+    proxy.shutdown().await;
+}
+
 /// Runs `n` requests against a proxy whose candidate misbehaves; the client must get every
 /// primary answer, and each exchange must be a candidate_error.
 async fn isolation_case(candidate: Upstream, timeout: Duration, expect_note: &str) {

@@ -8,12 +8,14 @@
 //! - [`budget`]: the process-wide bound on the bytes shadows hold.
 //! - [`overload`]: shedding shadows while the I/O threads are saturated.
 //! - [`shadow_client`]: the lean HTTP/1.1 client shadows go out on.
+//! - [`resolve`]: upstream name lookups, cached and one at a time.
 
 pub mod body;
 pub mod budget;
 pub mod grouping;
 pub mod overload;
 pub mod proxy;
+pub mod resolve;
 pub mod shadow_client;
 pub mod workers;
 

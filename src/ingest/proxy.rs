@@ -14,6 +14,7 @@ use super::Counters;
 use super::body::{CaptureError, Captured, TeeBody};
 use super::budget::{Budget, Reservation};
 use super::grouping::Grouper;
+use super::resolve::{DNS_TTL, HyperResolver, Resolver};
 use super::shadow_client::{ShadowClient, ShadowError, ShadowRequest};
 use super::workers::{self, Job, Pool};
 use crate::compare::{Comparator, CompareOptions, SkipReason};
@@ -165,7 +166,7 @@ pub async fn start(
 
 struct Inner {
     cfg: ProxyConfig,
-    primary: Client<HttpConnector, TeeBody<Incoming>>,
+    primary: Client<HttpConnector<HyperResolver>, TeeBody<Incoming>>,
     /// Shadows go out on a lean client of their own: see [`super::shadow_client`] for why not hyper's.
     candidate: ShadowClient,
     secondary: Option<ShadowClient>,
@@ -181,7 +182,9 @@ struct Inner {
 
 impl Inner {
     fn new(cfg: ProxyConfig, pool: Pool, counters: Arc<Counters>, circuit: Arc<Circuit>) -> Self {
-        let mut conn = HttpConnector::new();
+        // One resolver for every upstream: a name is looked up once per TTL, not per connection.
+        let resolver = Resolver::new(DNS_TTL);
+        let mut conn = HttpConnector::new_with_resolver(HyperResolver(resolver.clone()));
         conn.set_nodelay(true);
         let primary = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
@@ -194,6 +197,7 @@ impl Inner {
                 up.authority(),
                 cfg.file.shadow.max_in_flight,
                 Duration::from_secs(90),
+                resolver.clone(),
             )
         };
         let candidate = shadow_client(&cfg.candidate);

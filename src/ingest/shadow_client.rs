@@ -22,12 +22,14 @@
 //! dropped mid-exchange is closed, never pooled.
 
 use crate::ingest::budget::Reservation;
+use crate::ingest::resolve::Resolver;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -102,9 +104,6 @@ pub struct Answer {
     pub body: Bytes,
 }
 
-/// How long a name's addresses are used before they are looked up again.
-pub const DNS_TTL: Duration = Duration::from_secs(5);
-
 /// A pooled client for one upstream.
 #[derive(Debug)]
 pub struct ShadowClient {
@@ -112,23 +111,11 @@ pub struct ShadowClient {
     authority: String,
     host: String,
     port: u16,
-    /// Addresses of `host` when it is a name, looked up once per [`DNS_TTL`]. The lock is held
-    /// across the lookup, so a burst of new connections makes one lookup, not one each: each
-    /// lookup is a blocking-pool thread, and 1,024 shadows opening connections to a named
-    /// candidate spawned ~50 of them, took peak RSS from 32 to 55 MiB and the primary's p99
-    /// from 16 to 145 ms (ad-hoc, slow candidate at 6,500 rps, one core).
-    lookup: tokio::sync::Mutex<Option<Lookup>>,
-    lookups: std::sync::atomic::AtomicU64,
-    dns_ttl: Duration,
+    /// Shared with the primary's connector: a name is looked up once per TTL for everyone.
+    resolver: Arc<Resolver>,
     idle: Mutex<VecDeque<Idle>>,
     max_idle: usize,
     idle_timeout: Duration,
-}
-
-#[derive(Debug)]
-struct Lookup {
-    at: Instant,
-    result: Result<Vec<SocketAddr>, String>,
 }
 
 #[derive(Debug)]
@@ -140,15 +127,18 @@ struct Idle {
 impl ShadowClient {
     /// `authority` is `host:port`; at most `max_idle` connections are kept between requests,
     /// each for at most `idle_timeout`.
-    pub fn new(authority: &str, max_idle: usize, idle_timeout: Duration) -> Self {
+    pub fn new(
+        authority: &str,
+        max_idle: usize,
+        idle_timeout: Duration,
+        resolver: Arc<Resolver>,
+    ) -> Self {
         let (host, port) = host_and_port(authority);
         Self {
             authority: authority.to_string(),
             host,
             port,
-            lookup: tokio::sync::Mutex::new(None),
-            lookups: Default::default(),
-            dns_ttl: DNS_TTL,
+            resolver,
             idle: Mutex::new(VecDeque::new()),
             max_idle,
             idle_timeout,
@@ -158,11 +148,6 @@ impl ShadowClient {
     /// Idle connections kept now.
     pub fn idle(&self) -> usize {
         self.idle.lock().len()
-    }
-
-    /// Name lookups made so far (none for an IP address).
-    pub fn lookups(&self) -> u64 {
-        self.lookups.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sends `req` and reads the whole answer; the body is kept up to `cap` bytes, each byte
@@ -202,7 +187,12 @@ impl ShadowClient {
 
     async fn connect(&self) -> Result<TcpStream, ShadowError> {
         let mut last = None;
-        for addr in self.addresses().await? {
+        let ips = self
+            .resolver
+            .addresses(&self.host)
+            .await
+            .map_err(ShadowError::Resolve)?;
+        for addr in ips.into_iter().map(|ip| SocketAddr::new(ip, self.port)) {
             match TcpStream::connect(addr).await {
                 Ok(io) => {
                     // Requests are written whole; waiting to coalesce them only adds latency.
@@ -216,34 +206,6 @@ impl ShadowClient {
             || ShadowError::Resolve(format!("{} has no address", self.host)),
             ShadowError::io,
         ))
-    }
-
-    /// Where `host` is: the address itself, or the cached result of looking it up.
-    async fn addresses(&self) -> Result<Vec<SocketAddr>, ShadowError> {
-        if let Ok(ip) = self.host.parse::<std::net::IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, self.port)]);
-        }
-        let mut cached = self.lookup.lock().await;
-        let fresh = cached.as_ref().filter(|l| l.at.elapsed() < self.dns_ttl);
-        let result = match fresh {
-            Some(l) => l.result.clone(),
-            None => {
-                self.lookups
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let result = match tokio::net::lookup_host((self.host.as_str(), self.port)).await {
-                    Ok(addrs) => Ok(addrs.collect::<Vec<_>>()),
-                    Err(e) => Err(format!("cannot resolve {}: {e}", self.host)),
-                };
-                // A failure is kept too: a burst of shadows to a name that does not resolve
-                // makes one lookup per TTL, not one each.
-                *cached = Some(Lookup {
-                    at: Instant::now(),
-                    result: result.clone(),
-                });
-                result
-            }
-        };
-        result.map_err(ShadowError::Resolve)
     }
 
     /// The most recently used live connection; stale and closed ones are dropped on the way.
