@@ -16,7 +16,9 @@
 //! - [`config`]: `shadowdiff.yaml` — parsing, validation (every problem at once, with lines)
 //!   and the built [`config::ProxyConfig`].
 //! - [`ingest`]: sources of exchanges. [`ingest::proxy`] is the inline sidecar (forwarding,
-//!   shadowing, circuit breaker, comparison workers); [`ingest::grouping`] names endpoints.
+//!   shadowing, circuit breaker, comparison workers); shadows go out on
+//!   [`ingest::shadow_client`], names resolve through [`ingest::resolve`];
+//!   [`ingest::grouping`] names endpoints.
 //! - [`stats`]: divergence statistics — a [`sink::Sink`] counting verdicts, fields and latency
 //!   (HDR histograms) per endpoint over a sliding window and since start; Wilson intervals and
 //!   the release gate.
