@@ -299,16 +299,26 @@ impl<'e> Walker<'e> {
         cur: &Cursor,
         only: Option<&[usize]>,
     ) -> bool {
-        let (mut ha, mut hb): (Vec<u64>, Vec<u64>) = match only {
-            Some(idx) => idx
-                .iter()
-                .map(|&i| (self.hash_elem(&a[i], cur, i), self.hash_elem(&b[i], cur, i)))
-                .unzip(),
-            None => (0..a.len())
-                .map(|i| (self.hash_elem(&a[i], cur, i), self.hash_elem(&b[i], cur, i)))
-                .unzip(),
+        let all: Vec<usize>;
+        let idx = match only {
+            Some(idx) => idx,
+            None => {
+                all = (0..a.len()).collect();
+                &all
+            }
         };
+        let mut ha: Vec<u64> = idx.iter().map(|&i| self.hash_elem(&a[i], cur, i)).collect();
         ha.sort_unstable();
+        // Usually the arrays differ in place, not in order: the first element of `b` that `a`
+        // does not hold ends the check, before the rest of `b` is hashed.
+        let mut hb = Vec::with_capacity(idx.len());
+        for &i in idx {
+            let h = self.hash_elem(&b[i], cur, i);
+            if ha.binary_search(&h).is_err() {
+                return false;
+            }
+            hb.push(h);
+        }
         hb.sort_unstable();
         ha == hb
     }
