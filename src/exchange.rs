@@ -59,6 +59,20 @@ pub enum UpstreamError {
     Other(String),
 }
 
+impl UpstreamError {
+    /// Refused or reset, when an I/O error's kind says which; `None` for any other kind.
+    pub fn from_io_kind(kind: std::io::ErrorKind, msg: String) -> Option<Self> {
+        use std::io::ErrorKind::*;
+        match kind {
+            ConnectionRefused => Some(Self::Refused(msg)),
+            ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+                Some(Self::Reset(msg))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// An answer, or why there was none.
 pub type Outcome = Result<Response, UpstreamError>;
 

@@ -20,7 +20,7 @@ use super::workers::{self, Job, Pool};
 use crate::compare::{Comparator, CompareOptions, SkipReason};
 use crate::config::{HostPolicy, ProxyConfig, Upstream};
 use crate::event::Redaction;
-use crate::exchange::{self, Exchange, Outcome, SendOffsets, Side, UpstreamError};
+use crate::exchange::{self, Exchange, Outcome, SendOffsets, UpstreamError};
 use crate::sink::Sink;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -604,17 +604,16 @@ async fn shadow(inner: &Arc<Inner>, mut job: ShadowJob, probe: &mut ProbeGuard) 
     else {
         return;
     };
-    let cfg = &inner.cfg;
     // Candidate and secondary go out together: sending one after the other would itself create
     // time-dependent differences that the secondary could not cancel.
-    let cand = send_shadow(inner, &inner.candidate, &cfg.candidate, &job, &body);
+    let cand = send_shadow(inner, &inner.candidate, &job, &body);
     let sends = async {
-        match (&inner.secondary, &cfg.file.secondary) {
-            (Some(client), Some(up)) => {
-                let (c, s) = tokio::join!(cand, send_shadow(inner, client, up, &job, &body));
+        match &inner.secondary {
+            Some(sec) => {
+                let (c, s) = tokio::join!(cand, send_shadow(inner, sec, &job, &body));
                 (c, Some(s))
             }
-            _ => (cand.await, None),
+            None => (cand.await, None),
         }
     };
     let (((cand_sent, cand), sec), primary) = tokio::join!(sends, primary_copy);
@@ -744,7 +743,6 @@ fn detached(h: &HeaderMap) -> HeaderMap {
 async fn send_shadow(
     inner: &Inner,
     client: &ShadowClient,
-    up: &Upstream,
     job: &ShadowJob,
     body: &Bytes,
 ) -> (Instant, Result<(Outcome, Reservation), Dropped>) {
@@ -760,7 +758,7 @@ async fn send_shadow(
         h.insert(s.marker.clone(), HeaderValue::from_static("1"));
     }
     if s.host == HostPolicy::Candidate
-        && let Ok(v) = HeaderValue::from_str(up.authority())
+        && let Ok(v) = HeaderValue::from_str(client.authority())
     {
         h.insert(header::HOST, v);
     }
@@ -784,11 +782,7 @@ async fn send_shadow(
             })),
             Ok(Err(ShadowError::TooLarge(_))) => Err(Dropped::TooLarge),
             Ok(Err(ShadowError::OverBudget)) => Err(Dropped::OverBudget),
-            Ok(Err(ShadowError::Refused(e))) => Ok(Err(UpstreamError::Refused(e.to_string()))),
-            Ok(Err(ShadowError::Reset(e))) => Ok(Err(UpstreamError::Reset(e))),
-            Ok(Err(
-                e @ (ShadowError::Invalid(_) | ShadowError::Resolve(_) | ShadowError::Io(_)),
-            )) => Ok(Err(UpstreamError::Other(e.to_string()))),
+            Ok(Err(ShadowError::Upstream(e))) => Ok(Err(e)),
         };
     // Bytes of an answer that is not kept (failed, timed out, dropped) come back here.
     let outcome = outcome.map(|o| {
@@ -804,36 +798,26 @@ async fn send_shadow(
 
 /// Names a transport failure: refused, reset, or other — from the error's source chain.
 fn classify(e: &hyper_util::client::legacy::Error) -> UpstreamError {
-    classify_boxed(e)
-}
-
-fn classify_boxed(e: &(dyn std::error::Error + 'static)) -> UpstreamError {
     let mut chain = Vec::new();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     let mut kind = None;
     while let Some(err) = cur {
         chain.push(err.to_string());
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            kind = kind.or(match io.kind() {
-                ConnectionRefused => Some(Side::Candidate).map(|_| 'f'),
-                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => Some('r'),
-                TimedOut => Some('t'),
-                _ => None,
-            });
+            kind = kind.or(UpstreamError::from_io_kind(io.kind(), String::new()));
         }
         if let Some(h) = err.downcast_ref::<hyper::Error>()
             && (h.is_incomplete_message() || h.is_closed() || h.is_canceled())
         {
-            kind = kind.or(Some('r'));
+            kind = kind.or(Some(UpstreamError::Reset(String::new())));
         }
         cur = err.source();
     }
     chain.dedup();
     let msg = chain.join(": ");
     match kind {
-        Some('f') => UpstreamError::Refused(msg),
-        Some('r') => UpstreamError::Reset(msg),
+        Some(UpstreamError::Refused(_)) => UpstreamError::Refused(msg),
+        Some(UpstreamError::Reset(_)) => UpstreamError::Reset(msg),
         _ => UpstreamError::Other(msg),
     }
 }

@@ -21,6 +21,7 @@
 //! Time is the caller's: the whole exchange runs under the shadow timeout, so a connection
 //! dropped mid-exchange is closed, never pooled.
 
+use crate::exchange::UpstreamError;
 use crate::ingest::budget::Reservation;
 use crate::ingest::resolve::Resolver;
 use bytes::{Buf, Bytes, BytesMut};
@@ -46,20 +47,12 @@ const MAX_TRAILERS: usize = 64 * 1024;
 /// A request body up to this size goes out in the same write as the head.
 const COALESCE_BODY: usize = 16 * 1024;
 
-/// Why a shadow request got no answer to compare.
+/// Why a shadow request got no answer to compare: the upstream failed (as the comparator
+/// reports it), or the answer is not kept.
 #[derive(Debug, thiserror::Error)]
 pub enum ShadowError {
-    #[error("connection refused: {0}")]
-    Refused(io::Error),
-    #[error("connection reset or closed: {0}")]
-    Reset(String),
-    #[error("invalid answer: {0}")]
-    Invalid(String),
-    /// The upstream's name did not resolve (or to no address).
-    #[error("{0}")]
-    Resolve(String),
-    #[error("{0}")]
-    Io(io::Error),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
     /// The answer's body is over the cap (reading stopped there).
     #[error("answer body over {0} bytes")]
     TooLarge(usize),
@@ -70,18 +63,18 @@ pub enum ShadowError {
 
 impl ShadowError {
     fn io(e: io::Error) -> Self {
-        use io::ErrorKind::*;
-        match e.kind() {
-            ConnectionRefused => ShadowError::Refused(e),
-            ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
-                ShadowError::Reset(e.to_string())
-            }
-            _ => ShadowError::Io(e),
-        }
+        let msg = e.to_string();
+        UpstreamError::from_io_kind(e.kind(), msg.clone())
+            .unwrap_or(UpstreamError::Other(msg))
+            .into()
+    }
+
+    fn invalid(what: impl std::fmt::Display) -> Self {
+        UpstreamError::Other(format!("invalid answer: {what}")).into()
     }
 
     fn closed() -> Self {
-        ShadowError::Reset("connection closed before the answer was complete".into())
+        UpstreamError::Reset("connection closed before the answer was complete".into()).into()
     }
 }
 
@@ -107,7 +100,7 @@ pub struct Answer {
 /// A pooled client for one upstream.
 #[derive(Debug)]
 pub struct ShadowClient {
-    /// As written (`host:port` or `host`): what a missing Host header becomes.
+    /// As written (`host:port` or `host`): the Host header when the request has none.
     authority: String,
     host: String,
     port: u16,
@@ -145,6 +138,11 @@ impl ShadowClient {
         }
     }
 
+    /// The upstream's authority, as written (`host:port`).
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
     /// Idle connections kept now.
     pub fn idle(&self) -> usize {
         self.idle.lock().len()
@@ -178,7 +176,7 @@ impl ShadowClient {
                 // browsers and hyper do). A POST is not: the candidate may have acted on it.
                 Err(Failure {
                     answered: false,
-                    error: ShadowError::Reset(_),
+                    error: ShadowError::Upstream(UpstreamError::Reset(_)),
                 }) if reused && idempotent(req.method) => fresh_only = true,
                 Err(f) => return Err(f.error),
             }
@@ -191,7 +189,7 @@ impl ShadowClient {
             .resolver
             .addresses(&self.host)
             .await
-            .map_err(ShadowError::Resolve)?;
+            .map_err(|e| ShadowError::from(UpstreamError::Other(e)))?;
         for addr in ips.into_iter().map(|ip| SocketAddr::new(ip, self.port)) {
             match TcpStream::connect(addr).await {
                 Ok(io) => {
@@ -203,7 +201,7 @@ impl ShadowClient {
             }
         }
         Err(last.map_or_else(
-            || ShadowError::Resolve(format!("{} has no address", self.host)),
+            || UpstreamError::Other(format!("{} has no address", self.host)).into(),
             ShadowError::io,
         ))
     }
@@ -382,7 +380,7 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(Head, usize)>, S
     let len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(ShadowError::Invalid(e.to_string())),
+        Err(e) => return Err(ShadowError::invalid(e)),
     };
     let status = resp.code.unwrap_or(0);
     let mut keep_alive = resp.version == Some(1);
@@ -391,9 +389,9 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(Head, usize)>, S
     let mut coded: Option<bool> = None; // transfer-encoding present: is chunked the last coding?
     for f in resp.headers.iter() {
         let name = HeaderName::from_bytes(f.name.as_bytes())
-            .map_err(|_| ShadowError::Invalid(format!("header name {:?}", f.name)))?;
+            .map_err(|_| ShadowError::invalid(format!("header name {:?}", f.name)))?;
         let value = HeaderValue::from_bytes(f.value)
-            .map_err(|_| ShadowError::Invalid(format!("value of header {name}")))?;
+            .map_err(|_| ShadowError::invalid(format!("value of header {name}")))?;
         let text = std::str::from_utf8(f.value).unwrap_or("");
         if name == header::CONTENT_LENGTH {
             // `content-length: 5, 5` is one length said twice; different lengths are an error.
@@ -401,9 +399,9 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(Head, usize)>, S
                 let n: u64 = v
                     .trim()
                     .parse()
-                    .map_err(|_| ShadowError::Invalid(format!("content-length {text:?}")))?;
+                    .map_err(|_| ShadowError::invalid(format!("content-length {text:?}")))?;
                 if length.is_some_and(|l| l != n) {
-                    return Err(ShadowError::Invalid("conflicting content-length".into()));
+                    return Err(ShadowError::invalid("conflicting content-length"));
                 }
                 length = Some(n);
             }
@@ -474,7 +472,7 @@ async fn read_answer<R: AsyncRead + Unpin>(
         match parse_head(&buf, head_request)? {
             Some((h, n)) if (100..200).contains(&h.status) => {
                 if h.status == 101 {
-                    let e = ShadowError::Invalid("unexpected 101 Switching Protocols".into());
+                    let e = ShadowError::invalid("unexpected 101 Switching Protocols");
                     return Err(e.into());
                 }
                 buf.advance(n);
@@ -484,7 +482,7 @@ async fn read_answer<R: AsyncRead + Unpin>(
                 break h;
             }
             None if buf.len() >= MAX_HEAD => {
-                return Err(ShadowError::Invalid(format!("head over {MAX_HEAD} bytes")).into());
+                return Err(ShadowError::invalid(format!("head over {MAX_HEAD} bytes")).into());
             }
             None => {
                 let first = buf.is_empty();
@@ -653,7 +651,7 @@ impl Chunked {
                         return Ok(false);
                     };
                     if !line.is_empty() {
-                        return Err(ShadowError::Invalid("chunk longer than its size".into()));
+                        return Err(ShadowError::invalid("chunk longer than its size"));
                     }
                     self.state = ChunkState::Size;
                 }
@@ -663,7 +661,7 @@ impl Chunked {
                     };
                     self.trailer_bytes += line.len();
                     if self.trailer_bytes > MAX_TRAILERS {
-                        return Err(ShadowError::Invalid(format!(
+                        return Err(ShadowError::invalid(format!(
                             "trailers over {MAX_TRAILERS} bytes"
                         )));
                     }
@@ -687,12 +685,12 @@ fn take_line(buf: &mut BytesMut, max: usize, what: &str) -> Result<Option<Bytes>
                 line.truncate(i - 1);
             }
             if line.len() > max {
-                return Err(ShadowError::Invalid(format!("{what} over {max} bytes")));
+                return Err(ShadowError::invalid(format!("{what} over {max} bytes")));
             }
             Ok(Some(line.freeze()))
         }
         None if buf.len() > max + 1 => {
-            Err(ShadowError::Invalid(format!("{what} over {max} bytes")))
+            Err(ShadowError::invalid(format!("{what} over {max} bytes")))
         }
         None => Ok(None),
     }
@@ -704,7 +702,7 @@ fn chunk_size(line: &[u8]) -> Result<u64, ShadowError> {
         .iter()
         .position(|b| *b == b';' || *b == b' ' || *b == b'\t')
         .map_or(line, |i| &line[..i]);
-    let bad = || ShadowError::Invalid(format!("chunk size {:?}", String::from_utf8_lossy(line)));
+    let bad = || ShadowError::invalid(format!("chunk size {:?}", String::from_utf8_lossy(line)));
     if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
         return Err(bad());
     }
