@@ -224,41 +224,65 @@ async fn candidate_gets_the_same_request_with_header_changes_and_its_own_host() 
 }
 
 /// A candidate that answers only when released, and says when it got a request.
-async fn held_candidate(
-    got: mpsc::UnboundedSender<()>,
-    release: watch::Receiver<bool>,
-) -> common::Backend {
-    backend(move |_| {
-        let (got, mut release) = (got.clone(), release.clone());
+struct Held {
+    backend: common::Backend,
+    got: mpsc::UnboundedReceiver<()>,
+    release: watch::Sender<bool>,
+}
+
+impl std::ops::Deref for Held {
+    type Target = common::Backend;
+    fn deref(&self) -> &common::Backend {
+        &self.backend
+    }
+}
+
+impl Held {
+    /// Waits until the candidate has received `n` more requests (10 s each at most).
+    async fn arrivals(&mut self, n: usize) {
+        for i in 0..n {
+            tokio::time::timeout(Duration::from_secs(10), self.got.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("the candidate received {i} of {n} requests within 10 s")
+                })
+                .unwrap();
+        }
+    }
+
+    /// Lets every held request, and every later one, be answered at once.
+    fn release(&self) {
+        self.release.send(true).unwrap();
+    }
+}
+
+async fn held_candidate() -> Held {
+    let (got_tx, got) = mpsc::unbounded_channel();
+    let (release, released) = watch::channel(false);
+    let backend = backend(move |_| {
+        let (got, mut released) = (got_tx.clone(), released.clone());
         async move {
             let _ = got.send(());
             // "Sleeps 30 s": in fact waits for the test to release it (or 30 s at most).
-            let _ = tokio::time::timeout(Duration::from_secs(30), release.wait_for(|r| *r)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(30), released.wait_for(|r| *r)).await;
             Response::builder()
                 .header("content-type", "application/json")
                 .body(full(SMALL))
                 .unwrap()
         }
     })
-    .await
-}
-
-/// Waits until a held candidate has received `n` requests (10 s each at most).
-async fn arrivals(got: &mut mpsc::UnboundedReceiver<()>, n: usize) {
-    for i in 0..n {
-        tokio::time::timeout(Duration::from_secs(10), got.recv())
-            .await
-            .unwrap_or_else(|_| panic!("the candidate received {i} of {n} requests within 10 s"))
-            .unwrap();
+    .await;
+    Held {
+        backend,
+        got,
+        release,
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_candidate_never_delays_the_client_and_in_flight_is_bounded() {
     let primary = json_backend(SMALL).await;
-    let (got_tx, mut got_rx) = mpsc::unbounded_channel();
-    let (release, released) = watch::channel(false);
-    let candidate = held_candidate(got_tx, released).await;
+    let mut candidate = held_candidate().await;
     let sink = TestSink::new();
     let mut cfg = config(&primary, candidate.upstream());
     cfg.file.shadow.max_in_flight = 3;
@@ -272,7 +296,7 @@ async fn a_slow_candidate_never_delays_the_client_and_in_flight_is_bounded() {
         assert_eq!(body, SMALL);
     }
     // Every client response is complete; the candidate holds 3 requests and has answered none.
-    arrivals(&mut got_rx, 3).await;
+    candidate.arrivals(3).await;
     let counters = proxy.handle.counters();
     assert_eq!(counters.in_flight(), 3);
     assert_eq!(counters.in_flight_peak(), 3, "never above max_in_flight");
@@ -282,7 +306,7 @@ async fn a_slow_candidate_never_delays_the_client_and_in_flight_is_bounded() {
         0,
         "no verdict before the candidate answers"
     );
-    release.send(true).unwrap();
+    candidate.release();
     sink.wait_for(6).await;
     assert_eq!(sink.count_kind(VerdictKind::Match), 3);
     assert_eq!(sink.count_skip(SkipReason::ShadowQueueFull), 3);
@@ -294,9 +318,7 @@ async fn a_slow_candidate_never_delays_the_client_and_in_flight_is_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_connections_are_reused_and_never_more_than_max_in_flight() {
     let primary = json_backend(SMALL).await;
-    let (got_tx, mut got_rx) = mpsc::unbounded_channel();
-    let (release, released) = watch::channel(false);
-    let candidate = held_candidate(got_tx, released).await;
+    let mut candidate = held_candidate().await;
     let sink = TestSink::new();
     let mut cfg = config(&primary, candidate.upstream());
     cfg.file.shadow.max_in_flight = 4;
@@ -307,9 +329,9 @@ async fn shadow_connections_are_reused_and_never_more_than_max_in_flight() {
     for i in 0..6 {
         get(&client, &proxy.url(&format!("/held/{i}"))).await;
     }
-    arrivals(&mut got_rx, 4).await;
+    candidate.arrivals(4).await;
     assert_eq!(candidate.accepted(), 4);
-    release.send(true).unwrap();
+    candidate.release();
     sink.wait_for(6).await;
     // Then sequential shadows, and bursts of them, all go out on those four (hyper's pool
     // opened more than `max_in_flight`: a finished shadow freed its permit before its
@@ -767,16 +789,14 @@ async fn a_secondary_turns_shared_differences_into_noise_and_endpoints_are_templ
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadows_still_in_flight_at_the_deadline_are_abandoned() {
     let primary = json_backend(SMALL).await;
-    let (got_tx, mut got_rx) = mpsc::unbounded_channel();
-    let (_release, released) = watch::channel(false); // never released
-    let candidate = held_candidate(got_tx, released).await;
+    let mut candidate = held_candidate().await; // never released
     let sink = TestSink::new();
     let mut cfg = config(&primary, candidate.upstream());
     cfg.file.shadow.timeout = Duration::from_secs(60);
     cfg.file.shutdown_grace = Duration::from_millis(300);
     let proxy = start(cfg, sink.clone()).await;
     get(&h1_client(), &proxy.url("/held")).await;
-    arrivals(&mut got_rx, 1).await;
+    candidate.arrivals(1).await;
     let counters = proxy.handle.counters();
     assert_eq!(counters.in_flight(), 1);
     let started = std::time::Instant::now();
@@ -803,9 +823,7 @@ async fn the_memory_budget_bounds_what_shadows_hold_and_never_touches_the_client
         async move { Response::builder().body(full(b)).unwrap() }
     })
     .await;
-    let (got_tx, mut got_rx) = mpsc::unbounded_channel();
-    let (release, released) = watch::channel(false);
-    let candidate = held_candidate(got_tx, released).await;
+    let mut candidate = held_candidate().await;
     let sink = TestSink::new();
     let mut cfg = config(&primary, candidate.upstream());
     cfg.file.shadow.max_buffered_bytes = 100_000;
@@ -820,11 +838,11 @@ async fn the_memory_budget_bounds_what_shadows_hold_and_never_touches_the_client
             "request {i}: the client gets the primary's bytes"
         );
     }
-    arrivals(&mut got_rx, 8).await;
+    candidate.arrivals(8).await;
     // Three primary copies fit in 100 kB; the other five were given up as they came.
     let budget = proxy.handle.counters().buffered.clone();
     assert_eq!((budget.used(), budget.peak()), (90_000, 90_000));
-    release.send(true).unwrap();
+    candidate.release();
     sink.wait_for(8).await;
     assert_eq!(sink.count_skip(SkipReason::MemoryBudget), 5);
     // The three kept exchanges were compared (their small candidate answers fit too).
