@@ -20,6 +20,8 @@
 // A benchmark is test code: a failed setup should stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "../tests/kafka/harness.rs"]
 mod harness;
 
@@ -40,7 +42,7 @@ fn observe(c: &mut Criterion) {
     let line_len = ev.to_json_line().len();
     let dir = tempfile::tempdir().expect("tempdir");
     // No broker on this port: the pump spools (bounded small, so it mostly refuses cheaply).
-    let port = harness::free_port();
+    let port = common::free_port();
     let sink = KafkaSink::start(KafkaConfig {
         brokers: format!("127.0.0.1:{port}"),
         spool_dir: dir.path().join("spool"),
@@ -109,7 +111,7 @@ criterion_group!(benches, observe);
 fn throughput(spool_only: bool) {
     if let Some(bin) = harness::tansu_bin() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let broker = harness::Tansu::start(&bin, harness::free_port(), dir.path());
+        let broker = harness::Tansu::start(&bin, common::free_port(), dir.path());
         harness::create_topic(&broker.brokers(), "bench.events", 3);
         harness::create_topic(&broker.brokers(), "bench.raw", 3);
         if !spool_only {
@@ -125,7 +127,7 @@ fn throughput(spool_only: bool) {
         }
         drop(broker);
         // A broker of its own, started only once the events are spooled.
-        let port = harness::free_port();
+        let port = common::free_port();
         let mut later = None;
         run_spool_path(
             "tansu (memory storage)",

@@ -19,7 +19,8 @@ mod harness;
 mod common;
 
 use bytes::Bytes;
-use harness::{Tansu, create_topic, free_port};
+use common::free_port;
+use harness::{Tansu, create_topic};
 use http::Response;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;

@@ -4,10 +4,12 @@
 // Test helpers outside #[test] functions unwrap too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 #[path = "kafka/harness.rs"]
 mod harness;
 
-use harness::{Consumed, Tansu, consume, create_topic, free_port, wait_until};
+use common::free_port;
+use harness::{Consumed, Tansu, consume, create_topic, wait_until};
 use shadowdiff::event::{Event, SCHEMA};
 use shadowdiff::sink::kafka::{KafkaConfig, KafkaSink, KafkaStats, testing::sample_event};
 use shadowdiff::sink::{Observation, Sink};

@@ -14,35 +14,10 @@ use shadowdiff::compare::VerdictKind;
 use shadowdiff::config::{ProxyConfig, Upstream};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
-
-fn nginx_bin() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|d| d.join("nginx"))
-        .find(|f| f.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "nginx is missing and CI is set: run scripts/install-test-deps.sh"
-        );
-        eprintln!("SKIP: nginx is missing; run scripts/install-test-deps.sh (set CI=1 to fail)");
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One nginx process (no master, no daemon) with a primary and a candidate server.
 struct Nginx {
@@ -193,7 +168,7 @@ fn raw_head(port: u16, request: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_as_candidate_keep_alive_chunked_gzip_head_304_and_its_connection_closes() {
-    let Some(bin) = nginx_bin() else {
+    let Some(bin) = installed("nginx", &[PathBuf::from("/usr/sbin")], "nginx") else {
         return;
     };
     let nginx = Nginx::start(&bin);

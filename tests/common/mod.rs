@@ -1,5 +1,6 @@
-//! Helpers for the proxy tests: real backends on 127.0.0.1 port 0 that record what they
-//! receive, a counting sink that tests can wait on, and HTTP/1.1 and h2c clients.
+//! Helpers for the integration tests: real backends on 127.0.0.1 port 0 that record what they
+//! receive, a counting sink that tests can wait on, HTTP/1.1 and h2c clients, and finding the
+//! real components `scripts/install-test-deps.sh` installs (skip without them, fail under `CI`).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
@@ -297,4 +298,41 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// A port that was free a moment ago, for components that take a port, not a listener.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A component the test needs is not installed: skip (`None`) with a message, or fail when
+/// `CI` is set.
+pub fn missing<T>(what: &str) -> Option<T> {
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} is missing and CI is set: run scripts/install-test-deps.sh");
+    }
+    eprintln!(
+        "SKIP: {what} is missing; run scripts/install-test-deps.sh (set CI=1 to fail instead)"
+    );
+    None
+}
+
+/// The executable `name` from PATH or one of `also_in`, or `None` after [`missing`].
+pub fn installed(
+    name: &str,
+    also_in: &[std::path::PathBuf],
+    what: &str,
+) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(also_in.iter().cloned())
+        .map(|d| d.join(name))
+        .find(|f| f.is_file())
+        .or_else(|| missing(what))
 }

@@ -1,15 +1,16 @@
 //! Real components for the Kafka tests: a `tansu` broker on a free 127.0.0.1 port (memory
 //! storage) and the independent consumer `tests/kafka/consume.py` (confluent-kafka in
 //! `target/pyenv`). Both are installed by `scripts/install-test-deps.sh`; without them the tests
-//! skip with a message, unless `CI` is set, where a missing component is a failure.
+//! skip with a message, unless `CI` is set, where a missing component is a failure
+//! (`common::missing`; every test that includes this harness also declares `mod common`).
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use crate::common::{installed, missing};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,29 +19,13 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn missing(what: &str) -> Option<PathBuf> {
-    if std::env::var_os("CI").is_some() {
-        panic!("{what} is missing and CI is set: run scripts/install-test-deps.sh");
-    }
-    eprintln!(
-        "SKIP: {what} is missing; run scripts/install-test-deps.sh (set CI=1 to fail instead)"
-    );
-    None
-}
-
 /// The tansu binary, from PATH or ~/.cargo/bin.
 pub fn tansu_bin() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("tansu"))
-            .find(|f| f.is_file())
-    });
-    let in_cargo = std::env::var_os("HOME")
-        .map(|h| PathBuf::from(h).join(".cargo/bin/tansu"))
-        .filter(|f| f.is_file());
-    on_path
-        .or(in_cargo)
-        .or_else(|| missing("tansu (Kafka-compatible broker)"))
+    let cargo_bin: Vec<PathBuf> = std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".cargo/bin"))
+        .into_iter()
+        .collect();
+    installed("tansu", &cargo_bin, "tansu (Kafka-compatible broker)")
 }
 
 /// The Python with confluent-kafka, in `target/pyenv`.
@@ -59,14 +44,6 @@ pub fn python() -> Option<PathBuf> {
     } else {
         missing("target/pyenv with confluent-kafka")
     }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A tansu broker on 127.0.0.1, killed on drop.
