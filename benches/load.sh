@@ -18,41 +18,13 @@ SECS=${1:-5}
 RATE=${2:-6500}
 CONNS=${3:-32}
 OPEN_SECS=${4:-30}
-BIN=target/release/shadowdiff
-TOOL=target/release/examples/loadtool
-WORK=$(mktemp -d /tmp/shadowdiff-load.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
+. benches/load/common.sh load
 HZ=$(getconf CLK_TCK)
-# The proxy under test gets a core of its own; load generator and backends share the other
-# (when the machine has at least two cores and taskset exists).
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-  PROXY_CPU=(taskset -c 1); LOAD_CPU=(taskset -c 0)
-else
-  PROXY_CPU=(); LOAD_CPU=()
-fi
-
-wait_port() { for _ in $(seq 1 500); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.01; done; echo "port $1 never opened" >&2; exit 1; }
 cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' /proc/"$p"/stat))); done; echo "$t"; }
 rss_kib() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmHWM/{print $2}' /proc/"$p"/status))); done; echo "$t"; }
 rss_now_kib() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' /proc/"$p"/status))); done; echo "$t"; }
 
-# Backends: primary, a fast candidate and a slow (+200 ms) one; candidates differ from the
-# primary only in /meta/generated_at, which the rules ignore — so every exchange is parsed and
-# structurally diffed (bytes differ), and matches.
-"${LOAD_CPU[@]}" $TOOL backend 18081 0 111 & PIDS+=($!)
-"${LOAD_CPU[@]}" $TOOL backend 18082 0 222 & PIDS+=($!)
-"${LOAD_CPU[@]}" $TOOL backend 18083 200 333 & PIDS+=($!)
-for p in 18081 18082 18083; do wait_port $p; done
-
-cat >"$WORK/rules.yaml" <<'YAML'
-version: 1
-rules:
-  - match: "*"
-    ignore_headers: [date]
-    ignore: ["/meta/generated_at"]
-YAML
+backends 18081 18082 18083
 
 nginx_conf() { # $1 port, $2 mirror upstream port or empty
   local mirror_loc="" mirror_dir=""
@@ -153,16 +125,7 @@ for cand in fast slow; do
 
   for variant in shadowdiff shadowdiff-noshed; do
     shed=""; [ $variant = shadowdiff-noshed ] && shed="shadow: {overload: {busy: 100%}}"
-    cat >"$WORK/shadowdiff.yaml" <<YAML
-listen: 127.0.0.1:18092
-primary: http://127.0.0.1:18081
-candidate: http://127.0.0.1:$cport
-admin: 127.0.0.1:18093
-rules: $WORK/rules.yaml
-sinks: {file: {path: $WORK/events.jsonl}}
-log: {level: warn}
-$shed
-YAML
+    shadowdiff_config 127.0.0.1 "$cport" "$shed"
     "${PROXY_CPU[@]}" $BIN proxy --config "$WORK/shadowdiff.yaml" 2>"$WORK/$variant.log" & SPID=$!; PIDS+=($SPID)
     measure "$variant" "$cand" 18092 "$SPID"
     kill -TERM "$SPID"; wait "$SPID" 2>/dev/null || true

@@ -14,47 +14,18 @@ PAIRS=${1:-3}
 SECS=${2:-5}
 RUNS=${3:-3}
 CONNS=${4:-32}
-BIN=${SHADOWDIFF_BIN:-target/release/shadowdiff}
-TOOL=target/release/examples/loadtool
-WORK=$(mktemp -d /tmp/shadowdiff-pairs.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-  PROXY_CPU=(taskset -c 1); LOAD_CPU=(taskset -c 0)
-else
-  PROXY_CPU=(); LOAD_CPU=()
-fi
-wait_port() { for _ in $(seq 1 500); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.01; done; echo "port $1 never opened" >&2; exit 1; }
+. benches/load/common.sh pairs
 # Voluntary context switches of the comparison threads: each is a wake-up.
 worker_wakes() { local t=0; for s in /proc/"$1"/task/*; do grep -q shadowdiff-comp "$s/comm" && t=$((t + $(awk '/^voluntary_ctxt_switches/{print $2}' "$s/status"))); done; echo "$t"; }
 
-"${LOAD_CPU[@]}" $TOOL backend 18081 0 111 & PIDS+=($!)
-"${LOAD_CPU[@]}" $TOOL backend 18082 0 222 & PIDS+=($!)
-"${LOAD_CPU[@]}" $TOOL backend 18083 200 333 & PIDS+=($!)
-for p in 18081 18082 18083; do wait_port $p; done
-cat >"$WORK/rules.yaml" <<'YAML'
-version: 1
-rules:
-  - match: "*"
-    ignore_headers: [date]
-    ignore: ["/meta/generated_at"]
-YAML
+backends 18081 18082 18083
 
 url=http://127.0.0.1:18092/orders/12345
 declare -A ALL=([fast]="" [slow]="")
 for pair in $(seq 1 "$PAIRS"); do
   for cand in fast slow; do
     cport=18082; [ $cand = slow ] && cport=18083
-    cat >"$WORK/shadowdiff.yaml" <<YAML
-listen: 127.0.0.1:18092
-primary: http://127.0.0.1:18081
-candidate: http://127.0.0.1:$cport
-admin: 127.0.0.1:18093
-rules: $WORK/rules.yaml
-sinks: {file: {path: $WORK/events.jsonl}}
-log: {level: warn}
-YAML
+    shadowdiff_config 127.0.0.1 "$cport"
     "${PROXY_CPU[@]}" $BIN proxy --config "$WORK/shadowdiff.yaml" 2>"$WORK/proxy.log" & SPID=$!; PIDS+=($SPID)
     wait_port 18092
     "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d2s "$url" >/dev/null
