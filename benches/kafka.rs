@@ -27,8 +27,8 @@ mod harness;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use shadowdiff::event::Event;
+use shadowdiff::pipeline::{Observation, Sink};
 use shadowdiff::sink::kafka::{KafkaConfig, KafkaSink, testing::sample_event};
-use shadowdiff::sink::{Observation, Sink};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

@@ -16,7 +16,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use shadowdiff::compare::{DiffKind, Difference, Verdict, VerdictKind};
 use shadowdiff::event::{Event, EventRequest, EventResponse, SCHEMA};
-use shadowdiff::sink::{Observation, Sink};
+use shadowdiff::pipeline::{Observation, Sink};
 use shadowdiff::stats::{LatencySet, Stats, StatsConfig};
 use std::hint::black_box;
 use std::sync::Arc;

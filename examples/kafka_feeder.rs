@@ -10,7 +10,7 @@
 //! ```
 
 use clap::Parser;
-use shadowdiff::sink::Sink;
+use shadowdiff::pipeline::Sink;
 use shadowdiff::sink::kafka::{KafkaConfig, KafkaSink, testing::sample_event};
 use std::io::Write;
 use std::path::PathBuf;

@@ -6,7 +6,7 @@ use crate::compare::rules::RuleSet;
 use crate::compare::{Comparator, CompareOptions, Difference, Verdict, VerdictKind};
 use crate::config::{Config, ConfigErrors, LogFormat, Upstream};
 use crate::exchange::{self, Response};
-use crate::sink::Sink;
+use crate::pipeline::Sink;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Write};
@@ -330,7 +330,7 @@ pub struct BuiltSinks {
 /// The sinks the config asks for, plus `extra` ones (the statistics sink, say). With no sink
 /// configured, the file sink with its defaults.
 pub fn build_sinks(cfg: &Config, extra: Vec<Arc<dyn Sink>>) -> anyhow::Result<BuiltSinks> {
-    let mut fan = crate::sink::Fanout::new(extra);
+    let mut fan = crate::pipeline::Fanout::new(extra);
     let file = match (&cfg.sinks.file, &cfg.sinks.kafka) {
         (Some(f), _) => Some(f.clone()),
         (None, None) => Some(crate::config::FileSinkConfig::default()),

@@ -41,6 +41,7 @@ pub mod demo;
 pub mod event;
 pub mod exchange;
 pub mod ingest;
+pub mod pipeline;
 pub mod sink;
 pub mod stats;
 pub mod units;

@@ -620,8 +620,8 @@ fn metrics_parse_as_prometheus_text() {
 #[test]
 fn noise_routes_serve_the_learned_model_and_loadable_rules() {
     use shadowdiff::compare::Verdict;
-    use shadowdiff::compare::noise::{NoiseConfig, NoiseModel};
     use shadowdiff::compare::rules::RuleSet;
+    use shadowdiff::stats::noise::{NoiseConfig, NoiseModel};
     use shadowdiff::stats::{Stats, StatsConfig};
 
     let stats = Arc::new(Stats::new(StatsConfig::default()));

@@ -15,19 +15,20 @@ mod common;
 
 use common::{Backend, Recorded, TestSink, backend, full, get, h1_client, start};
 use http::Response;
+use parking_lot::Mutex;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde_json::json;
 use shadowdiff::admin::AdminState;
-use shadowdiff::compare::noise::FieldStatus;
 use shadowdiff::compare::rules::RuleSet;
 use shadowdiff::compare::{DiffKind, VerdictKind};
 use shadowdiff::config::ProxyConfig;
-use shadowdiff::sink::{Fanout, Sink};
+use shadowdiff::pipeline::{Fanout, Sink};
+use shadowdiff::stats::noise::FieldStatus;
 use shadowdiff::stats::{Stats, StatsConfig, Window};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -133,10 +134,7 @@ async fn service(
     backend(move |r: Recorded| {
         let arrivals = arrivals.clone();
         async move {
-            arrivals
-                .lock()
-                .unwrap()
-                .insert(r.uri.clone(), Instant::now());
+            arrivals.lock().insert(r.uri.clone(), Instant::now());
             let body = answer(role, &r.uri).to_string();
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
@@ -177,7 +175,7 @@ fn proxy_config(s: &Setup, with_secondary: bool, rules: RuleSet) -> ProxyConfig 
     }
     cfg.rules = Arc::new(rules);
     // Built the way `into_proxy` builds it, from the file's `noise:` section (min_samples 30).
-    cfg.noise = Arc::new(shadowdiff::compare::noise::NoiseModel::new(
+    cfg.noise = Arc::new(shadowdiff::stats::noise::NoiseModel::new(
         cfg.file.noise.model_config(200),
     ));
     cfg
@@ -507,7 +505,7 @@ async fn candidate_and_secondary_are_sent_concurrently() {
     // The backends saw it too: candidate and secondary received each request at nearly the same
     // moment.
     {
-        let (ca, sa) = (cand_arrivals.lock().unwrap(), sec_arrivals.lock().unwrap());
+        let (ca, sa) = (cand_arrivals.lock(), sec_arrivals.lock());
         for p in &paths {
             let (c, s) = (ca[p.as_str()], sa[p.as_str()]);
             let gap = if c > s { c - s } else { s - c };

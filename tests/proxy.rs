@@ -606,7 +606,7 @@ async fn graceful_shutdown_finishes_in_flight_requests_then_flushes_the_file_sin
         .unwrap(),
     );
     let counting = TestSink::new();
-    let fan = shadowdiff::sink::Fanout::new(vec![file.clone(), counting.clone()]);
+    let fan = shadowdiff::pipeline::Fanout::new(vec![file.clone(), counting.clone()]);
     let proxy = start(config(&primary, candidate.upstream()), Arc::new(fan)).await;
     let url = proxy.url("/slow/1");
     let addr = proxy.addr;

@@ -7,12 +7,13 @@
 //! `SHADOWDIFF_REQUIRE_BROWSER=1` (set by `scripts/test.sh`), where a missing piece is a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crossbeam_channel as mpsc;
+use parking_lot::Mutex;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -150,7 +151,7 @@ fn a_reviewer_finds_the_planted_regression_in_the_browser() {
     // The demo names its admin address on stderr; keep draining stderr (the progress bar writes
     // there) and keep a copy for failure messages.
     let log = Arc::new(Mutex::new(String::new()));
-    let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
+    let (addr_tx, addr_rx) = mpsc::unbounded::<SocketAddr>();
     {
         let stderr = demo.0.stderr.take().unwrap();
         let log = log.clone();
@@ -164,26 +165,21 @@ fn a_reviewer_finds_the_planted_regression_in_the_browser() {
                         let _ = addr_tx.send(a);
                     }
                 }
-                log.lock().unwrap().push_str(&line);
-                log.lock().unwrap().push('\n');
+                log.lock().push_str(&line);
+                log.lock().push('\n');
             }
         });
     }
     let started = Instant::now();
     let admin = addr_rx
         .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| {
-            panic!(
-                "the demo never named its admin address:\n{}",
-                log.lock().unwrap()
-            )
-        });
+        .unwrap_or_else(|_| panic!("the demo never named its admin address:\n{}", log.lock()));
 
     // Ready when every recorded request has been observed: from then on the figures are final.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(status) = demo.0.try_wait().unwrap() {
-            panic!("the demo exited ({status}):\n{}", log.lock().unwrap());
+            panic!("the demo exited ({status}):\n{}", log.lock());
         }
         if let Ok((200, body)) = http_get(admin, "/api/v1/summary?window=all&top=1") {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -194,7 +190,7 @@ fn a_reviewer_finds_the_planted_regression_in_the_browser() {
         assert!(
             Instant::now() < deadline,
             "the demo did not observe {expected} exchanges in time:\n{}",
-            log.lock().unwrap()
+            log.lock()
         );
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -122,7 +122,7 @@ async fn open_loop(url: String, rate: u64, secs: u64) {
         .pool_max_idle_per_host(1024)
         .build(connector);
     let uri: hyper::Uri = url.parse().unwrap();
-    let hist = Arc::new(std::sync::Mutex::new(
+    let hist = Arc::new(parking_lot::Mutex::new(
         hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap(),
     ));
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -166,7 +166,7 @@ async fn open_loop(url: String, rate: u64, secs: u64) {
                     errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 let us = scheduled.elapsed().as_micros() as u64;
-                hist.lock().unwrap().record(us.max(1)).unwrap();
+                hist.lock().record(us.max(1)).unwrap();
                 if let Some(t) = trace {
                     let slot = (scheduled - start).as_millis() as usize / 100;
                     t[slot.min(t.len() - 1)].fetch_max(us, std::sync::atomic::Ordering::Relaxed);
@@ -184,7 +184,7 @@ async fn open_loop(url: String, rate: u64, secs: u64) {
             .collect();
         eprintln!("worst latency per 100 ms (µs): {}", worst.join(" "));
     }
-    let h = hist.lock().unwrap();
+    let h = hist.lock();
     // late_ticks: wake-ups that found more than one request due (the generator itself fell
     // behind; those requests still count from their scheduled time).
     println!(

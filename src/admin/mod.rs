@@ -37,7 +37,7 @@ pub struct AdminState {
     /// Per-endpoint thresholds from config, overriding `max_divergence` for those endpoints.
     pub gate_thresholds: HashMap<String, f64>,
     /// Learned noise, when the sidecar has a secondary (`/api/v1/noise`, `/api/v1/noise/rules`).
-    pub noise: Option<Arc<crate::compare::noise::NoiseModel>>,
+    pub noise: Option<Arc<crate::stats::noise::NoiseModel>>,
 }
 
 impl AdminState {

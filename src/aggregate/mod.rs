@@ -404,7 +404,7 @@ pub async fn run(
 mod tests {
     use super::*;
     use crate::compare::{SkipReason, Verdict};
-    use crate::sink::Observation;
+    use crate::pipeline::Observation;
     use crate::stats::{IntervalDelta, MessageHead, StatsConfig, Window};
     use std::time::SystemTime;
 

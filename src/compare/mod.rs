@@ -37,6 +37,24 @@ pub enum DiffKind {
 }
 
 impl DiffKind {
+    /// Every kind, in declaration order: `ALL[k.index()] == k`.
+    pub const ALL: [DiffKind; 9] = [
+        Self::Value,
+        Self::Type,
+        Self::Missing,
+        Self::Added,
+        Self::Length,
+        Self::Order,
+        Self::Status,
+        Self::Header,
+        Self::Body,
+    ];
+
+    /// Position in [`Self::ALL`]: the index of per-kind counter arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DiffKind::Value => "value",
@@ -89,6 +107,11 @@ impl VerdictKind {
         Self::Skipped,
     ];
 
+    /// Position in [`Self::ALL`]: the index of per-verdict counter arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             VerdictKind::Match => "match",
@@ -131,6 +154,11 @@ impl SkipReason {
         Self::MemoryBudget,
         Self::Overload,
     ];
+
+    /// Position in [`Self::ALL`]: the index of per-reason counter arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -219,16 +247,23 @@ pub fn signature(diffs: &[Difference]) -> String {
 }
 
 fn signature_of<'a>(diffs: impl Iterator<Item = &'a Difference>) -> String {
-    use sha2::Digest;
     let mut pairs: Vec<(&str, &str)> = diffs.map(|d| (d.field.as_str(), d.kind.as_str())).collect();
     pairs.sort_unstable();
     pairs.dedup();
+    signature_hash(
+        pairs
+            .iter()
+            .flat_map(|(f, k)| [f.as_bytes(), &[0], k.as_bytes(), b"\n"]),
+    )
+}
+
+/// The one signature hash: the first 4 bytes of SHA-256 over `parts`, in hex. Every signature
+/// (differences, candidate errors) goes through it, so they share a format and a space.
+fn signature_hash<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+    use sha2::Digest;
     let mut h = sha2::Sha256::new();
-    for (f, k) in pairs {
-        h.update(f.as_bytes());
-        h.update([0]);
-        h.update(k.as_bytes());
-        h.update([b'\n']);
+    for p in parts {
+        h.update(p);
     }
     h.finalize()
         .iter()
@@ -466,13 +501,14 @@ fn candidate_failed(e: &UpstreamError) -> Verdict {
         UpstreamError::Reset(_) => "reset",
         UpstreamError::Other(_) => "error",
     };
-    use sha2::Digest;
-    let h = sha2::Sha256::digest(format!("candidate_error\0{class}").as_bytes());
     Verdict {
         kind: VerdictKind::CandidateError,
         skip_reason: None,
         differences: Vec::new(),
-        signature: Some(h.iter().take(4).map(|b| format!("{b:02x}")).collect()),
+        signature: Some(signature_hash([
+            b"candidate_error\0".as_slice(),
+            class.as_bytes(),
+        ])),
         notes: vec![format!("candidate: {e}")],
         truncated: false,
         secondary_differences: None,

@@ -5,12 +5,13 @@
 
 use super::pattern::{EndpointPattern, PathPattern};
 use crate::yaml_lines::LineIndex;
+use parking_lot::RwLock;
 use regex::Regex;
 use serde_yaml_ng::Value as Yaml;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// One problem found in a rules file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,9 +184,7 @@ impl RuleSet {
                 mask[i / 64] |= 1 << (i % 64);
             }
         }
-        if let Ok(cache) = self.cache.read()
-            && let Some(e) = cache.get(&mask)
-        {
+        if let Some(e) = self.cache.read().get(&mask) {
             return e.clone();
         }
         let mut eff = Effective::default();
@@ -205,12 +204,11 @@ impl RuleSet {
             eff.ignore_added |= r.ignore_added;
         }
         let eff = Arc::new(eff);
-        if let Ok(mut cache) = self.cache.write() {
-            // The number of distinct rule combinations is bounded by the endpoints seen; cap it
-            // anyway so pathological scopes cannot grow memory without bound.
-            if cache.len() < 4096 {
-                cache.insert(mask, eff.clone());
-            }
+        let mut cache = self.cache.write();
+        // The number of distinct rule combinations is bounded by the endpoints seen; cap it
+        // anyway so pathological scopes cannot grow memory without bound.
+        if cache.len() < 4096 {
+            cache.insert(mask, eff.clone());
         }
         eff
     }

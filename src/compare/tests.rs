@@ -1062,3 +1062,16 @@ fn signature_depends_only_on_the_set_of_field_kind_pairs() {
     assert_eq!(v.signature.as_deref(), Some("5f38bf9d"));
     assert_eq!(diff_json("", None, "{}", "{}").signature, None);
 }
+
+#[test]
+fn every_enum_index_is_its_position_in_all() {
+    for (i, k) in DiffKind::ALL.iter().enumerate() {
+        assert_eq!(k.index(), i, "{k:?}");
+    }
+    for (i, k) in VerdictKind::ALL.iter().enumerate() {
+        assert_eq!(k.index(), i, "{k:?}");
+    }
+    for (i, k) in SkipReason::ALL.iter().enumerate() {
+        assert_eq!(k.index(), i, "{k:?}");
+    }
+}

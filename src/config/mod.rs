@@ -461,7 +461,7 @@ impl Default for StatsConfig {
 }
 
 /// `noise:` — when a field counts as learned noise (only with a `secondary`; see
-/// [`crate::compare::noise::NoiseModel`] for the rule). An addition to DESIGN.md's file.
+/// [`crate::stats::noise::NoiseModel`] for the rule). An addition to DESIGN.md's file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NoiseSection {
@@ -480,7 +480,7 @@ pub struct NoiseSection {
 
 impl Default for NoiseSection {
     fn default() -> Self {
-        let d = crate::compare::noise::NoiseConfig::default();
+        let d = crate::stats::noise::NoiseConfig::default();
         Self {
             min_samples: d.min_samples,
             absolute: d.absolute,
@@ -490,8 +490,8 @@ impl Default for NoiseSection {
 }
 
 impl NoiseSection {
-    pub fn model_config(&self, max_endpoints: usize) -> crate::compare::noise::NoiseConfig {
-        crate::compare::noise::NoiseConfig {
+    pub fn model_config(&self, max_endpoints: usize) -> crate::stats::noise::NoiseConfig {
+        crate::stats::noise::NoiseConfig {
             min_samples: self.min_samples,
             absolute: self.absolute,
             relative: self.relative,
@@ -816,7 +816,7 @@ impl Config {
             candidate,
             rules: Arc::new(rules),
             instance,
-            noise: Arc::new(crate::compare::noise::NoiseModel::new(
+            noise: Arc::new(crate::stats::noise::NoiseModel::new(
                 self.noise.model_config(self.grouping.max_endpoints),
             )),
             file: self,
@@ -846,7 +846,7 @@ pub struct ProxyConfig {
     pub instance: String,
     /// Learned noise (per endpoint and field), shared with the admin API; only used when a
     /// secondary answers.
-    pub noise: Arc<crate::compare::noise::NoiseModel>,
+    pub noise: Arc<crate::stats::noise::NoiseModel>,
     /// Everything else, as written (or defaulted). `file.primary`/`file.candidate` are ignored.
     pub file: Config,
 }

@@ -6,7 +6,7 @@ pub mod services;
 
 use crate::compare::rules::RuleSet;
 use crate::config::{ProxyConfig, Upstream};
-use crate::sink::Sink;
+use crate::pipeline::Sink;
 use crate::stats::{GateParams, Stats, StatsConfig, Window};
 use anyhow::Context;
 use bytes::Bytes;

@@ -2,7 +2,7 @@
 //! for the shadow and the comparator. The copy is handed over through a oneshot when the body
 //! ends (or is dropped), so nothing on the request path ever waits for whoever reads it.
 
-use super::budget::Reservation;
+use crate::pipeline::budget::Reservation;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
@@ -201,7 +201,7 @@ mod tests {
 
     #[tokio::test]
     async fn over_the_budget_passes_through_uncopied_and_gives_the_bytes_back() {
-        let budget = crate::ingest::budget::Budget::new(15);
+        let budget = crate::pipeline::budget::Budget::new(15);
         let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = (0..3)
             .map(|i| Ok(Frame::data(Bytes::from(vec![i as u8; 10]))))
             .collect();

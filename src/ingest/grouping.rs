@@ -3,8 +3,9 @@
 //! automatic endpoints is capped so metric labels and per-endpoint statistics stay bounded.
 
 use crate::compare::rules::RuleSet;
+use parking_lot::RwLock;
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// What endpoints beyond the cap are grouped as.
 pub const OTHER: &str = "OTHER";
@@ -33,7 +34,8 @@ impl Grouper {
         }
         let auto = format!("{} {}", method, template(path));
         // Hot path: almost every request is an endpoint already seen, a shared read lock.
-        if let Ok(seen) = self.seen.read() {
+        {
+            let seen = self.seen.read();
             if let Some(e) = seen.get(auto.as_str()) {
                 return e.clone();
             }
@@ -41,9 +43,7 @@ impl Grouper {
                 return Arc::from(OTHER);
             }
         }
-        let Ok(mut seen) = self.seen.write() else {
-            return Arc::from(OTHER);
-        };
+        let mut seen = self.seen.write();
         if let Some(e) = seen.get(auto.as_str()) {
             return e.clone();
         }
@@ -57,7 +57,7 @@ impl Grouper {
 
     /// Automatic endpoints seen so far (at most the cap).
     pub fn len(&self) -> usize {
-        self.seen.read().map(|s| s.len()).unwrap_or(0)
+        self.seen.read().len()
     }
 
     pub fn is_empty(&self) -> bool {

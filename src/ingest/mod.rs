@@ -3,21 +3,17 @@
 //!
 //! - [`proxy`]: the inline sidecar (`shadowdiff proxy`).
 //! - [`grouping`]: endpoint names for exchanges.
-//! - [`workers`]: the bounded comparison pool, off the request path.
 //! - [`body`]: a body wrapper that keeps a bounded copy of what streams through it.
-//! - [`budget`]: the process-wide bound on the bytes shadows hold.
 //! - [`overload`]: shedding shadows while the I/O threads are saturated.
 //! - [`shadow_client`]: the lean HTTP/1.1 client shadows go out on.
 //! - [`resolve`]: upstream name lookups, cached and one at a time.
 
 pub mod body;
-pub mod budget;
 pub mod grouping;
 pub mod overload;
 pub mod proxy;
 pub mod resolve;
 pub mod shadow_client;
-pub mod workers;
 
 use crate::compare::SkipReason;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -38,7 +34,7 @@ pub struct Counters {
     /// Shadows abandoned at the shutdown deadline.
     pub shadows_abandoned: AtomicU64,
     /// The shadow memory budget (`shadow.max_buffered_bytes`) and what is held against it.
-    pub buffered: std::sync::Arc<budget::Budget>,
+    pub buffered: std::sync::Arc<crate::pipeline::budget::Budget>,
     /// Shadow admission under saturation (`shadow.overload`), written by its controller.
     pub overload: std::sync::Arc<overload::Overload>,
     skipped: [AtomicU64; SkipReason::ALL.len()],
@@ -46,12 +42,12 @@ pub struct Counters {
 
 impl Counters {
     pub fn skip(&self, r: SkipReason) {
-        self.skipped[skip_index(r)].fetch_add(1, Ordering::Relaxed);
+        self.skipped[r.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Exchanges skipped for this reason so far.
     pub fn skipped(&self, r: SkipReason) -> u64 {
-        self.skipped[skip_index(r)].load(Ordering::Relaxed)
+        self.skipped[r.index()].load(Ordering::Relaxed)
     }
 
     pub fn in_flight(&self) -> i64 {
@@ -71,8 +67,4 @@ impl Counters {
     pub(crate) fn shadow_finished(&self) {
         self.shadows_in_flight.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-fn skip_index(r: SkipReason) -> usize {
-    SkipReason::ALL.iter().position(|x| *x == r).unwrap_or(0)
 }

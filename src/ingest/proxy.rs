@@ -12,16 +12,16 @@
 
 use super::Counters;
 use super::body::{CaptureError, Captured, TeeBody};
-use super::budget::{Budget, Reservation};
 use super::grouping::Grouper;
 use super::resolve::{DNS_TTL, HyperResolver, Resolver};
 use super::shadow_client::{ShadowClient, ShadowError, ShadowRequest};
-use super::workers::{self, Job, Pool};
 use crate::compare::{Comparator, CompareOptions, SkipReason};
 use crate::config::{HostPolicy, ProxyConfig, Upstream};
 use crate::event::Redaction;
 use crate::exchange::{self, Exchange, Outcome, SendOffsets, UpstreamError};
-use crate::sink::Sink;
+use crate::pipeline::Sink;
+use crate::pipeline::budget::{Budget, Reservation};
+use crate::pipeline::pool::{self, Job, Pool};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -33,11 +33,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use parking_lot::Mutex;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -127,12 +128,12 @@ pub async fn start(
         f.publish.max_body_bytes,
     );
     let pool = Pool::start(
-        workers::Context {
+        pool::Context {
             comparator,
             redaction,
             instance: cfg.instance.clone(),
             sink: sink.clone(),
-            noise: cfg.noise.clone(),
+            refine: Some(cfg.noise.clone() as Arc<dyn crate::pipeline::Refine>),
         },
         f.compare.workers,
         f.compare.queue,
@@ -860,9 +861,7 @@ impl Circuit {
     }
 
     pub fn state(&self) -> CircuitState {
-        let Ok(s) = self.state.lock() else {
-            return CircuitState::Closed;
-        };
+        let s = self.state.lock();
         match s.open_until {
             None => CircuitState::Closed,
             Some(t) if Instant::now() < t => CircuitState::Open,
@@ -875,9 +874,7 @@ impl Circuit {
         if self.failures == 0 {
             return Some(false);
         }
-        let Ok(mut s) = self.state.lock() else {
-            return Some(false);
-        };
+        let mut s = self.state.lock();
         match s.open_until {
             None => Some(false),
             Some(t) if Instant::now() < t => None,
@@ -890,18 +887,14 @@ impl Circuit {
     }
 
     fn release_probe(&self) {
-        if let Ok(mut s) = self.state.lock() {
-            s.probing = false;
-        }
+        self.state.lock().probing = false;
     }
 
     fn record(&self, ok: bool, probe: bool) {
         if self.failures == 0 {
             return;
         }
-        let Ok(mut s) = self.state.lock() else {
-            return;
-        };
+        let mut s = self.state.lock();
         if ok {
             // A success admitted before the circuit opened says nothing about now; only the
             // probe closes an open circuit.

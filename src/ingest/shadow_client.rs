@@ -22,8 +22,8 @@
 //! dropped mid-exchange is closed, never pooled.
 
 use crate::exchange::UpstreamError;
-use crate::ingest::budget::Reservation;
 use crate::ingest::resolve::Resolver;
+use crate::pipeline::budget::Reservation;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use parking_lot::Mutex;

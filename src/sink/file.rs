@@ -5,16 +5,18 @@
 //! drops the event and counts it — the comparison workers (and so the request path) never wait
 //! on a disk.
 
-use super::{Observation, Sink};
 use crate::config::FileSinkConfig;
+use crate::pipeline::{Observation, Sink};
+use crossbeam_channel::{
+    Receiver, RecvTimeoutError, Sender as SyncSender, TryRecvError, TrySendError,
+    bounded as sync_channel,
+};
+use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{
-    Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError, sync_channel,
-};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Why the sink could not start.
@@ -130,9 +132,7 @@ impl Sink for FileSink {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match ack_rx.recv_timeout(left) {
             Ok(()) => {
-                if let Ok(mut t) = self.thread.lock()
-                    && let Some(t) = t.take()
-                {
+                if let Some(t) = self.thread.lock().take() {
                     let _ = t.join();
                 }
             }

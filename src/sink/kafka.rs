@@ -26,9 +26,10 @@
 //! producers".
 
 use crate::event::Event;
+use crate::pipeline::{Observation, Sink};
 use crate::sink::spool::{Spool, SpoolError};
-use crate::sink::{Observation, Sink};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use parking_lot::Mutex;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -38,8 +39,8 @@ use rdkafka::producer::{
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -390,7 +391,7 @@ impl Sink for KafkaSink {
     /// about 80% of `grace`, then moves whatever is still unacknowledged to the spool (sent by
     /// the next start). Returns within `grace` plus a little (spool commit, thread join).
     fn shutdown(&self, grace: Duration) {
-        let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        let Some(thread) = self.thread.lock().take() else {
             return;
         };
         self.grace_ms
@@ -487,15 +488,11 @@ struct Ctx(Arc<CtxState>);
 
 impl Ctx {
     fn reports_len(&self) -> usize {
-        self.0
-            .reports
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
+        self.0.reports.lock().len()
     }
 
     fn take_reports(&self) -> Vec<Report> {
-        std::mem::take(&mut *self.0.reports.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *self.0.reports.lock())
     }
 }
 
@@ -523,8 +520,7 @@ impl ClientContext for Ctx {
             .any(|b| b.state == "UP" && matches!(b.source.as_str(), "learned" | "configured"));
         self.0.broker_up.store(up, Relaxed);
         if let Some(eos) = stats.eos {
-            *self.0.idempotence.lock().unwrap_or_else(|p| p.into_inner()) =
-                (eos.idemp_state, eos.producer_id, eos.producer_epoch);
+            *self.0.idempotence.lock() = (eos.idemp_state, eos.producer_id, eos.producer_epoch);
         }
     }
 }
@@ -545,11 +541,7 @@ impl ProducerContext for Ctx {
                 error: error.clone(),
             },
         };
-        self.0
-            .reports
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(r);
+        self.0.reports.lock().push(r);
     }
 }
 
@@ -780,13 +772,7 @@ impl Pump {
         if stalled_for < self.stall {
             return;
         }
-        let (idemp_state, producer_id, producer_epoch) = self
-            .ctx
-            .0
-            .idempotence
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let (idemp_state, producer_id, producer_epoch) = self.ctx.0.idempotence.lock().clone();
         tracing::warn!(
             stalled_ms = stalled_for.as_millis() as u64,
             in_producer = self.counters.in_producer.load(Relaxed),

@@ -21,8 +21,8 @@
 //! Nothing is spooled to disk: a message still failing when the retry queue is full, or still
 //! undelivered at shutdown, is dropped and counted.
 
+use crate::pipeline::{Observation, Sink};
 use crate::sink::kafka::KafkaConfig;
-use crate::sink::{Observation, Sink};
 use crate::stats::{IntervalDelta, MessageHead, OTHER_ENDPOINT};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
@@ -353,7 +353,7 @@ enum Report {
 }
 
 #[derive(Clone, Default)]
-struct Ctx(Arc<std::sync::Mutex<Vec<Report>>>);
+struct Ctx(Arc<Mutex<Vec<Report>>>);
 
 impl ClientContext for Ctx {
     fn error(&self, error: KafkaError, reason: &str) {
@@ -373,7 +373,7 @@ impl ProducerContext for Ctx {
                 error: error.clone(),
             },
         };
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+        self.0.lock().push(r);
     }
 }
 
@@ -532,7 +532,7 @@ impl Publisher {
 
     /// Takes delivery reports; `last`: at shutdown, failures are dropped rather than retried.
     fn handle_reports(&mut self, last: bool) {
-        let reports = std::mem::take(&mut *self.ctx.0.lock().unwrap_or_else(|p| p.into_inner()));
+        let reports = std::mem::take(&mut *self.ctx.0.lock());
         for r in reports {
             self.counters.in_flight.fetch_sub(1, Relaxed);
             match r {

@@ -1,70 +1,9 @@
-//! The publish seam. Everything downstream of the comparator — statistics, the JSONL file, Kafka —
-//! is a [`Sink`]: it observes each verdict and must return at once (enqueue on a bounded queue,
-//! count what it drops), because it is called from the comparison workers.
+//! Sinks: implementations of [`crate::pipeline::Sink`] that publish verdicts. [`file`] writes
+//! JSONL with rotation; [`kafka`] publishes events to Kafka (rdkafka) with a durable disk spool
+//! ([`spool`], redb) for when the broker is away; [`kafka_stats`] publishes per-endpoint interval
+//! statistics to the stats topic.
 
 pub mod file;
 pub mod kafka;
 pub mod kafka_stats;
 pub mod spool;
-
-use crate::compare::Verdict;
-use crate::event::Event;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-/// One verdict as sinks see it. Skipped exchanges are observed too (verdict `skipped` with its
-/// reason), so every count adds up.
-#[derive(Debug, Clone, Copy)]
-pub struct Observation<'a> {
-    pub ts: SystemTime,
-    pub endpoint: &'a str,
-    pub verdict: &'a Verdict,
-    pub primary_latency: Option<Duration>,
-    pub candidate_latency: Option<Duration>,
-    pub secondary_latency: Option<Duration>,
-    /// Time between the earliest and latest of the primary, candidate and secondary sends.
-    pub send_skew: Option<Duration>,
-    /// The published form, built once for verdicts that are published (mismatch, candidate_error,
-    /// noise); `None` for matches and skips, which are only counted.
-    pub event: Option<&'a Arc<Event>>,
-}
-
-pub trait Sink: Send + Sync {
-    /// Takes one observation. Must not block.
-    fn observe(&self, o: &Observation<'_>);
-
-    /// Flushes what is buffered, waiting at most `grace`. Called once at shutdown.
-    fn shutdown(&self, grace: Duration) {
-        let _ = grace;
-    }
-}
-
-/// Several sinks behind one.
-#[derive(Default, Clone)]
-pub struct Fanout {
-    sinks: Vec<Arc<dyn Sink>>,
-}
-
-impl Fanout {
-    pub fn new(sinks: Vec<Arc<dyn Sink>>) -> Self {
-        Self { sinks }
-    }
-
-    pub fn push(&mut self, s: Arc<dyn Sink>) {
-        self.sinks.push(s);
-    }
-}
-
-impl Sink for Fanout {
-    fn observe(&self, o: &Observation<'_>) {
-        for s in &self.sinks {
-            s.observe(o);
-        }
-    }
-
-    fn shutdown(&self, grace: Duration) {
-        for s in &self.sinks {
-            s.shutdown(grace);
-        }
-    }
-}

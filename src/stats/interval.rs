@@ -14,11 +14,11 @@
 
 use super::{
     Counts, EndpointStats, FieldCount, FieldCounts, LatencySet, MAX_US, OTHER_FIELD, Stats,
-    exchange_fields, kind_index, skip_index, verdict_index,
+    exchange_fields,
 };
 use crate::compare::{DiffKind, SkipReason, VerdictKind};
 use crate::event::{Event, format_ts};
-use crate::sink::Observation;
+use crate::pipeline::Observation;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hdrhistogram::Histogram;
@@ -77,9 +77,9 @@ impl IntervalDelta {
     /// `max_fields` distinct fields, the rest as `(other)`).
     pub fn record(&mut self, o: &Observation<'_>, max_fields: usize) {
         let v = o.verdict;
-        self.counts.verdicts[verdict_index(v.kind)] += 1;
+        self.counts.verdicts[v.kind.index()] += 1;
         if let Some(r) = v.skip_reason {
-            self.counts.skips[skip_index(r)] += 1;
+            self.counts.skips[r.index()] += 1;
         }
         if o.primary_latency.is_some() || o.candidate_latency.is_some() {
             self.latency
@@ -131,7 +131,7 @@ impl IntervalDelta {
             .flat_map(|(f, kinds)| {
                 kinds
                     .iter()
-                    .zip(super::DIFF_KINDS)
+                    .zip(DiffKind::ALL)
                     .filter(|(c, _)| c.raw > 0)
                     .map(|(c, kind)| WireField {
                         field: f.to_string(),
@@ -311,18 +311,18 @@ impl StatsMessage {
                 .iter()
                 .find(|k| k.as_str() == name)
                 .ok_or_else(|| StatsMessageError::Verdict(name.clone()))?;
-            d.counts.verdicts[verdict_index(*k)] += n;
+            d.counts.verdicts[k.index()] += n;
         }
         for (name, n) in &self.skip_reasons {
             let r = SkipReason::ALL
                 .iter()
                 .find(|r| r.as_str() == name)
                 .ok_or_else(|| StatsMessageError::SkipReason(name.clone()))?;
-            d.counts.skips[skip_index(*r)] += n;
+            d.counts.skips[r.index()] += n;
         }
         for f in &self.fields {
             let slot = d.fields.map.entry(f.field.as_str().into()).or_default();
-            let c: &mut FieldCount = &mut slot[kind_index(f.kind)];
+            let c: &mut FieldCount = &mut slot[f.kind.index()];
             c.raw += f.count;
             c.noise += f.noise.min(f.count);
         }

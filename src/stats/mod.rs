@@ -25,6 +25,7 @@
 mod gate;
 mod interval;
 mod latency;
+pub mod noise;
 pub mod skew;
 mod wilson;
 
@@ -38,7 +39,7 @@ pub use wilson::{Z95, wilson, wilson95};
 
 use crate::compare::{DiffKind, SkipReason, VerdictKind};
 use crate::event::{Event, format_ts};
-use crate::sink::{Observation, Sink};
+use crate::pipeline::{Observation, Sink};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -211,7 +212,7 @@ impl Counts {
     }
 
     fn get(&self, k: VerdictKind) -> u64 {
-        self.verdicts[verdict_index(k)]
+        self.verdicts[k.index()]
     }
 
     fn divergent(&self) -> u64 {
@@ -224,36 +225,6 @@ impl Counts {
     }
 }
 
-fn verdict_index(k: VerdictKind) -> usize {
-    match k {
-        VerdictKind::Match => 0,
-        VerdictKind::Mismatch => 1,
-        VerdictKind::Noise => 2,
-        VerdictKind::CandidateError => 3,
-        VerdictKind::Skipped => 4,
-    }
-}
-
-fn skip_index(r: SkipReason) -> usize {
-    SkipReason::ALL.iter().position(|x| *x == r).unwrap_or(0)
-}
-
-fn kind_index(k: DiffKind) -> usize {
-    DIFF_KINDS.iter().position(|x| *x == k).unwrap_or(0)
-}
-
-const DIFF_KINDS: [DiffKind; 9] = [
-    DiffKind::Value,
-    DiffKind::Type,
-    DiffKind::Missing,
-    DiffKind::Added,
-    DiffKind::Length,
-    DiffKind::Order,
-    DiffKind::Status,
-    DiffKind::Header,
-    DiffKind::Body,
-];
-
 /// Per (field, kind): exchanges in which it differed, and how many of those only as noise.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct FieldCount {
@@ -263,7 +234,7 @@ struct FieldCount {
 
 #[derive(Debug, Clone, Default)]
 struct FieldCounts {
-    map: HashMap<Box<str>, [FieldCount; DIFF_KINDS.len()]>,
+    map: HashMap<Box<str>, [FieldCount; DiffKind::ALL.len()]>,
 }
 
 impl FieldCounts {
@@ -279,7 +250,7 @@ impl FieldCounts {
                 self.map.entry(key.into()).or_default()
             }
         };
-        let c = &mut slot[kind_index(kind)];
+        let c = &mut slot[kind.index()];
         c.raw += 1;
         c.noise += u64::from(noise);
     }
@@ -301,7 +272,7 @@ impl FieldCounts {
             .flat_map(|(f, kinds)| {
                 kinds
                     .iter()
-                    .zip(DIFF_KINDS)
+                    .zip(DiffKind::ALL)
                     .filter(|(c, _)| c.raw > 0)
                     .map(|(c, k)| FieldStat {
                         field: f.to_string(),
@@ -485,8 +456,8 @@ impl Stats {
     fn record(&self, ep: &mut EndpointStats, epoch: u64, now: SystemTime, o: &Observation<'_>) {
         let cfg = &self.cfg;
         let v = o.verdict;
-        let vi = verdict_index(v.kind);
-        let ri = v.skip_reason.map(skip_index);
+        let vi = v.kind.index();
+        let ri = v.skip_reason.map(SkipReason::index);
         let n = ep.ring.len();
         let b = &mut ep.ring[(epoch % n as u64) as usize];
         if b.epoch != epoch {

@@ -5,7 +5,7 @@
 use shadowdiff::admin::{AdminState, serve};
 use shadowdiff::compare::{DiffKind, Difference, SkipReason, Verdict, VerdictKind};
 use shadowdiff::event::{Event, EventRequest, EventResponse, SCHEMA};
-use shadowdiff::sink::{Observation, Sink};
+use shadowdiff::pipeline::{Observation, Sink};
 use shadowdiff::stats::{ManualClock, Stats, StatsConfig};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -147,7 +147,7 @@ pub struct Server {
 impl Server {
     pub fn start(state: AdminState) -> Server {
         let ready = state.ready.clone();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (addr_tx, addr_rx) = crossbeam_channel::unbounded();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -11,16 +11,17 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use parking_lot::Mutex;
 use shadowdiff::compare::{SkipReason, VerdictKind};
 use shadowdiff::config::{ProxyConfig, Upstream};
 use shadowdiff::ingest::proxy::{self, ProxyHandle};
-use shadowdiff::sink::{Observation, Sink};
+use shadowdiff::pipeline::{Observation, Sink};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -167,7 +168,7 @@ impl TestSink {
     }
 
     pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        self.seen.lock().clone()
     }
 
     pub fn count_kind(&self, k: VerdictKind) -> usize {
@@ -191,7 +192,7 @@ impl TestSink {
 
 impl Sink for TestSink {
     fn observe(&self, o: &Observation<'_>) {
-        self.seen.lock().unwrap().push(Seen {
+        self.seen.lock().push(Seen {
             endpoint: o.endpoint.to_string(),
             kind: o.verdict.kind,
             skip: o.verdict.skip_reason,

@@ -1,6 +1,6 @@
 use super::*;
-use crate::ingest::budget::Budget;
 use crate::ingest::resolve::Resolver;
+use crate::pipeline::budget::Budget;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::pin::Pin;

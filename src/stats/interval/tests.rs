@@ -1,6 +1,6 @@
 use super::*;
 use crate::compare::{Difference, Verdict};
-use crate::sink::Sink;
+use crate::pipeline::Sink;
 use crate::stats::{StatsConfig, Window};
 use std::time::Duration;
 

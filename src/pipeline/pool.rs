@@ -10,10 +10,10 @@
 //! first one lingers up to [`LINGER`] for more, or until a batch is queued. Comparisons wake a
 //! worker at once.
 
+use super::{Observation, Sink};
 use crate::compare::{Comparator, SkipReason, Verdict, VerdictKind};
 use crate::event::{Event, Redaction};
 use crate::exchange::Exchange;
-use crate::sink::{Observation, Sink};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -46,7 +46,8 @@ pub struct Context {
     pub redaction: Redaction,
     pub instance: String,
     pub sink: Arc<dyn Sink>,
-    pub noise: Arc<crate::compare::noise::NoiseModel>,
+    /// Adjusts each verdict before it is observed (the learned noise model).
+    pub refine: Option<Arc<dyn super::Refine>>,
 }
 
 pub struct Pool {
@@ -224,7 +225,9 @@ fn process(ex: &Exchange, ctx: &Context) {
     let mut v = ctx.comparator.compare(ex);
     // Learned noise: what the statistics over many exchanges say of each field (no-op without
     // a secondary answer).
-    ctx.noise.apply(&ex.endpoint, &mut v);
+    if let Some(r) = &ctx.refine {
+        r.refine(&ex.endpoint, &mut v);
+    }
     let event = matches!(
         v.kind,
         VerdictKind::Mismatch | VerdictKind::CandidateError | VerdictKind::Noise
@@ -250,23 +253,23 @@ fn process(ex: &Exchange, ctx: &Context) {
 mod tests {
     use super::*;
     use crate::compare::CompareOptions;
-    use crate::compare::noise::{NoiseConfig, NoiseModel};
     use crate::compare::rules::RuleSet;
+    use crate::stats::noise::{NoiseConfig, NoiseModel};
+    use crossbeam_channel as mpsc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::mpsc;
 
     /// Counts observations; the first one blocks until `release` is sent (when `gate` is set).
     struct Counting {
         seen: AtomicUsize,
-        gate: std::sync::Mutex<Option<mpsc::Receiver<()>>>,
-        entered: std::sync::Mutex<Option<mpsc::Sender<()>>>,
+        gate: parking_lot::Mutex<Option<mpsc::Receiver<()>>>,
+        entered: parking_lot::Mutex<Option<mpsc::Sender<()>>>,
     }
 
     impl Sink for Counting {
         fn observe(&self, _: &Observation<'_>) {
-            if let Some(tx) = self.entered.lock().unwrap().take() {
+            if let Some(tx) = self.entered.lock().take() {
                 let _ = tx.send(());
-                if let Some(rx) = self.gate.lock().unwrap().take() {
+                if let Some(rx) = self.gate.lock().take() {
                     let _ = rx.recv();
                 }
             }
@@ -280,7 +283,7 @@ mod tests {
             redaction: Redaction::new(Vec::new(), Vec::new(), 1024),
             instance: "t".into(),
             sink,
-            noise: Arc::new(NoiseModel::new(NoiseConfig::default())),
+            refine: Some(Arc::new(NoiseModel::new(NoiseConfig::default()))),
         };
         Pool::start(ctx, 1, queue, 0).unwrap()
     }
@@ -302,12 +305,12 @@ mod tests {
     }
 
     fn sink(gated: bool) -> (Arc<Counting>, Gate) {
-        let (release, gate) = mpsc::channel();
-        let (entered_tx, entered) = mpsc::channel();
+        let (release, gate) = mpsc::unbounded();
+        let (entered_tx, entered) = mpsc::unbounded();
         let s = Arc::new(Counting {
             seen: AtomicUsize::new(0),
-            gate: std::sync::Mutex::new(gated.then_some(gate)),
-            entered: std::sync::Mutex::new(gated.then_some(entered_tx)),
+            gate: parking_lot::Mutex::new(gated.then_some(gate)),
+            entered: parking_lot::Mutex::new(gated.then_some(entered_tx)),
         });
         (s, Gate { release, entered })
     }

@@ -1,0 +1,85 @@
+//! The seam between sources and everything downstream of the comparator.
+//!
+//! - A source hands [`crate::exchange::Exchange`]s to the comparison [`pool`] with
+//!   `try_submit`, which never blocks; the bytes an exchange holds are counted against the
+//!   process-wide [`budget`].
+//! - The pool's workers run the pure comparator, let a [`Refine`] (the learned noise model)
+//!   adjust the verdict, build the published event and hand one [`Observation`] to a [`Sink`].
+//! - Everything downstream (statistics, the JSONL file, Kafka) is a [`Sink`]: it observes each
+//!   verdict and must return at once (enqueue on a bounded queue, count what it drops), because
+//!   it is called from the comparison workers.
+//!
+//! This module names no implementation: sinks live in [`crate::sink`] and [`crate::stats`],
+//! sources in [`crate::ingest`], and [`crate::app`] wires them together.
+
+pub mod budget;
+pub mod pool;
+
+use crate::compare::Verdict;
+use crate::event::Event;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// One verdict as sinks see it. Skipped exchanges are observed too (verdict `skipped` with its
+/// reason), so every count adds up.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    pub ts: SystemTime,
+    pub endpoint: &'a str,
+    pub verdict: &'a Verdict,
+    pub primary_latency: Option<Duration>,
+    pub candidate_latency: Option<Duration>,
+    pub secondary_latency: Option<Duration>,
+    /// Time between the earliest and latest of the primary, candidate and secondary sends.
+    pub send_skew: Option<Duration>,
+    /// The published form, built once for verdicts that are published (mismatch, candidate_error,
+    /// noise); `None` for matches and skips, which are only counted.
+    pub event: Option<&'a Arc<Event>>,
+}
+
+pub trait Sink: Send + Sync {
+    /// Takes one observation. Must not block.
+    fn observe(&self, o: &Observation<'_>);
+
+    /// Flushes what is buffered, waiting at most `grace`. Called once at shutdown.
+    fn shutdown(&self, grace: Duration) {
+        let _ = grace;
+    }
+}
+
+/// A stateful step between the pure comparator and the sinks: it may learn from a verdict and
+/// adjust it (the learned noise model, [`crate::stats::noise::NoiseModel`], marks fields that
+/// the secondary shows to be noisy). Called on the comparison workers; must not block.
+pub trait Refine: Send + Sync {
+    fn refine(&self, endpoint: &str, v: &mut Verdict);
+}
+
+/// Several sinks behind one.
+#[derive(Default, Clone)]
+pub struct Fanout {
+    sinks: Vec<Arc<dyn Sink>>,
+}
+
+impl Fanout {
+    pub fn new(sinks: Vec<Arc<dyn Sink>>) -> Self {
+        Self { sinks }
+    }
+
+    pub fn push(&mut self, s: Arc<dyn Sink>) {
+        self.sinks.push(s);
+    }
+}
+
+impl Sink for Fanout {
+    fn observe(&self, o: &Observation<'_>) {
+        for s in &self.sinks {
+            s.observe(o);
+        }
+    }
+
+    fn shutdown(&self, grace: Duration) {
+        for s in &self.sinks {
+            s.shutdown(grace);
+        }
+    }
+}
