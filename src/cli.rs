@@ -2,17 +2,19 @@
 //! built objects (rules, comparator) before any work starts; errors exit 2 (64 for
 //! `check-config`, as DESIGN.md fixes).
 
+mod diff;
+mod gate;
+
+pub use diff::render_human;
+pub use gate::render_gate;
+
+use crate::app::{Aggregator, AppError, Settings, Sidecar};
 use crate::compare::rules::RuleSet;
-use crate::compare::{Comparator, CompareOptions, Difference, Verdict, VerdictKind};
 use crate::config::{Config, ConfigErrors, LogFormat, Upstream};
-use crate::exchange::{self, Response};
-use crate::pipeline::Sink;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -203,7 +205,7 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Diff(args) => match run_diff(&args) {
+        Command::Diff(args) => match diff::run(&args) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("shadowdiff diff: error: {e:#}");
@@ -240,7 +242,7 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Gate(args) => match run_gate(&args) {
+        Command::Gate(args) => match gate::run(&args) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("shadowdiff gate: error: {e:#}");
@@ -315,115 +317,29 @@ fn init_logging(cfg: &crate::config::LogConfig) {
     };
 }
 
-/// The sinks a proxy publishes to, and the handles `/metrics` needs.
-pub struct BuiltSinks {
-    /// Everything behind one `Sink`: pass it to [`crate::ingest::proxy::start`].
-    pub sink: Arc<dyn Sink>,
-    /// The file sink's counters (`shadowdiff_sink_events_total{sink="file",outcome=...}`).
-    pub file: Option<Arc<crate::sink::file::FileSinkCounters>>,
-    /// The Kafka sink's counters, when configured.
-    pub kafka: Option<crate::sink::kafka::KafkaStatsHandle>,
-    /// The interval statistics publisher's counters, when Kafka is configured.
-    pub kafka_stats: Option<crate::sink::kafka_stats::StatsPublisherHandle>,
+/// Reads `--config` (or the defaults); a bad file prints its problems and yields exit 64.
+fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
+    match path {
+        Some(p) => Config::load(p).map_err(|e| {
+            print_problems(&e);
+            ExitCode::from(64)
+        }),
+        None => Ok(Config::default()),
+    }
 }
 
-/// The sinks the config asks for, plus `extra` ones (the statistics sink, say). With no sink
-/// configured, the file sink with its defaults.
-pub fn build_sinks(cfg: &Config, extra: Vec<Arc<dyn Sink>>) -> anyhow::Result<BuiltSinks> {
-    let mut fan = crate::pipeline::Fanout::new(extra);
-    let file = match (&cfg.sinks.file, &cfg.sinks.kafka) {
-        (Some(f), _) => Some(f.clone()),
-        (None, None) => Some(crate::config::FileSinkConfig::default()),
-        (None, Some(_)) => None,
-    };
-    let mut file_counters = None;
-    if let Some(f) = file {
-        let s = crate::sink::file::FileSink::open(&f)?;
-        tracing::info!(sink = "file", path = %f.path.display(), "events go to a JSONL file");
-        file_counters = Some(s.counters());
-        fan.push(Arc::new(s));
-    }
-    let mut kafka = None;
-    let mut kafka_stats = None;
-    if let Some(k) = &cfg.sinks.kafka {
-        let kc = crate::sink::kafka::KafkaConfig {
-            brokers: k.brokers.clone(),
-            topic: k.topic.clone(),
-            stats_topic: k.stats_topic.clone(),
-            spool_dir: k.spool_dir.clone(),
-            options: k.options.clone(),
-            ..Default::default()
-        };
-        // Interval statistics first: at shutdown its last interval goes out before the events
-        // sink spends its share of the grace period.
-        let mut sc =
-            crate::sink::kafka_stats::StatsPublisherConfig::new(kc.clone(), cfg.instance_name());
-        sc.interval = k.stats_interval;
-        let p = crate::sink::kafka_stats::StatsPublisher::start(sc)
-            .context("cannot start the Kafka statistics publisher")?;
-        kafka_stats = Some(p.handle());
-        fan.push(Arc::new(p));
-        let s = crate::sink::kafka::KafkaSink::start(kc).context("cannot start the Kafka sink")?;
-        tracing::info!(sink = "kafka", brokers = %k.brokers, topic = %k.topic, "events go to Kafka");
-        kafka = Some(s.stats_handle());
-        fan.push(Arc::new(s));
-    }
-    Ok(BuiltSinks {
-        sink: Arc::new(fan),
-        file: file_counters,
-        kafka,
-        kafka_stats,
-    })
-}
-
-/// `shadowdiff_sink_events_total{sink="kafka_stats",outcome}`: the interval statistics messages.
-fn kafka_stats_metrics(
-    h: crate::sink::kafka_stats::StatsPublisherHandle,
-) -> Arc<dyn crate::admin::MetricsSource> {
-    use crate::admin::{MetricFamily, SINK_EVENTS_TOTAL};
-    Arc::new(move || {
-        let mut m = MetricFamily::counter(SINK_EVENTS_TOTAL, "Events per sink and outcome");
-        for (outcome, n) in h.snapshot().outcomes() {
-            m = m.with(&[("sink", "kafka_stats"), ("outcome", outcome)], n as f64);
-        }
-        vec![m]
-    })
-}
-
-/// Resolves when SIGTERM or SIGINT arrives.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
-                    _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutdown requested"),
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the proxy");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+fn runtime(name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(name)
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn run_proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
-    let mut cfg = match &args.config {
-        Some(p) => match Config::load(p) {
-            Ok(c) => c,
-            Err(e) => {
-                print_problems(&e);
-                return Ok(ExitCode::from(64));
-            }
-        },
-        None => Config::default(),
+    let mut cfg = match load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
     };
     if let Some(v) = args.listen {
         cfg.listen = v;
@@ -444,80 +360,31 @@ fn run_proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         cfg.admin = Some(v);
     }
     init_logging(&cfg.log);
-    let rules = match cfg.load_rules() {
-        Ok(r) => r,
+    let settings = match Settings::load(cfg) {
+        Ok(s) => s,
         Err(e) => {
             print_problems(&e);
             return Ok(ExitCode::from(64));
         }
     };
-    // The statistics sink joins the fan-out so the admin server can read what it counts.
-    let stats = Arc::new(crate::stats::Stats::new(crate::stats::StatsConfig {
-        window: cfg.stats.window,
-        bucket: cfg.stats.bucket,
-        ..Default::default()
-    }));
-    let sinks = build_sinks(&cfg, vec![stats.clone() as Arc<dyn Sink>])?;
-    let admin = cfg
-        .admin
-        .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 9901)));
-    let gate = cfg.gate.clone();
-    let pc = match cfg.into_proxy(rules) {
-        Ok(pc) => pc,
-        Err(e) => {
+    let run = runtime("shadowdiff")?.block_on(async move {
+        let sidecar = Sidecar::start(settings, crate::app::shutdown_signal()).await?;
+        sidecar.join().await
+    });
+    match run {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(AppError::Config(e)) => {
             print_problems(&e);
-            return Ok(ExitCode::from(64));
+            Ok(ExitCode::from(64))
         }
-    };
-    let noise = pc.file.secondary.is_some().then(|| pc.noise.clone());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("shadowdiff")
-        .build()
-        .context("cannot start the async runtime")?;
-    rt.block_on(async move {
-        let handle = crate::ingest::proxy::start(pc, sinks.sink, shutdown_signal()).await?;
-        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let state = admin_state(
-            stats,
-            ready.clone(),
-            &gate,
-            handle.counters(),
-            sinks.file.clone(),
-            sinks.kafka.clone(),
-        );
-        let mut state = state;
-        state.noise = noise;
-        if let Some(h) = sinks.kafka_stats.clone() {
-            state = state.with_metrics_source(kafka_stats_metrics(h));
-        }
-        let listener = tokio::net::TcpListener::bind(admin)
-            .await
-            .with_context(|| format!("cannot bind the admin address {admin}"))?;
-        tracing::info!(admin = %admin, "admin API, /metrics and review UI");
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::admin::serve(listener, state, async move {
-            let _ = stop_rx.await;
-        }));
-        ready.store(true, std::sync::atomic::Ordering::Release);
-        handle.join().await?;
-        let _ = stop_tx.send(());
-        let _ = server.await;
-        anyhow::Ok(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn run_aggregate(args: AggregateArgs) -> anyhow::Result<ExitCode> {
-    let file = match &args.config {
-        Some(p) => match Config::load(p) {
-            Ok(c) => c,
-            Err(e) => {
-                print_problems(&e);
-                return Ok(ExitCode::from(64));
-            }
-        },
-        None => Config::default(),
+    let file = match load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
     };
     init_logging(&file.log);
     let kafka = file.sinks.kafka.clone();
@@ -552,358 +419,10 @@ fn run_aggregate(args: AggregateArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = probe {
         bail!("kafka consumer configuration: {e}");
     }
-    let stats = Arc::new(crate::stats::Stats::new(crate::stats::StatsConfig {
-        window: file.stats.window,
-        bucket: file.stats.bucket,
-        ..Default::default()
-    }));
-    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut state = crate::admin::AdminState::new(stats, ready);
-    state.gate_max_divergence = file.gate.max_divergence;
-    state.gate_min_samples = file.gate.min_samples;
-    state.gate_thresholds = file
-        .gate
-        .endpoints
-        .iter()
-        .filter_map(|(e, t)| t.max_divergence.map(|m| (e.clone(), m)))
-        .collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("shadowdiff-agg")
-        .build()
-        .context("cannot start the async runtime")?;
-    rt.block_on(crate::aggregate::run(ac, state, shutdown_signal()))?;
+    runtime("shadowdiff-agg")?.block_on(Aggregator::run(
+        &file,
+        ac,
+        crate::app::shutdown_signal(),
+    ))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Loads rules from a path, or an empty rule set.
-pub fn load_rules(path: Option<&Path>) -> anyhow::Result<RuleSet> {
-    match path {
-        None => Ok(RuleSet::default()),
-        Some(p) => {
-            if !p.exists() {
-                bail!("rules path {} does not exist", p.display());
-            }
-            RuleSet::load(p).map_err(|e| anyhow::anyhow!("{e}"))
-        }
-    }
-}
-
-fn run_diff(args: &DiffArgs) -> anyhow::Result<ExitCode> {
-    let rules = load_rules(args.rules.as_deref())?;
-    if let Some(e) = &args.endpoint {
-        crate::compare::pattern::EndpointPattern::parse(e)
-            .map_err(|err| anyhow::anyhow!("--endpoint: {err}"))?;
-    }
-    let cmp = Comparator::new(Arc::new(rules), CompareOptions::default());
-    let left = std::fs::read(&args.left)
-        .with_context(|| format!("cannot read {}", args.left.display()))?;
-    let right = std::fs::read(&args.right)
-        .with_context(|| format!("cannot read {}", args.right.display()))?;
-    let verdict = match (parse_http_response(&left)?, parse_http_response(&right)?) {
-        (Some(p), Some(c)) => {
-            let (method, path) = args
-                .endpoint
-                .as_deref()
-                .and_then(|e| e.split_once(' '))
-                .unwrap_or(("GET", "/"));
-            let req = exchange::Request {
-                method: method.to_string(),
-                path: path.trim().to_string(),
-                ..Default::default()
-            };
-            cmp.compare_responses(&req, args.endpoint.as_deref(), &p, &c)
-        }
-        (None, None) => cmp.compare_bodies(args.endpoint.as_deref(), &left, &right, None, None),
-        _ => bail!(
-            "one side is a raw HTTP response and the other a bare body; give two of the same form"
-        ),
-    };
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        let doc = JsonOutput {
-            verdict: verdict.kind,
-            differences: &verdict.differences,
-            signature: verdict.signature.as_deref(),
-            notes: &verdict.notes,
-            truncated: verdict.truncated,
-        };
-        let doc = serde_json::to_string(&doc)?;
-        writeln!(out, "{doc}")?;
-    } else {
-        let color = match args.color.as_str() {
-            "always" => true,
-            "never" => false,
-            _ => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-        };
-        write!(out, "{}", render_human(&verdict, color))?;
-    }
-    Ok(match verdict.kind {
-        VerdictKind::Match => ExitCode::SUCCESS,
-        VerdictKind::Skipped => ExitCode::from(2),
-        _ => ExitCode::from(1),
-    })
-}
-
-/// `diff --json` output. A struct rather than `json!`: serde_json (without `preserve_order`)
-/// sorts map keys, and DESIGN.md shows `verdict` first, then `differences`.
-#[derive(serde::Serialize)]
-struct JsonOutput<'a> {
-    verdict: VerdictKind,
-    differences: &'a [Difference],
-    signature: Option<&'a str>,
-    notes: &'a [String],
-    truncated: bool,
-}
-
-/// A raw HTTP/1.x response (status line, headers, body), or `None` if the bytes are a bare body.
-fn parse_http_response(bytes: &[u8]) -> anyhow::Result<Option<Response>> {
-    if !bytes.starts_with(b"HTTP/1.") {
-        return Ok(None);
-    }
-    let mut headers = [httparse::EMPTY_HEADER; 128];
-    let mut resp = httparse::Response::new(&mut headers);
-    let n = match resp
-        .parse(bytes)
-        .context("not a valid HTTP response head")?
-    {
-        httparse::Status::Complete(n) => n,
-        httparse::Status::Partial => bail!("HTTP response head is incomplete"),
-    };
-    let mut map = http::HeaderMap::new();
-    for h in resp.headers.iter() {
-        let name = http::HeaderName::from_bytes(h.name.as_bytes()).context("bad header name")?;
-        map.append(
-            name,
-            http::HeaderValue::from_bytes(h.value).context("bad header value")?,
-        );
-    }
-    Ok(Some(Response {
-        status: resp.code.unwrap_or(0),
-        headers: map,
-        body: bytes::Bytes::copy_from_slice(&bytes[n..]),
-        latency: Default::default(),
-    }))
-}
-
-/// The human listing: verdict line, then one line per difference, colour optional.
-pub fn render_human(v: &Verdict, color: bool) -> String {
-    let paint = |code: &str, s: &str| {
-        if color {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
-    };
-    let mut s = String::new();
-    let head = match v.kind {
-        VerdictKind::Match => paint("32;1", "match"),
-        VerdictKind::Skipped => paint(
-            "33;1",
-            &format!(
-                "skipped ({})",
-                v.skip_reason.map(|r| r.as_str()).unwrap_or("?")
-            ),
-        ),
-        k => paint("31;1", k.as_str()),
-    };
-    s.push_str(&head);
-    if !v.differences.is_empty() {
-        s.push_str(&format!(": {} difference(s)", v.differences.len()));
-        if let Some(sig) = &v.signature {
-            s.push_str(&format!(", signature {sig}"));
-        }
-    }
-    s.push('\n');
-    for d in &v.differences {
-        s.push_str(&render_difference(d, &paint));
-    }
-    if v.truncated {
-        s.push_str("  … more differences not shown\n");
-    }
-    for n in &v.notes {
-        s.push_str(&format!("note: {n}\n"));
-    }
-    s
-}
-
-fn render_difference(d: &Difference, paint: &dyn Fn(&str, &str) -> String) -> String {
-    let path = if d.path.is_empty() {
-        "(root)"
-    } else {
-        d.path.as_str()
-    };
-    let kind = paint("36", &format!("{:<8}", d.kind.as_str()));
-    if let Some(detail) = d
-        .detail
-        .as_deref()
-        .filter(|_| d.kind == crate::compare::DiffKind::Body)
-    {
-        let body: String = detail
-            .lines()
-            .map(|l| match l.chars().next() {
-                Some('-') => format!("    {}\n", paint("31", l)),
-                Some('+') => format!("    {}\n", paint("32", l)),
-                _ => format!("    {l}\n"),
-            })
-            .collect();
-        return format!("  {kind} {path}\n{body}");
-    }
-    format!(
-        "  {kind} {path}: {} → {}\n",
-        paint("31", &compact(&d.primary)),
-        paint("32", &compact(&d.candidate))
-    )
-}
-
-fn compact(v: &serde_json::Value) -> String {
-    let s = v.to_string();
-    if s.chars().count() > 120 {
-        format!("{}…", s.chars().take(120).collect::<String>())
-    } else {
-        s
-    }
-}
-
-fn run_gate(args: &GateArgs) -> anyhow::Result<ExitCode> {
-    use crate::admin::client::{GateQuery, fetch_gate};
-    let q = GateQuery {
-        max_divergence: args.max_divergence.clone(),
-        min_samples: args.min_samples,
-        endpoint: args.endpoint.clone(),
-        window: args.window.clone(),
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let report = rt.block_on(fetch_gate(&args.url, &q, args.timeout))?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", serde_json::to_string(&report)?)?;
-    } else {
-        write!(out, "{}", render_gate(&report))?;
-    }
-    Ok(ExitCode::from(report.verdict.exit_code()))
-}
-
-/// The gate report as a table: one line per endpoint, then the pool and the verdict.
-pub fn render_gate(r: &crate::stats::GateReport) -> String {
-    let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.3}%", v * 100.0));
-    let ci = |c: [f64; 2]| format!("[{:.3}%, {:.3}%]", c[0] * 100.0, c[1] * 100.0);
-    let width = r
-        .endpoints
-        .iter()
-        .map(|e| e.endpoint.chars().count())
-        .chain([8])
-        .max()
-        .unwrap_or(8);
-    let mut s = format!(
-        "{:<width$}  {:>9}  {:>9}  {:>20}  {:>9}  verdict\n",
-        "endpoint", "samples", "rate", "ci95", "threshold"
-    );
-    let mut row = |name: &str, n: u64, rate: Option<f64>, c: [f64; 2], t: f64, v: &str| {
-        s.push_str(&format!(
-            "{name:<width$}  {n:>9}  {:>9}  {:>20}  {:>9}  {v}\n",
-            pct(rate),
-            ci(c),
-            pct(Some(t))
-        ));
-    };
-    for e in &r.endpoints {
-        row(
-            &e.endpoint,
-            e.samples,
-            e.divergence_rate,
-            e.ci95,
-            e.max_divergence,
-            e.verdict.as_str(),
-        );
-    }
-    row(
-        "(all)",
-        r.samples,
-        r.divergence_rate,
-        r.ci95,
-        r.max_divergence,
-        r.pool_verdict.as_str(),
-    );
-    s.push_str(&format!(
-        "\ngate: {} (window {}, min samples {})\n",
-        r.verdict.as_str(),
-        r.window,
-        r.min_samples
-    ));
-    s
-}
-
-/// The admin server's state: statistics, gate thresholds from the config, and the proxy's and
-/// sinks' own counters as `/metrics` sources (read from atomics at each scrape).
-pub fn admin_state(
-    stats: Arc<crate::stats::Stats>,
-    ready: Arc<std::sync::atomic::AtomicBool>,
-    gate: &crate::config::GateConfig,
-    counters: Arc<crate::ingest::Counters>,
-    file: Option<Arc<crate::sink::file::FileSinkCounters>>,
-    kafka: Option<crate::sink::kafka::KafkaStatsHandle>,
-) -> crate::admin::AdminState {
-    use crate::admin::{MetricFamily, SHADOW_IN_FLIGHT, SINK_EVENTS_TOTAL};
-    use std::sync::atomic::Ordering::Relaxed;
-    let mut state =
-        crate::admin::AdminState::new(stats, ready).with_metrics_source(Arc::new(move || {
-            let mut out = vec![MetricFamily::gauge(
-                SHADOW_IN_FLIGHT,
-                "Shadow requests in flight",
-                counters.shadows_in_flight.load(Relaxed) as f64,
-            )];
-            out.push(MetricFamily::gauge(
-                "shadowdiff_shadow_admit_ratio",
-                "Fraction of eligible requests shadowed now: below 1 while the I/O threads are saturated (shadow.overload)",
-                counters.overload.admit_ratio(),
-            ));
-            out.push(MetricFamily::gauge(
-                "shadowdiff_io_busy_ratio",
-                "Busy share of the proxy's I/O threads over the last 100 ms, of the cores the process may use",
-                counters.overload.busy_ratio(),
-            ));
-            out.push(MetricFamily::gauge(
-                "shadowdiff_shadow_buffered_bytes",
-                "Bytes held by shadows (copies and answers awaiting comparison), against shadow.max_buffered_bytes",
-                counters.buffered.used() as f64,
-            ));
-            let mut sink = MetricFamily::counter(SINK_EVENTS_TOTAL, "Events per sink and outcome");
-            if let Some(f) = &file {
-                for (outcome, n) in f.snapshot() {
-                    sink = sink.with(&[("sink", "file"), ("outcome", outcome)], n as f64);
-                }
-            }
-            if let Some(k) = &kafka {
-                let snap = k.snapshot();
-                for (outcome, n) in snap.outcomes() {
-                    sink = sink.with(&[("sink", "kafka"), ("outcome", outcome)], n as f64);
-                }
-                out.push(MetricFamily::gauge(
-                    "shadowdiff_spool_events",
-                    "Events waiting in the Kafka spool",
-                    snap.spool_events as f64,
-                ));
-                out.push(
-                    MetricFamily::counter(
-                        "shadowdiff_kafka_producer_restarts_total",
-                        "Kafka producers replaced after a fatal error or a stall while connected",
-                    )
-                    .with(&[], snap.producer_restarts as f64),
-                );
-            }
-            out.push(sink);
-            out
-        }));
-    state.gate_max_divergence = gate.max_divergence;
-    state.gate_min_samples = gate.min_samples;
-    state.gate_thresholds = gate
-        .endpoints
-        .iter()
-        .filter_map(|(e, t)| t.max_divergence.map(|m| (e.clone(), m)))
-        .collect();
-    state
 }

@@ -34,6 +34,7 @@
 
 pub mod admin;
 pub mod aggregate;
+pub mod app;
 pub mod cli;
 pub mod compare;
 pub mod config;

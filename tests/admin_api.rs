@@ -467,9 +467,12 @@ struct SinkCounters;
 impl MetricsSource for SinkCounters {
     fn collect(&self) -> Vec<MetricFamily> {
         vec![
-            MetricFamily::counter(shadowdiff::admin::SINK_EVENTS_TOTAL, "unused: merged")
-                .with(&[("sink", "file"), ("outcome", "written")], 240.0)
-                .with(&[("sink", "file"), ("outcome", "dropped")], 10.0),
+            MetricFamily::counter(
+                shadowdiff::pipeline::metrics::SINK_EVENTS_TOTAL,
+                "unused: merged",
+            )
+            .with(&[("sink", "file"), ("outcome", "written")], 240.0)
+            .with(&[("sink", "file"), ("outcome", "dropped")], 10.0),
         ]
     }
 }
@@ -483,7 +486,7 @@ fn metrics_parse_as_prometheus_text() {
     controlled_mix(&f);
     let in_flight = || {
         vec![MetricFamily::gauge(
-            shadowdiff::admin::SHADOW_IN_FLIGHT,
+            shadowdiff::ingest::SHADOW_IN_FLIGHT,
             "x",
             7.0,
         )]

@@ -5,87 +5,13 @@
 //! [`MetricsSource`]s the caller registers. Samples of one name from several sources are merged
 //! under one `# HELP`/`# TYPE` header, as the format requires.
 
+use crate::ingest::SHADOW_IN_FLIGHT;
+use crate::pipeline::metrics::SINK_EVENTS_TOTAL;
+pub use crate::pipeline::metrics::{MetricFamily, MetricKind, MetricsSource};
 use crate::stats::{HistogramBuckets, Stats, Window};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricKind {
-    Counter,
-    Gauge,
-}
-
-impl MetricKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            MetricKind::Counter => "counter",
-            MetricKind::Gauge => "gauge",
-        }
-    }
-}
-
-/// One metric family reported by a [`MetricsSource`]: a name, its help text and its samples.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricFamily {
-    pub name: String,
-    pub help: String,
-    pub kind: MetricKind,
-    /// (labels, value). Label values are escaped when written.
-    pub samples: Vec<(Vec<(String, String)>, f64)>,
-}
-
-impl MetricFamily {
-    pub fn gauge(name: &str, help: &str, value: f64) -> Self {
-        Self {
-            name: name.into(),
-            help: help.into(),
-            kind: MetricKind::Gauge,
-            samples: vec![(Vec::new(), value)],
-        }
-    }
-
-    pub fn counter(name: &str, help: &str) -> Self {
-        Self {
-            name: name.into(),
-            help: help.into(),
-            kind: MetricKind::Counter,
-            samples: Vec::new(),
-        }
-    }
-
-    /// Adds one sample with labels.
-    pub fn with(mut self, labels: &[(&str, &str)], value: f64) -> Self {
-        self.samples.push((
-            labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            value,
-        ));
-        self
-    }
-}
-
-/// Something that reports extra metrics at scrape time. Called on the admin server's task, so it
-/// should read atomics, not take long locks. Closures returning `Vec<MetricFamily>` implement it.
-pub trait MetricsSource: Send + Sync {
-    fn collect(&self) -> Vec<MetricFamily>;
-}
-
-impl<F> MetricsSource for F
-where
-    F: Fn() -> Vec<MetricFamily> + Send + Sync,
-{
-    fn collect(&self) -> Vec<MetricFamily> {
-        self()
-    }
-}
-
-/// Name of the in-flight gauge the proxy reports (DESIGN.md, "Metrics").
-pub const SHADOW_IN_FLIGHT: &str = "shadowdiff_shadow_in_flight";
-/// Name of the per-sink counter the sinks report, labels `sink` and `outcome`.
-pub const SINK_EVENTS_TOTAL: &str = "shadowdiff_sink_events_total";
 
 /// Escapes a label value: backslash, double quote and line feed (text format 0.0.4).
 pub fn escape_label(v: &str) -> String {

@@ -8,7 +8,7 @@
 pub mod client;
 pub mod metrics;
 
-pub use metrics::{MetricFamily, MetricKind, MetricsSource, SHADOW_IN_FLIGHT, SINK_EVENTS_TOTAL};
+pub use metrics::{MetricFamily, MetricKind, MetricsSource};
 
 use crate::compare::VerdictKind;
 use crate::stats::{GateParams, MismatchQuery, Stats, Window};

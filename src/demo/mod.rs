@@ -4,10 +4,10 @@
 
 pub mod services;
 
+use crate::app::{Settings, Sidecar};
 use crate::compare::rules::RuleSet;
-use crate::config::{ProxyConfig, Upstream};
-use crate::pipeline::Sink;
-use crate::stats::{GateParams, Stats, StatsConfig, Window};
+use crate::config::{Config, Upstream};
+use crate::stats::{GateParams, Stats, Window};
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -15,7 +15,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The demo's traffic and rules, embedded so `shadowdiff demo` works from any directory.
@@ -74,41 +74,33 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let sources: Vec<(&Path, &str)> = RULES.iter().map(|(n, t)| (Path::new(*n), *t)).collect();
     let rules = RuleSet::from_sources(&sources).map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    let mut pc = ProxyConfig::new(upstream(legacy)?, upstream(candidate)?);
-    pc.rules = Arc::new(rules);
-    pc.instance = "demo".into();
-    pc.file.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    pc.file.secondary = secondary.map(upstream).transpose()?;
-    let noise = opts.secondary.then(|| pc.noise.clone());
-    let stats = Arc::new(Stats::new(StatsConfig::default()));
+    let config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        primary: Some(upstream(legacy)?),
+        candidate: Some(upstream(candidate)?),
+        secondary: secondary.map(upstream).transpose()?,
+        admin: Some(opts.admin),
+        instance: Some("demo".into()),
+        ..Config::default()
+    };
+    let settings = Settings {
+        config,
+        rules,
+        // Statistics only: a demo must not write event files where it was started.
+        default_file_sink: false,
+        // The default port may be taken (another sidecar): any free port will do for a demo.
+        admin_fallback: true,
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = crate::ingest::proxy::start(pc, stats.clone() as Arc<dyn Sink>, async move {
+    let sidecar = Sidecar::start(settings, async move {
         let _ = stop_rx.await;
     })
     .await
     .context("cannot start the sidecar")?;
-    let proxy = handle.local_addr();
-
-    let listener = match tokio::net::TcpListener::bind(opts.admin).await {
-        Ok(l) => l,
-        // The default port may be taken (another sidecar): any free port will do for a demo.
-        Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-    };
-    let admin = listener.local_addr()?;
-    let ready = Arc::new(AtomicBool::new(true));
-    let mut state = crate::cli::admin_state(
-        stats.clone(),
-        ready,
-        &crate::config::GateConfig::default(),
-        handle.counters(),
-        None,
-        None,
-    );
-    state.noise = noise.clone();
-    let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::admin::serve(listener, state, async move {
-        let _ = admin_stop_rx.await;
-    }));
+    let proxy = sidecar.proxy_addr();
+    let admin = sidecar.admin_addr();
+    let stats = sidecar.stats().clone();
+    let noise = sidecar.noise().cloned();
 
     eprintln!("legacy   http://{legacy}\ncandidate http://{candidate}");
     if let Some(s) = secondary {
@@ -146,9 +138,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
     }
     let _ = stop_tx.send(());
-    handle.join().await?;
-    let _ = admin_stop_tx.send(());
-    let _ = server.await;
+    sidecar.join().await?;
     Ok(())
 }
 

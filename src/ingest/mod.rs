@@ -68,3 +68,34 @@ impl Counters {
         self.shadows_in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+/// Name of the in-flight gauge the proxy reports (DESIGN.md, "Metrics").
+pub const SHADOW_IN_FLIGHT: &str = "shadowdiff_shadow_in_flight";
+
+impl crate::pipeline::metrics::MetricsSource for Counters {
+    fn collect(&self) -> Vec<crate::pipeline::metrics::MetricFamily> {
+        use crate::pipeline::metrics::MetricFamily;
+        vec![
+            MetricFamily::gauge(
+                SHADOW_IN_FLIGHT,
+                "Shadow requests in flight",
+                self.shadows_in_flight.load(Ordering::Relaxed) as f64,
+            ),
+            MetricFamily::gauge(
+                "shadowdiff_shadow_admit_ratio",
+                "Fraction of eligible requests shadowed now: below 1 while the I/O threads are saturated (shadow.overload)",
+                self.overload.admit_ratio(),
+            ),
+            MetricFamily::gauge(
+                "shadowdiff_io_busy_ratio",
+                "Busy share of the proxy's I/O threads over the last 100 ms, of the cores the process may use",
+                self.overload.busy_ratio(),
+            ),
+            MetricFamily::gauge(
+                "shadowdiff_shadow_buffered_bytes",
+                "Bytes held by shadows (copies and answers awaiting comparison), against shadow.max_buffered_bytes",
+                self.buffered.used() as f64,
+            ),
+        ]
+    }
+}

@@ -13,6 +13,7 @@
 //! sources in [`crate::ingest`], and [`crate::app`] wires them together.
 
 pub mod budget;
+pub mod metrics;
 pub mod pool;
 
 use crate::compare::Verdict;

@@ -52,6 +52,15 @@ impl FileSinkCounters {
     }
 }
 
+impl crate::pipeline::metrics::MetricsSource for FileSinkCounters {
+    fn collect(&self) -> Vec<crate::pipeline::metrics::MetricFamily> {
+        vec![crate::pipeline::metrics::sink_events(
+            "file",
+            self.snapshot(),
+        )]
+    }
+}
+
 enum Msg {
     Line(String),
     /// Flush, fsync, and answer; the writer stops after it.

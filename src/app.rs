@@ -1,0 +1,357 @@
+//! The one wiring of the application (mini-redis's `server::run`, linkerd's `Config::build →
+//! App`). [`Sidecar::start`] turns a validated [`Config`] and its rules into running components:
+//! statistics, the learned noise model, the sinks, the comparison pool, the source and the admin
+//! server. [`Aggregator::run`] does the same for the fleet view. `shadowdiff proxy`, `demo` and
+//! the integration tests all start here, so a setting cannot reach one of them and miss another;
+//! a new source (capture, replay) adds only its own start next to the proxy's.
+//!
+//! Shutdown follows the pipeline (vector's rule): only the source watches the shutdown signal;
+//! once it has drained, the comparison pool stops, the sinks flush within the grace period, and
+//! the admin server goes last, so `/metrics` can be scraped until the end.
+
+use crate::admin::{AdminState, MetricsSource};
+use crate::compare::rules::RuleSet;
+use crate::config::{Config, ConfigErrors, GateConfig};
+use crate::ingest::Counters;
+use crate::ingest::proxy::{self, ProxyError, ProxyHandle};
+use crate::pipeline::{Fanout, Sink};
+use crate::sink::file::FileSink;
+use crate::stats::Stats;
+use crate::stats::noise::NoiseModel;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Why the application could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The settings are invalid (exit 64, as `check-config`).
+    #[error("invalid configuration")]
+    Config(#[from] ConfigErrors),
+    #[error("cannot start the {sink} sink: {reason}")]
+    Sink { sink: &'static str, reason: String },
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    #[error("cannot bind the admin address {addr}: {source}")]
+    AdminBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("admin server: {0}")]
+    Admin(String),
+}
+
+/// Everything a sidecar starts from: the validated config (file plus flags) and compiled rules.
+#[derive(Debug)]
+pub struct Settings {
+    pub config: Config,
+    pub rules: RuleSet,
+    /// With no sink configured, publish events to the default JSONL file (`proxy`), or only
+    /// count them (`demo`, which must not write into the directory it was started from).
+    pub default_file_sink: bool,
+    /// When the admin address is taken, bind a free loopback port instead of failing (`demo`:
+    /// another sidecar may hold 9901).
+    pub admin_fallback: bool,
+}
+
+impl Settings {
+    /// The settings of `shadowdiff proxy`: loads the rules the config names.
+    pub fn load(config: Config) -> Result<Settings, ConfigErrors> {
+        let rules = config.load_rules()?;
+        Ok(Settings {
+            config,
+            rules,
+            default_file_sink: true,
+            admin_fallback: false,
+        })
+    }
+}
+
+/// The admin address when the config names none.
+pub const DEFAULT_ADMIN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
+
+/// A running sidecar: the proxy, its pipeline and the admin server.
+pub struct Sidecar {
+    proxy: ProxyHandle,
+    stats: Arc<Stats>,
+    noise: Option<Arc<NoiseModel>>,
+    admin_addr: SocketAddr,
+    admin_stop: oneshot::Sender<()>,
+    admin: JoinHandle<Result<(), crate::admin::AdminError>>,
+}
+
+impl Sidecar {
+    /// Builds and starts every component; the proxy serves until `shutdown` completes, then
+    /// drains within `shutdown_grace` (see [`Sidecar::join`]).
+    pub async fn start(
+        settings: Settings,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Sidecar, AppError> {
+        let Settings {
+            config: cfg,
+            rules,
+            default_file_sink,
+            admin_fallback,
+        } = settings;
+        let stats = Arc::new(Stats::new(crate::stats::StatsConfig {
+            window: cfg.stats.window,
+            bucket: cfg.stats.bucket,
+            ..Default::default()
+        }));
+        // The statistics sink joins the fan-out so the admin server can read what it counts.
+        let sinks = Sinks::build(
+            &cfg,
+            vec![stats.clone() as Arc<dyn Sink>],
+            default_file_sink,
+        )?;
+        let admin = cfg.admin.unwrap_or(DEFAULT_ADMIN);
+        let gate = cfg.gate.clone();
+        let pc = cfg.into_proxy(rules)?;
+        // Learned noise is served only when a secondary feeds it.
+        let noise = pc.file.secondary.is_some().then(|| pc.noise.clone());
+        let proxy = proxy::start(pc, sinks.sink, shutdown).await?;
+
+        let listener = bind_admin(admin, admin_fallback).await?;
+        let admin_addr = listener
+            .local_addr()
+            .map_err(|source| AppError::AdminBind {
+                addr: admin,
+                source,
+            })?;
+        let ready = Arc::new(AtomicBool::new(false));
+        let mut state = admin_state(stats.clone(), ready.clone(), &gate)
+            .with_metrics_source(proxy.counters() as Arc<dyn MetricsSource>);
+        for s in sinks.metrics {
+            state = state.with_metrics_source(s);
+        }
+        state.noise = noise.clone();
+        tracing::info!(admin = %admin_addr, "admin API, /metrics and review UI");
+        let (admin_stop, stop_rx) = oneshot::channel::<()>();
+        let admin = tokio::spawn(crate::admin::serve(listener, state, async move {
+            let _ = stop_rx.await;
+        }));
+        ready.store(true, Ordering::Release);
+        Ok(Sidecar {
+            proxy,
+            stats,
+            noise,
+            admin_addr,
+            admin_stop,
+            admin,
+        })
+    }
+
+    /// The address the proxy listens on (useful with port 0).
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy.local_addr()
+    }
+
+    /// The admin server's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The statistics every verdict is counted in.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// The learned noise model, when a secondary is configured.
+    pub fn noise(&self) -> Option<&Arc<NoiseModel>> {
+        self.noise.as_ref()
+    }
+
+    /// The source's live counters.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.proxy.counters()
+    }
+
+    /// Waits until the proxy has drained (its shutdown signal came), then stops the admin server.
+    pub async fn join(self) -> Result<(), AppError> {
+        let served = self.proxy.join().await;
+        let _ = self.admin_stop.send(());
+        let admin = self.admin.await;
+        served?;
+        match admin {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(AppError::Admin(e.to_string())),
+            Err(e) => Err(AppError::Admin(e.to_string())),
+        }
+    }
+}
+
+/// The fleet view (`shadowdiff aggregate`): statistics merged from every sidecar's Kafka topics,
+/// served by the same admin API and UI, with the gate defaults of the config file.
+pub struct Aggregator;
+
+impl Aggregator {
+    /// Runs until `shutdown` completes.
+    pub async fn run(
+        cfg: &Config,
+        ac: crate::aggregate::AggregateConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), crate::aggregate::AggregateError> {
+        let stats = Arc::new(Stats::new(crate::stats::StatsConfig {
+            window: cfg.stats.window,
+            bucket: cfg.stats.bucket,
+            ..Default::default()
+        }));
+        let state = admin_state(stats, Arc::new(AtomicBool::new(false)), &cfg.gate);
+        crate::aggregate::run(ac, state, shutdown).await
+    }
+}
+
+/// The admin server's state: statistics, readiness and the gate's defaults from the config.
+fn admin_state(stats: Arc<Stats>, ready: Arc<AtomicBool>, gate: &GateConfig) -> AdminState {
+    let mut state = AdminState::new(stats, ready);
+    state.gate_max_divergence = gate.max_divergence;
+    state.gate_min_samples = gate.min_samples;
+    state.gate_thresholds = gate
+        .endpoints
+        .iter()
+        .filter_map(|(e, t)| t.max_divergence.map(|m| (e.clone(), m)))
+        .collect();
+    state
+}
+
+async fn bind_admin(addr: SocketAddr, fallback: bool) -> Result<tokio::net::TcpListener, AppError> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if fallback => {
+            tracing::info!(admin = %addr, error = %e, "admin address taken; using a free port");
+            tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                .await
+                .map_err(|source| AppError::AdminBind { addr, source })
+        }
+        Err(source) => Err(AppError::AdminBind { addr, source }),
+    }
+}
+
+/// The sinks the config asks for, behind one [`Fanout`], and their `/metrics` sources.
+pub struct Sinks {
+    /// Everything behind one `Sink`.
+    pub sink: Arc<dyn Sink>,
+    /// Each sink's own counters, reported at scrape time.
+    pub metrics: Vec<Arc<dyn MetricsSource>>,
+}
+
+impl Sinks {
+    /// The sinks of `cfg.sinks`, after `extra` ones (the statistics). With none configured, the
+    /// file sink with its defaults when `default_file` is set.
+    pub fn build(
+        cfg: &Config,
+        extra: Vec<Arc<dyn Sink>>,
+        default_file: bool,
+    ) -> Result<Sinks, AppError> {
+        let mut fan = Fanout::new(extra);
+        let mut metrics: Vec<Arc<dyn MetricsSource>> = Vec::new();
+        let file = match (&cfg.sinks.file, &cfg.sinks.kafka) {
+            (Some(f), _) => Some(f.clone()),
+            (None, None) if default_file => Some(crate::config::FileSinkConfig::default()),
+            (None, _) => None,
+        };
+        if let Some(f) = file {
+            let s = FileSink::open(&f).map_err(|e| AppError::Sink {
+                sink: "file",
+                reason: e.to_string(),
+            })?;
+            tracing::info!(sink = "file", path = %f.path.display(), "events go to a JSONL file");
+            metrics.push(s.counters());
+            fan.push(Arc::new(s));
+        }
+        if let Some(k) = &cfg.sinks.kafka {
+            let kc = crate::sink::kafka::KafkaConfig {
+                brokers: k.brokers.clone(),
+                topic: k.topic.clone(),
+                stats_topic: k.stats_topic.clone(),
+                spool_dir: k.spool_dir.clone(),
+                options: k.options.clone(),
+                ..Default::default()
+            };
+            // Interval statistics first: at shutdown its last interval goes out before the
+            // events sink spends its share of the grace period.
+            let mut sc = crate::sink::kafka_stats::StatsPublisherConfig::new(
+                kc.clone(),
+                cfg.instance_name(),
+            );
+            sc.interval = k.stats_interval;
+            let p = crate::sink::kafka_stats::StatsPublisher::start(sc).map_err(|e| {
+                AppError::Sink {
+                    sink: "kafka_stats",
+                    reason: e.to_string(),
+                }
+            })?;
+            metrics.push(Arc::new(p.handle()));
+            fan.push(Arc::new(p));
+            let s = crate::sink::kafka::KafkaSink::start(kc).map_err(|e| AppError::Sink {
+                sink: "kafka",
+                reason: e.to_string(),
+            })?;
+            tracing::info!(sink = "kafka", brokers = %k.brokers, topic = %k.topic, "events go to Kafka");
+            metrics.push(Arc::new(s.stats_handle()));
+            fan.push(Arc::new(s));
+        }
+        Ok(Sinks {
+            sink: Arc::new(fan),
+            metrics,
+        })
+    }
+}
+
+/// Resolves when SIGTERM or SIGINT arrives: the proxy's and the aggregator's shutdown signal.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutdown requested"),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the process");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+// The Kafka sinks' counters as `/metrics` sources.
+// TODO(issue 11 merge): move beside the Kafka sink's and the publisher's counters.
+impl MetricsSource for crate::sink::kafka::KafkaStatsHandle {
+    fn collect(&self) -> Vec<crate::admin::MetricFamily> {
+        use crate::admin::MetricFamily;
+        let snap = self.snapshot();
+        vec![
+            crate::pipeline::metrics::sink_events("kafka", snap.outcomes()),
+            MetricFamily::gauge(
+                "shadowdiff_spool_events",
+                "Events waiting in the Kafka spool",
+                snap.spool_events as f64,
+            ),
+            MetricFamily::counter(
+                "shadowdiff_kafka_producer_restarts_total",
+                "Kafka producers replaced after a fatal error or a stall while connected",
+            )
+            .with(&[], snap.producer_restarts as f64),
+        ]
+    }
+}
+
+impl MetricsSource for crate::sink::kafka_stats::StatsPublisherHandle {
+    fn collect(&self) -> Vec<crate::admin::MetricFamily> {
+        vec![crate::pipeline::metrics::sink_events(
+            "kafka_stats",
+            self.snapshot().outcomes(),
+        )]
+    }
+}

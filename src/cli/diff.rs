@@ -1,0 +1,201 @@
+//! `shadowdiff diff`: two bodies (or two recorded responses) through the comparator, and the
+//! human and JSON renderings of a verdict.
+
+use super::DiffArgs;
+use crate::compare::rules::RuleSet;
+use crate::compare::{Comparator, CompareOptions, Difference, Verdict, VerdictKind};
+use crate::exchange::{self, Response};
+use anyhow::{Context, bail};
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Loads rules from a path, or an empty rule set.
+fn load_rules(path: Option<&Path>) -> anyhow::Result<RuleSet> {
+    match path {
+        None => Ok(RuleSet::default()),
+        Some(p) => {
+            if !p.exists() {
+                bail!("rules path {} does not exist", p.display());
+            }
+            RuleSet::load(p).map_err(|e| anyhow::anyhow!("{e}"))
+        }
+    }
+}
+
+pub(super) fn run(args: &DiffArgs) -> anyhow::Result<ExitCode> {
+    let rules = load_rules(args.rules.as_deref())?;
+    if let Some(e) = &args.endpoint {
+        crate::compare::pattern::EndpointPattern::parse(e)
+            .map_err(|err| anyhow::anyhow!("--endpoint: {err}"))?;
+    }
+    let cmp = Comparator::new(Arc::new(rules), CompareOptions::default());
+    let left = std::fs::read(&args.left)
+        .with_context(|| format!("cannot read {}", args.left.display()))?;
+    let right = std::fs::read(&args.right)
+        .with_context(|| format!("cannot read {}", args.right.display()))?;
+    let verdict = match (parse_http_response(&left)?, parse_http_response(&right)?) {
+        (Some(p), Some(c)) => {
+            let (method, path) = args
+                .endpoint
+                .as_deref()
+                .and_then(|e| e.split_once(' '))
+                .unwrap_or(("GET", "/"));
+            let req = exchange::Request {
+                method: method.to_string(),
+                path: path.trim().to_string(),
+                ..Default::default()
+            };
+            cmp.compare_responses(&req, args.endpoint.as_deref(), &p, &c)
+        }
+        (None, None) => cmp.compare_bodies(args.endpoint.as_deref(), &left, &right, None, None),
+        _ => bail!(
+            "one side is a raw HTTP response and the other a bare body; give two of the same form"
+        ),
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let doc = JsonOutput {
+            verdict: verdict.kind,
+            differences: &verdict.differences,
+            signature: verdict.signature.as_deref(),
+            notes: &verdict.notes,
+            truncated: verdict.truncated,
+        };
+        let doc = serde_json::to_string(&doc)?;
+        writeln!(out, "{doc}")?;
+    } else {
+        let color = match args.color.as_str() {
+            "always" => true,
+            "never" => false,
+            _ => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        };
+        write!(out, "{}", render_human(&verdict, color))?;
+    }
+    Ok(match verdict.kind {
+        VerdictKind::Match => ExitCode::SUCCESS,
+        VerdictKind::Skipped => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    })
+}
+
+/// `diff --json` output. A struct rather than `json!`: serde_json (without `preserve_order`)
+/// sorts map keys, and DESIGN.md shows `verdict` first, then `differences`.
+#[derive(serde::Serialize)]
+struct JsonOutput<'a> {
+    verdict: VerdictKind,
+    differences: &'a [Difference],
+    signature: Option<&'a str>,
+    notes: &'a [String],
+    truncated: bool,
+}
+
+/// A raw HTTP/1.x response (status line, headers, body), or `None` if the bytes are a bare body.
+fn parse_http_response(bytes: &[u8]) -> anyhow::Result<Option<Response>> {
+    if !bytes.starts_with(b"HTTP/1.") {
+        return Ok(None);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut resp = httparse::Response::new(&mut headers);
+    let n = match resp
+        .parse(bytes)
+        .context("not a valid HTTP response head")?
+    {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => bail!("HTTP response head is incomplete"),
+    };
+    let mut map = http::HeaderMap::new();
+    for h in resp.headers.iter() {
+        let name = http::HeaderName::from_bytes(h.name.as_bytes()).context("bad header name")?;
+        map.append(
+            name,
+            http::HeaderValue::from_bytes(h.value).context("bad header value")?,
+        );
+    }
+    Ok(Some(Response {
+        status: resp.code.unwrap_or(0),
+        headers: map,
+        body: bytes::Bytes::copy_from_slice(&bytes[n..]),
+        latency: Default::default(),
+    }))
+}
+
+/// The human listing: verdict line, then one line per difference, colour optional.
+pub fn render_human(v: &Verdict, color: bool) -> String {
+    let paint = |code: &str, s: &str| {
+        if color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    };
+    let mut s = String::new();
+    let head = match v.kind {
+        VerdictKind::Match => paint("32;1", "match"),
+        VerdictKind::Skipped => paint(
+            "33;1",
+            &format!(
+                "skipped ({})",
+                v.skip_reason.map(|r| r.as_str()).unwrap_or("?")
+            ),
+        ),
+        k => paint("31;1", k.as_str()),
+    };
+    s.push_str(&head);
+    if !v.differences.is_empty() {
+        s.push_str(&format!(": {} difference(s)", v.differences.len()));
+        if let Some(sig) = &v.signature {
+            s.push_str(&format!(", signature {sig}"));
+        }
+    }
+    s.push('\n');
+    for d in &v.differences {
+        s.push_str(&render_difference(d, &paint));
+    }
+    if v.truncated {
+        s.push_str("  … more differences not shown\n");
+    }
+    for n in &v.notes {
+        s.push_str(&format!("note: {n}\n"));
+    }
+    s
+}
+
+fn render_difference(d: &Difference, paint: &dyn Fn(&str, &str) -> String) -> String {
+    let path = if d.path.is_empty() {
+        "(root)"
+    } else {
+        d.path.as_str()
+    };
+    let kind = paint("36", &format!("{:<8}", d.kind.as_str()));
+    if let Some(detail) = d
+        .detail
+        .as_deref()
+        .filter(|_| d.kind == crate::compare::DiffKind::Body)
+    {
+        let body: String = detail
+            .lines()
+            .map(|l| match l.chars().next() {
+                Some('-') => format!("    {}\n", paint("31", l)),
+                Some('+') => format!("    {}\n", paint("32", l)),
+                _ => format!("    {l}\n"),
+            })
+            .collect();
+        return format!("  {kind} {path}\n{body}");
+    }
+    format!(
+        "  {kind} {path}: {} → {}\n",
+        paint("31", &compact(&d.primary)),
+        paint("32", &compact(&d.candidate))
+    )
+}
+
+fn compact(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 120 {
+        format!("{}…", s.chars().take(120).collect::<String>())
+    } else {
+        s
+    }
+}
