@@ -11,11 +11,12 @@
 
 use crate::admin::{AdminState, MetricsSource};
 use crate::compare::rules::RuleSet;
-use crate::config::{Config, ConfigErrors, GateConfig};
+use crate::config::{Config, ConfigErrors};
 use crate::ingest::Counters;
 use crate::ingest::proxy::{self, ProxyError, ProxyHandle};
 use crate::pipeline::{Fanout, Sink};
 use crate::sink::file::FileSink;
+use crate::stats::GateConfig;
 use crate::stats::Stats;
 use crate::stats::noise::NoiseModel;
 use std::net::SocketAddr;
@@ -207,13 +208,7 @@ impl Aggregator {
 /// The admin server's state: statistics, readiness and the gate's defaults from the config.
 fn admin_state(stats: Arc<Stats>, ready: Arc<AtomicBool>, gate: &GateConfig) -> AdminState {
     let mut state = AdminState::new(stats, ready);
-    state.gate_max_divergence = gate.max_divergence;
-    state.gate_min_samples = gate.min_samples;
-    state.gate_thresholds = gate
-        .endpoints
-        .iter()
-        .filter_map(|(e, t)| t.max_divergence.map(|m| (e.clone(), m)))
-        .collect();
+    state.gate = Arc::new(gate.clone());
     state
 }
 

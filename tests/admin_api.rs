@@ -285,7 +285,15 @@ fn per_endpoint_thresholds_override_the_query() {
     f.many(300, "GET /noisy", VerdictKind::Mismatch);
     let mut state = AdminState::new(stats, Arc::new(AtomicBool::new(true)));
     let srv_strict = Server::start(state.clone());
-    state.gate_thresholds.insert("GET /noisy".into(), 0.5);
+    let mut gate = shadowdiff::stats::GateConfig::default();
+    gate.endpoints.insert(
+        "GET /noisy".into(),
+        shadowdiff::stats::GateEndpointConfig {
+            max_divergence: Some(0.5),
+            min_samples: None,
+        },
+    );
+    state.gate = Arc::new(gate);
     let srv = Server::start(state);
     let (_, g) = get_json(
         srv_strict.addr,

@@ -11,7 +11,7 @@ pub mod metrics;
 pub use metrics::{MetricFamily, MetricKind, MetricsSource};
 
 use crate::compare::VerdictKind;
-use crate::stats::{GateParams, MismatchQuery, Stats, Window};
+use crate::stats::{GateConfig, MismatchQuery, Stats, Window};
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -31,25 +31,20 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
     /// Extra gauges and counters reported at scrape time (in-flight, sink outcomes, ...).
     pub metrics_sources: Vec<Arc<dyn MetricsSource>>,
-    /// Gate defaults when the query does not say (config values; 0.01 and 500 by default).
-    pub gate_max_divergence: f64,
-    pub gate_min_samples: u64,
-    /// Per-endpoint thresholds from config, overriding `max_divergence` for those endpoints.
-    pub gate_thresholds: HashMap<String, f64>,
+    /// The gate's defaults and per-endpoint thresholds (`gate:` in the config), used when a
+    /// query does not say.
+    pub gate: Arc<GateConfig>,
     /// Learned noise, when the sidecar has a secondary (`/api/v1/noise`, `/api/v1/noise/rules`).
     pub noise: Option<Arc<crate::stats::noise::NoiseModel>>,
 }
 
 impl AdminState {
     pub fn new(stats: Arc<Stats>, ready: Arc<AtomicBool>) -> Self {
-        let d = GateParams::default();
         Self {
             stats,
             ready,
             metrics_sources: Vec::new(),
-            gate_max_divergence: d.max_divergence,
-            gate_min_samples: d.min_samples,
-            gate_thresholds: HashMap::new(),
+            gate: Arc::default(),
             noise: None,
         }
     }
@@ -292,20 +287,19 @@ async fn gate(State(st): State<AdminState>, Query(q): Params) -> Result<Response
     only(&q, &["max_divergence", "min_samples", "endpoint", "window"])?;
     let w = window(&st, &q)?;
     let max_divergence = match opt(&q, "max_divergence").map(crate::units::parse_rate) {
-        None => st.gate_max_divergence,
-        Some(Ok(r)) => r,
+        None => None,
+        Some(Ok(r)) => Some(r),
         Some(Err(e)) => return Err(bad("max_divergence", e)),
     };
     let min_samples = match opt(&q, "min_samples").map(|s| s.parse::<u64>()) {
-        None => st.gate_min_samples,
-        Some(Ok(n)) => n,
+        None => None,
+        Some(Ok(n)) => Some(n),
         Some(Err(_)) => return Err(bad("min_samples", "min_samples must be a whole number ≥ 0")),
     };
-    let p = GateParams {
+    let p = st.gate.params(
         max_divergence,
         min_samples,
-        endpoint: opt(&q, "endpoint").map(str::to_string),
-        per_endpoint: st.gate_thresholds.clone(),
-    };
+        opt(&q, "endpoint").map(str::to_string),
+    );
     Ok(axum::Json(st.stats.gate(w, &p)).into_response())
 }

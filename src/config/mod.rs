@@ -9,7 +9,7 @@
 //! the rules the config points at are loaded and their problems added. Lines are found by
 //! scanning the text ([`crate::yaml_lines::LineIndex`]).
 
-mod de;
+pub(crate) mod de;
 #[cfg(test)]
 mod tests;
 
@@ -86,7 +86,7 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log: LogConfig,
     pub stats: StatsConfig,
-    pub gate: GateConfig,
+    pub gate: crate::stats::GateConfig,
     pub noise: NoiseSection,
 }
 
@@ -109,7 +109,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             log: LogConfig::default(),
             stats: StatsConfig::default(),
-            gate: GateConfig::default(),
+            gate: crate::stats::GateConfig::default(),
             noise: NoiseSection::default(),
         }
     }
@@ -501,40 +501,6 @@ impl NoiseSection {
     }
 }
 
-/// `gate:` — defaults of the release gate, read by the gate.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GateConfig {
-    /// Highest acceptable divergence rate. Default `0.01`.
-    #[serde(deserialize_with = "de::rate")]
-    pub max_divergence: f64,
-    /// Fewest compared exchanges for a verdict. Default `500`.
-    pub min_samples: u64,
-    /// Per-endpoint overrides, keyed `"GET /x"`. Default none.
-    pub endpoints: BTreeMap<String, GateEndpointConfig>,
-}
-
-impl Default for GateConfig {
-    fn default() -> Self {
-        Self {
-            max_divergence: 0.01,
-            min_samples: 500,
-            endpoints: BTreeMap::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GateEndpointConfig {
-    /// Default the gate's `max_divergence`.
-    #[serde(default, deserialize_with = "de::opt_rate")]
-    pub max_divergence: Option<f64>,
-    /// Default the gate's `min_samples`.
-    #[serde(default)]
-    pub min_samples: Option<u64>,
-}
-
 /// Sections validated key by key: (path, keys that are themselves sections).
 type Check = fn(&Yaml) -> Result<(), serde_yaml_ng::Error>;
 
@@ -563,7 +529,7 @@ const SECTIONS: &[(&[&str], Check, &[&str])] = &[
     (&["redact"], check::<RedactConfig>, &[]),
     (&["log"], check::<LogConfig>, &[]),
     (&["stats"], check::<StatsConfig>, &[]),
-    (&["gate"], check::<GateConfig>, &[]),
+    (&["gate"], check::<crate::stats::GateConfig>, &[]),
     (&["noise"], check::<NoiseSection>, &[]),
 ];
 

@@ -7,7 +7,7 @@ pub mod services;
 use crate::app::{Settings, Sidecar};
 use crate::compare::rules::RuleSet;
 use crate::config::{Config, Upstream};
-use crate::stats::{GateParams, Stats, Window};
+use crate::stats::{GateConfig, Stats, Window};
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -308,12 +308,12 @@ fn print_report(stats: &Stats) {
     }
     let g = stats.gate(
         Window::All,
-        &GateParams {
+        &GateConfig {
             max_divergence: 0.01,
             min_samples: 100,
-            endpoint: None,
-            per_endpoint: Default::default(),
-        },
+            ..GateConfig::default()
+        }
+        .params(None, None, None),
     );
     println!(
         "\n== gate (max divergence 1%, min 100 samples): {} — divergence {} of {} (95% CI {}–{})",

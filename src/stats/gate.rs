@@ -2,8 +2,9 @@
 //! insufficient_data, per endpoint and over the pool.
 
 use super::wilson::wilson95;
+use crate::config::de;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -33,7 +34,65 @@ impl GateVerdict {
     }
 }
 
-/// What the gate is asked.
+/// `gate:` in the config file: the gate's defaults, used when a query does not say. The one
+/// gate config: the admin server holds it and builds each query's [`GateParams`] from it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateConfig {
+    /// Highest acceptable divergence rate. Default `0.01`.
+    #[serde(deserialize_with = "de::rate")]
+    pub max_divergence: f64,
+    /// Fewest compared exchanges for a verdict. Default `500`.
+    pub min_samples: u64,
+    /// Per-endpoint overrides, keyed `"GET /x"`. Default none.
+    pub endpoints: BTreeMap<String, GateEndpointConfig>,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        Self {
+            max_divergence: 0.01,
+            min_samples: 500,
+            endpoints: BTreeMap::new(),
+        }
+    }
+}
+
+/// `gate.endpoints."GET /x"`: one endpoint's overrides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateEndpointConfig {
+    /// Default the gate's `max_divergence`.
+    #[serde(default, deserialize_with = "de::opt_rate")]
+    pub max_divergence: Option<f64>,
+    /// Default the gate's `min_samples`.
+    #[serde(default)]
+    pub min_samples: Option<u64>,
+}
+
+impl GateConfig {
+    /// One query's parameters: what the query gives, else these defaults.
+    pub fn params(
+        &self,
+        max_divergence: Option<f64>,
+        min_samples: Option<u64>,
+        endpoint: Option<String>,
+    ) -> GateParams {
+        GateParams {
+            max_divergence: max_divergence.unwrap_or(self.max_divergence),
+            min_samples: min_samples.unwrap_or(self.min_samples),
+            endpoint,
+            per_endpoint: self
+                .endpoints
+                .iter()
+                .filter_map(|(e, t)| t.max_divergence.map(|m| (e.clone(), m)))
+                .collect(),
+        }
+    }
+}
+
+/// What one gate query asks: thresholds resolved from the query and the [`GateConfig`]
+/// ([`GateConfig::params`]).
 #[derive(Debug, Clone)]
 pub struct GateParams {
     /// Highest acceptable divergence rate (0..=1), unless `per_endpoint` says otherwise.
@@ -48,12 +107,7 @@ pub struct GateParams {
 
 impl Default for GateParams {
     fn default() -> Self {
-        Self {
-            max_divergence: 0.01,
-            min_samples: 500,
-            endpoint: None,
-            per_endpoint: HashMap::new(),
-        }
+        GateConfig::default().params(None, None, None)
     }
 }
 

@@ -29,7 +29,9 @@ pub mod noise;
 pub mod skew;
 mod wilson;
 
-pub use gate::{GateEndpoint, GateParams, GateReport, GateVerdict, judge};
+pub use gate::{
+    GateConfig, GateEndpoint, GateEndpointConfig, GateParams, GateReport, GateVerdict, judge,
+};
 pub use interval::{
     IntervalDelta, MessageHead, ParsedStats, STATS_SCHEMA, StatsMessage, StatsMessageError,
     WireField, WireLatency,
