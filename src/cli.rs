@@ -324,7 +324,7 @@ pub struct BuiltSinks {
     /// The Kafka sink's counters, when configured.
     pub kafka: Option<crate::sink::kafka::KafkaStatsHandle>,
     /// The interval statistics publisher's counters, when Kafka is configured.
-    pub kafka_stats: Option<crate::sink::kafka_stats::StatsPublisherHandle>,
+    pub kafka_stats: Option<crate::stats::publisher::StatsPublisherHandle>,
 }
 
 /// The sinks the config asks for, plus `extra` ones (the statistics sink, say). With no sink
@@ -346,24 +346,15 @@ pub fn build_sinks(cfg: &Config, extra: Vec<Arc<dyn Sink>>) -> anyhow::Result<Bu
     let mut kafka = None;
     let mut kafka_stats = None;
     if let Some(k) = &cfg.sinks.kafka {
-        let kc = crate::sink::kafka::KafkaConfig {
-            brokers: k.brokers.clone(),
-            topic: k.topic.clone(),
-            stats_topic: k.stats_topic.clone(),
-            spool_dir: k.spool_dir.clone(),
-            options: k.options.clone(),
-            ..Default::default()
-        };
         // Interval statistics first: at shutdown its last interval goes out before the events
         // sink spends its share of the grace period.
-        let mut sc =
-            crate::sink::kafka_stats::StatsPublisherConfig::new(kc.clone(), cfg.instance_name());
-        sc.interval = k.stats_interval;
-        let p = crate::sink::kafka_stats::StatsPublisher::start(sc)
+        let sc = crate::stats::publisher::StatsPublisherConfig::new(k.clone(), cfg.instance_name());
+        let p = crate::stats::publisher::StatsPublisher::start(sc)
             .context("cannot start the Kafka statistics publisher")?;
         kafka_stats = Some(p.handle());
         fan.push(Arc::new(p));
-        let s = crate::sink::kafka::KafkaSink::start(kc).context("cannot start the Kafka sink")?;
+        let s = crate::sink::kafka::KafkaSink::start(k.clone())
+            .context("cannot start the Kafka sink")?;
         tracing::info!(sink = "kafka", brokers = %k.brokers, topic = %k.topic, "events go to Kafka");
         kafka = Some(s.stats_handle());
         fan.push(Arc::new(s));
@@ -378,7 +369,7 @@ pub fn build_sinks(cfg: &Config, extra: Vec<Arc<dyn Sink>>) -> anyhow::Result<Bu
 
 /// `shadowdiff_sink_events_total{sink="kafka_stats",outcome}`: the interval statistics messages.
 fn kafka_stats_metrics(
-    h: crate::sink::kafka_stats::StatsPublisherHandle,
+    h: crate::stats::publisher::StatsPublisherHandle,
 ) -> Arc<dyn crate::admin::MetricsSource> {
     use crate::admin::{MetricFamily, SINK_EVENTS_TOTAL};
     Arc::new(move || {

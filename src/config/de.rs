@@ -17,7 +17,7 @@ enum Scalar {
     Str(String),
 }
 
-pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     match Scalar::deserialize(d)? {
         Scalar::Str(s) => units::parse_duration(&s).map_err(D::Error::custom),
         Scalar::Int(n) => Err(D::Error::custom(units::UnitError::Duration(n.to_string()))),
@@ -25,7 +25,7 @@ pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::E
     }
 }
 
-pub(super) fn size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+pub(crate) fn size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     let n = match Scalar::deserialize(d)? {
         Scalar::Str(s) => units::parse_size(&s).map_err(D::Error::custom)?,
         Scalar::Int(n) => n,
@@ -47,7 +47,7 @@ pub(super) fn opt_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D
     rate(d).map(Some)
 }
 
-pub(super) fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+pub(crate) fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     let n = u64::deserialize(d)?;
     if n == 0 {
         return Err(D::Error::custom("must be at least 1"));
