@@ -15,6 +15,7 @@ mod tests;
 
 use crate::compare::pattern::EndpointPattern;
 use crate::compare::rules::RuleSet;
+use crate::sink::kafka::KafkaConfig;
 use crate::yaml_lines::LineIndex;
 use http::{HeaderName, HeaderValue, Method};
 use serde::Deserialize;
@@ -324,9 +325,9 @@ impl Default for PublishConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SinksConfig {
     pub file: Option<FileSinkConfig>,
-    /// `sinks.kafka:`, owned by the Kafka sink ([`crate::sink::kafka::KafkaConfig`], every key
-    /// and its default). Default none.
-    pub kafka: Option<crate::sink::kafka::KafkaConfig>,
+    /// `sinks.kafka:`, owned by the Kafka sink ([`KafkaConfig`]: every key and its default).
+    /// Default none.
+    pub kafka: Option<KafkaConfig>,
 }
 
 /// `sinks.file:` — JSONL events, rotated by size.
@@ -529,11 +530,7 @@ const SECTIONS: &[(&[&str], Check, &[&str])] = &[
     (&["publish"], check::<PublishConfig>, &[]),
     (&["sinks"], check::<SinksConfig>, &["file", "kafka"]),
     (&["sinks", "file"], check::<FileSinkConfig>, &[]),
-    (
-        &["sinks", "kafka"],
-        check::<crate::sink::kafka::KafkaConfig>,
-        &[],
-    ),
+    (&["sinks", "kafka"], check::<KafkaConfig>, &[]),
     (&["redact"], check::<RedactConfig>, &[]),
     (&["log"], check::<LogConfig>, &[]),
     (&["stats"], check::<StatsConfig>, &[]),

@@ -221,7 +221,7 @@ sinks:
 "#,
     )
     .unwrap();
-    let expected = crate::sink::kafka::KafkaConfig {
+    let expected = KafkaConfig {
         brokers: "k1:9092,k2:9092".into(),
         topic: "t.events".into(),
         stats_topic: "t.stats".into(),
@@ -246,7 +246,12 @@ fn an_unknown_kafka_key_is_reported_at_its_line() {
     let e = parse("sinks:\n  kafka:\n    brokers: \"k:9092\"\n    linger_ms: 5\n").unwrap_err();
     assert_eq!(e.0.len(), 1, "{e}");
     assert_eq!(e.0[0].line, Some(4), "{e}");
-    assert!(e.0[0].reason.starts_with("sinks.kafka.linger_ms: unknown field"), "{e}");
+    assert!(
+        e.0[0]
+            .reason
+            .starts_with("sinks.kafka.linger_ms: unknown field"),
+        "{e}"
+    );
 }
 
 #[test]
