@@ -7,7 +7,7 @@
 //! - `observe_mismatch_with_event`: a mismatch with two differing fields, a signature and a
 //!   published event (clusters, field counts, recent-event ring).
 //! - `kafka_stats_observe_match`: the interval statistics publisher's `observe` for a match
-//!   (`sink::kafka_stats`: sharded per-endpoint deltas), 20 endpoints; its broker is unreachable
+//!   (`stats::publisher`: sharded per-endpoint deltas), 20 endpoints; its broker is unreachable
 //!   and its interval an hour, so only the recording is measured.
 //! - `aggregate_parse_and_merge`: what `shadowdiff aggregate` does per statistics message: parse
 //!   a `shadowdiff.stats.v1` message (2 000 exchanges, four histograms) and merge it into `Stats`.
@@ -136,9 +136,9 @@ fn bench(c: &mut Criterion) {
         .unwrap()
         .port();
     kafka.brokers = format!("127.0.0.1:{port}");
-    let mut pc = shadowdiff::sink::kafka_stats::StatsPublisherConfig::new(kafka, "bench");
-    pc.interval = Duration::from_secs(3600);
-    let publisher = shadowdiff::sink::kafka_stats::StatsPublisher::start(pc).unwrap();
+    let mut pc = shadowdiff::stats::publisher::StatsPublisherConfig::new(kafka, "bench");
+    pc.kafka.stats_interval = Duration::from_secs(3600);
+    let publisher = shadowdiff::stats::publisher::StatsPublisher::start(pc).unwrap();
     g.bench_function("kafka_stats_observe_match", |b| {
         b.iter(|| {
             i = i.wrapping_add(1);

@@ -16,9 +16,11 @@ use crate::ingest::Counters;
 use crate::ingest::proxy::{self, ProxyError, ProxyHandle};
 use crate::pipeline::{Fanout, Sink};
 use crate::sink::file::FileSink;
+use crate::sink::kafka::KafkaSink;
 use crate::stats::GateConfig;
 use crate::stats::Stats;
 use crate::stats::noise::NoiseModel;
+use crate::stats::publisher::{StatsPublisher, StatsPublisherConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -258,30 +260,16 @@ impl Sinks {
             fan.push(Arc::new(s));
         }
         if let Some(k) = &cfg.sinks.kafka {
-            let kc = crate::sink::kafka::KafkaConfig {
-                brokers: k.brokers.clone(),
-                topic: k.topic.clone(),
-                stats_topic: k.stats_topic.clone(),
-                spool_dir: k.spool_dir.clone(),
-                options: k.options.clone(),
-                ..Default::default()
-            };
             // Interval statistics first: at shutdown its last interval goes out before the
             // events sink spends its share of the grace period.
-            let mut sc = crate::sink::kafka_stats::StatsPublisherConfig::new(
-                kc.clone(),
-                cfg.instance_name(),
-            );
-            sc.interval = k.stats_interval;
-            let p = crate::sink::kafka_stats::StatsPublisher::start(sc).map_err(|e| {
-                AppError::Sink {
-                    sink: "kafka_stats",
-                    reason: e.to_string(),
-                }
+            let sc = StatsPublisherConfig::new(k.clone(), cfg.instance_name());
+            let p = StatsPublisher::start(sc).map_err(|e| AppError::Sink {
+                sink: "kafka_stats",
+                reason: e.to_string(),
             })?;
             metrics.push(Arc::new(p.handle()));
             fan.push(Arc::new(p));
-            let s = crate::sink::kafka::KafkaSink::start(kc).map_err(|e| AppError::Sink {
+            let s = KafkaSink::start(k.clone()).map_err(|e| AppError::Sink {
                 sink: "kafka",
                 reason: e.to_string(),
             })?;
@@ -317,36 +305,5 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-// The Kafka sinks' counters as `/metrics` sources.
-// TODO(issue 11 merge): move beside the Kafka sink's and the publisher's counters.
-impl MetricsSource for crate::sink::kafka::KafkaStatsHandle {
-    fn collect(&self) -> Vec<crate::admin::MetricFamily> {
-        use crate::admin::MetricFamily;
-        let snap = self.snapshot();
-        vec![
-            crate::pipeline::metrics::sink_events("kafka", snap.outcomes()),
-            MetricFamily::gauge(
-                "shadowdiff_spool_events",
-                "Events waiting in the Kafka spool",
-                snap.spool_events as f64,
-            ),
-            MetricFamily::counter(
-                "shadowdiff_kafka_producer_restarts_total",
-                "Kafka producers replaced after a fatal error or a stall while connected",
-            )
-            .with(&[], snap.producer_restarts as f64),
-        ]
-    }
-}
-
-impl MetricsSource for crate::sink::kafka_stats::StatsPublisherHandle {
-    fn collect(&self) -> Vec<crate::admin::MetricFamily> {
-        vec![crate::pipeline::metrics::sink_events(
-            "kafka_stats",
-            self.snapshot().outcomes(),
-        )]
     }
 }

@@ -11,7 +11,7 @@
 //! - [`sink`]: the publish seam — everything after the comparator observes verdicts through
 //!   [`sink::Sink`], never blocking the caller; [`sink::file`] writes JSONL with rotation;
 //!   [`sink::kafka`] publishes events to Kafka (rdkafka) with a durable disk spool
-//!   ([`sink::spool`], redb) for when the broker is away; [`sink::kafka_stats`] publishes
+//!   ([`sink::spool`], redb) for when the broker is away; [`stats::publisher`] publishes
 //!   per-endpoint interval statistics (counts, HDR histograms) to the stats topic.
 //! - [`config`]: `shadowdiff.yaml` — parsing, validation (every problem at once, with lines)
 //!   and the built [`config::ProxyConfig`].
@@ -23,7 +23,7 @@
 //!   (HDR histograms) per endpoint over a sliding window and since start; Wilson intervals and
 //!   the release gate.
 //! - [`aggregate`]: `shadowdiff aggregate`, the fleet view — a Kafka consumer merging every
-//!   sidecar's interval statistics ([`sink::kafka_stats`], `shadowdiff.stats.v1`) and events into
+//!   sidecar's interval statistics ([`stats::publisher`], `shadowdiff.stats.v1`) and events into
 //!   one [`stats::Stats`], served by the same admin API and UI.
 //! - [`admin`]: the admin HTTP server — health, `/metrics`, the JSON API over [`stats`], the
 //!   review UI.

@@ -1,6 +1,8 @@
 //! The one wiring (`shadowdiff::app`): settings from a config file reach every component. Real
 //! sockets on 127.0.0.1: sample backends, the sidecar, its admin API.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{eventually, get, h1_client, json_backend};

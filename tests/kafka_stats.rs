@@ -16,8 +16,8 @@ use rdkafka::message::Message;
 use shadowdiff::compare::{SkipReason, Verdict, VerdictKind};
 use shadowdiff::pipeline::{Observation, Sink};
 use shadowdiff::sink::kafka::KafkaConfig;
-use shadowdiff::sink::kafka_stats::{StatsPublisher, StatsPublisherConfig};
 use shadowdiff::stats::StatsMessage;
+use shadowdiff::stats::publisher::{StatsPublisher, StatsPublisherConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,11 +27,10 @@ fn publisher(brokers: &str, interval: Duration) -> StatsPublisher {
     let kafka = KafkaConfig {
         brokers: brokers.into(),
         delivery_timeout: Duration::from_secs(2),
+        stats_interval: interval,
         ..KafkaConfig::default()
     };
-    let mut cfg = StatsPublisherConfig::new(kafka, "pub-test");
-    cfg.interval = interval;
-    StatsPublisher::start(cfg).unwrap()
+    StatsPublisher::start(StatsPublisherConfig::new(kafka, "pub-test")).unwrap()
 }
 
 /// `n` observations on `endpoint`: every fifth a mismatch, the rest matches.

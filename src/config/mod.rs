@@ -15,11 +15,11 @@ mod tests;
 
 use crate::compare::pattern::EndpointPattern;
 use crate::compare::rules::RuleSet;
+use crate::sink::kafka::KafkaConfig;
 use crate::yaml_lines::LineIndex;
 use http::{HeaderName, HeaderValue, Method};
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value as Yaml};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -324,7 +324,9 @@ impl Default for PublishConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SinksConfig {
     pub file: Option<FileSinkConfig>,
-    pub kafka: Option<KafkaSinkConfig>,
+    /// `sinks.kafka:`, owned by the Kafka sink ([`KafkaConfig`]: every key and its default).
+    /// Default none.
+    pub kafka: Option<KafkaConfig>,
 }
 
 /// `sinks.file:` — JSONL events, rotated by size.
@@ -351,38 +353,6 @@ impl Default for FileSinkConfig {
             rotate_bytes: 100 << 20,
             keep: 5,
             queue: 4096,
-        }
-    }
-}
-
-/// `sinks.kafka:` — parsed and validated here; the Kafka sink itself is another module's.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaSinkConfig {
-    /// Bootstrap brokers, `host:port,host:port`. Default `127.0.0.1:9092`.
-    pub brokers: String,
-    /// Default `shadowdiff.events`.
-    pub topic: String,
-    /// Default `shadowdiff.stats`.
-    pub stats_topic: String,
-    /// Disk spool for events while brokers are unreachable. Default `/var/lib/shadowdiff/spool`.
-    pub spool_dir: PathBuf,
-    /// How often per-endpoint interval statistics are published to `stats_topic`. Default `10s`.
-    #[serde(deserialize_with = "de::duration")]
-    pub stats_interval: Duration,
-    /// Raw librdkafka settings. Default none.
-    pub options: BTreeMap<String, String>,
-}
-
-impl Default for KafkaSinkConfig {
-    fn default() -> Self {
-        Self {
-            brokers: "127.0.0.1:9092".into(),
-            topic: "shadowdiff.events".into(),
-            stats_topic: "shadowdiff.stats".into(),
-            spool_dir: PathBuf::from("/var/lib/shadowdiff/spool"),
-            stats_interval: Duration::from_secs(10),
-            options: BTreeMap::new(),
         }
     }
 }
@@ -525,7 +495,7 @@ const SECTIONS: &[(&[&str], Check, &[&str])] = &[
     (&["publish"], check::<PublishConfig>, &[]),
     (&["sinks"], check::<SinksConfig>, &["file", "kafka"]),
     (&["sinks", "file"], check::<FileSinkConfig>, &[]),
-    (&["sinks", "kafka"], check::<KafkaSinkConfig>, &[]),
+    (&["sinks", "kafka"], check::<KafkaConfig>, &[]),
     (&["redact"], check::<RedactConfig>, &[]),
     (&["log"], check::<LogConfig>, &[]),
     (&["stats"], check::<StatsConfig>, &[]),

@@ -196,3 +196,70 @@ fn stats_interval_defaults_to_ten_seconds_and_refuses_too_short() {
     assert_eq!(e.0[0].line, Some(4), "{e}");
     assert!(e.0[0].reason.contains("stats_interval"), "{e}");
 }
+
+/// `sinks.kafka` is the Kafka sink's own struct: every knob it runs with can be written in the
+/// file and arrives unchanged (the expected value names every field, so a new knob must be
+/// added here too).
+#[test]
+fn every_kafka_knob_can_be_set_from_yaml() {
+    let c = parse(
+        r#"
+sinks:
+  kafka:
+    brokers: "k1:9092,k2:9092"
+    topic: t.events
+    stats_topic: t.stats
+    stats_interval: 2s
+    spool_dir: /data/spool
+    spool_max_bytes: 2GiB
+    queue_capacity: 1024
+    compression: gzip
+    delivery_timeout: 45s
+    max_buffered_messages: 5000
+    max_buffered_kbytes: 2048
+    options: {security.protocol: SASL_SSL, linger.ms: "20"}
+"#,
+    )
+    .unwrap();
+    let expected = KafkaConfig {
+        brokers: "k1:9092,k2:9092".into(),
+        topic: "t.events".into(),
+        stats_topic: "t.stats".into(),
+        stats_interval: Duration::from_secs(2),
+        spool_dir: PathBuf::from("/data/spool"),
+        spool_max_bytes: 2 << 30,
+        queue_capacity: 1024,
+        compression: "gzip".into(),
+        delivery_timeout: Duration::from_secs(45),
+        max_buffered_messages: 5000,
+        max_buffered_kbytes: 2048,
+        options: std::collections::BTreeMap::from([
+            ("security.protocol".into(), "SASL_SSL".into()),
+            ("linger.ms".into(), "20".into()),
+        ]),
+    };
+    assert_eq!(c.sinks.kafka, Some(expected));
+}
+
+#[test]
+fn an_unknown_kafka_key_is_reported_at_its_line() {
+    let e = parse("sinks:\n  kafka:\n    brokers: \"k:9092\"\n    linger_ms: 5\n").unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!(e.0[0].line, Some(4), "{e}");
+    assert!(
+        e.0[0]
+            .reason
+            .starts_with("sinks.kafka.linger_ms: unknown field"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_kafka_values_are_each_reported_at_their_line() {
+    let e = parse(
+        "sinks:\n  kafka:\n    spool_max_bytes: lots\n    queue_capacity: 0\n    delivery_timeout: 30\n",
+    )
+    .unwrap_err();
+    let lines: Vec<Option<usize>> = e.0.iter().map(|p| p.line).collect();
+    assert_eq!(lines, vec![Some(3), Some(4), Some(5)], "{e}");
+}

@@ -26,6 +26,7 @@ mod gate;
 mod interval;
 mod latency;
 pub mod noise;
+pub mod publisher;
 pub mod skew;
 mod wilson;
 

@@ -1,5 +1,5 @@
 //! The statistics publisher: a [`Sink`] that counts what the sidecar sees per endpoint and, every
-//! `interval`, publishes what it counted since the last flush to Kafka's `stats_topic`, one
+//! `stats_interval`, publishes what it counted since the last flush to Kafka's `stats_topic`, one
 //! `shadowdiff.stats.v1` message per endpoint ([`crate::stats::StatsMessage`]; docs/kafka.md).
 //! The fleet aggregator (`shadowdiff aggregate`) adds these deltas up.
 //!
@@ -23,14 +23,13 @@
 
 use crate::pipeline::{Observation, Sink};
 use crate::sink::kafka::KafkaConfig;
+use crate::sink::kafka::producer::{self, Ctx, Report, permanent};
 use crate::stats::{IntervalDelta, MessageHead, OTHER_ENDPOINT};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
-use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -44,12 +43,10 @@ pub const SHARDS: usize = 32;
 /// Configuration of the statistics publisher.
 #[derive(Debug, Clone)]
 pub struct StatsPublisherConfig {
-    /// Brokers, `stats_topic`, compression, delivery timeout and raw `options` are taken from the
-    /// Kafka sink's configuration (`sinks.kafka`).
+    /// Brokers, `stats_topic`, `stats_interval` (how often deltas are published), compression,
+    /// delivery timeout and raw `options` are taken from the Kafka sink's configuration
+    /// (`sinks.kafka`).
     pub kafka: KafkaConfig,
-    /// How often deltas are published (`sinks.kafka.stats_interval`). Intervals are aligned to
-    /// multiples of it on the wall clock. Default 10 s.
-    pub interval: Duration,
     /// The sidecar's name in every message.
     pub instance: String,
     /// Endpoints per interval; later ones are counted as `OTHER`. Default 201 (as the statistics).
@@ -65,7 +62,6 @@ impl StatsPublisherConfig {
     pub fn new(kafka: KafkaConfig, instance: impl Into<String>) -> Self {
         Self {
             kafka,
-            interval: Duration::from_secs(10),
             instance: instance.into(),
             max_endpoints: 201,
             max_fields: 256,
@@ -163,6 +159,15 @@ impl StatsPublisherHandle {
     }
 }
 
+impl crate::pipeline::metrics::MetricsSource for StatsPublisherHandle {
+    fn collect(&self) -> Vec<crate::pipeline::metrics::MetricFamily> {
+        vec![crate::pipeline::metrics::sink_events(
+            "kafka_stats",
+            self.snapshot().outcomes(),
+        )]
+    }
+}
+
 /// One shard: endpoint → what it counted this interval.
 type Shard = Mutex<HashMap<Box<str>, IntervalDelta>>;
 
@@ -254,9 +259,8 @@ impl StatsPublisher {
     /// Builds the producer (bad settings are reported here, before traffic) and starts the
     /// publishing thread.
     pub fn start(cfg: StatsPublisherConfig) -> Result<StatsPublisher, StatsPublisherError> {
-        let ctx = Ctx::default();
-        let producer: BaseProducer<Ctx> =
-            producer_config(&cfg.kafka).create_with_context(ctx.clone())?;
+        let ctx = Ctx::new(PRODUCER_NAME);
+        let producer = producer::create(&producer_config(&cfg.kafka), &ctx)?;
         let deltas = Arc::new(Deltas {
             hasher: Default::default(),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
@@ -272,11 +276,11 @@ impl StatsPublisher {
             topic = %cfg.kafka.stats_topic,
             instance = %cfg.instance,
             run = %run,
-            interval_ms = cfg.interval.as_millis() as u64,
+            interval_ms = cfg.kafka.stats_interval.as_millis() as u64,
             "interval statistics go to Kafka"
         );
         let publisher = Publisher {
-            interval: cfg.interval.max(Duration::from_millis(10)),
+            interval: cfg.kafka.stats_interval.max(Duration::from_millis(10)),
             cfg,
             run,
             seq: 0,
@@ -333,6 +337,9 @@ impl Drop for StatsPublisher {
     }
 }
 
+/// This producer in log lines (`producer` field); the events sink's is `events`.
+const PRODUCER_NAME: &str = "stats";
+
 /// The producer: the Kafka sink's settings (brokers, idempotence, compression, options), under
 /// its own client id so the two are told apart in broker logs.
 fn producer_config(k: &KafkaConfig) -> ClientConfig {
@@ -341,47 +348,6 @@ fn producer_config(k: &KafkaConfig) -> ClientConfig {
         c.set("client.id", "shadowdiff-stats");
     }
     c
-}
-
-enum Report {
-    Delivered,
-    Failed {
-        key: Vec<u8>,
-        payload: Vec<u8>,
-        error: KafkaError,
-    },
-}
-
-#[derive(Clone, Default)]
-struct Ctx(Arc<Mutex<Vec<Report>>>);
-
-impl ClientContext for Ctx {
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::debug!(error = %error, reason, "kafka stats producer error");
-    }
-}
-
-impl ProducerContext for Ctx {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        let r = match result {
-            Ok(_) => Report::Delivered,
-            Err((error, msg)) => Report::Failed {
-                key: msg.key().map(<[u8]>::to_vec).unwrap_or_default(),
-                payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                error: error.clone(),
-            },
-        };
-        self.0.lock().push(r);
-    }
-}
-
-fn permanent(e: &KafkaError) -> bool {
-    matches!(
-        e.rdkafka_error_code(),
-        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidArgument)
-    )
 }
 
 /// How long the thread sleeps between turns (delivery reports are served at least this often).
@@ -489,7 +455,9 @@ impl Publisher {
     }
 
     fn send(&mut self, key: Vec<u8>, payload: Vec<u8>) {
-        let rec = BaseRecord::to(&self.cfg.kafka.stats_topic)
+        // Opaque 0, without `PAYLOAD_KEPT`: a failure report carries the message back for the retry
+        // queue.
+        let rec = BaseRecord::with_opaque_to(&self.cfg.kafka.stats_topic, 0)
             .key(&key)
             .payload(&payload);
         match self.producer.send(rec) {
@@ -532,17 +500,18 @@ impl Publisher {
 
     /// Takes delivery reports; `last`: at shutdown, failures are dropped rather than retried.
     fn handle_reports(&mut self, last: bool) {
-        let reports = std::mem::take(&mut *self.ctx.0.lock());
+        let reports = self.ctx.take_reports();
         for r in reports {
             self.counters.in_flight.fetch_sub(1, Relaxed);
             match r {
-                Report::Delivered => {
+                Report::Delivered(_) => {
                     self.counters.delivered.fetch_add(1, Relaxed);
                 }
                 Report::Failed {
                     key,
                     payload,
                     error,
+                    ..
                 } => {
                     self.counters.failed.fetch_add(1, Relaxed);
                     if last {
@@ -552,7 +521,7 @@ impl Publisher {
                         self.counters.dropped_error.fetch_add(1, Relaxed);
                     } else {
                         tracing::debug!(error = %error, "kafka stats delivery failed; will retry");
-                        self.queue_retry(key, payload);
+                        self.queue_retry(key, payload.unwrap_or_default());
                     }
                 }
             }
@@ -608,7 +577,7 @@ mod tests {
     fn endpoints_beyond_the_cap_fold_into_other_and_take_empties_the_interval() {
         let mut cfg = StatsPublisherConfig::new(unreachable(), "t");
         cfg.max_endpoints = 3;
-        cfg.interval = Duration::from_secs(3600);
+        cfg.kafka.stats_interval = Duration::from_secs(3600);
         let p = StatsPublisher::start(cfg).unwrap();
         for e in ["GET /a", "GET /b", "GET /c", "GET /d", "GET /a"] {
             observe(&p, e, 2);
@@ -626,7 +595,7 @@ mod tests {
     #[test]
     fn undeliverable_messages_are_counted_at_shutdown() {
         let mut cfg = StatsPublisherConfig::new(unreachable(), "t");
-        cfg.interval = Duration::from_secs(3600);
+        cfg.kafka.stats_interval = Duration::from_secs(3600);
         let p = StatsPublisher::start(cfg).unwrap();
         observe(&p, "GET /a", 5);
         observe(&p, "GET /b", 1);
