@@ -14,7 +14,7 @@ use hyper::body::Frame;
 use shadowdiff::compare::pattern::EndpointPattern;
 use shadowdiff::compare::{SkipReason, VerdictKind};
 use shadowdiff::config::{RouteConfig, Upstream};
-use shadowdiff::ingest::proxy::CircuitState;
+use shadowdiff::ingest::circuit::CircuitState;
 use std::convert::Infallible;
 use std::io::Write;
 use std::sync::Arc;

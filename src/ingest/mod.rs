@@ -1,7 +1,9 @@
 //! Sources of exchanges. Each source turns traffic into [`crate::exchange::Exchange`]s and hands
 //! them to the comparison workers; what they share lives here.
 //!
-//! - [`proxy`]: the inline sidecar (`shadowdiff proxy`).
+//! - [`proxy`]: the inline sidecar's request path (`shadowdiff proxy`).
+//! - `shadow`: the proxy's background shadow task (candidate, secondary, hand-off to comparison).
+//! - [`circuit`]: the candidate's circuit breaker.
 //! - [`grouping`]: endpoint names for exchanges.
 //! - [`body`]: a body wrapper that keeps a bounded copy of what streams through it.
 //! - [`overload`]: shedding shadows while the I/O threads are saturated.
@@ -9,10 +11,12 @@
 //! - [`resolve`]: upstream name lookups, cached and one at a time.
 
 pub mod body;
+pub mod circuit;
 pub mod grouping;
 pub mod overload;
 pub mod proxy;
 pub mod resolve;
+mod shadow;
 pub mod shadow_client;
 
 use crate::compare::SkipReason;

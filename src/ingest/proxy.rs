@@ -1,27 +1,28 @@
-//! The inline sidecar: every client request goes to the primary and the primary's answer streams
-//! back untouched; eligible requests are copied, in the background, to the candidate (and the
-//! secondary), and the exchange is handed to the comparison workers.
+//! The inline sidecar's request path: every client request goes to the primary and the
+//! primary's answer streams back untouched; eligible requests are admitted for a shadow, which
+//! runs in the background ([`super::shadow`]) and never holds up the client.
 //!
-//! The request path never waits for a shadow: the shadow task is spawned with everything it
-//! needs, gets the request and response bodies through oneshots filled by [`TeeBody`] as they
-//! stream past, and is bounded three ways — `max_in_flight` permits (`try_acquire`, never
-//! awaited), a timeout per shadow request, and a circuit breaker for a failing candidate. This
-//! is what Envoy's mirror (a backed-up shadow delays the response), nginx `mirror` (the next
+//! The request path never waits for a shadow: admission takes a `max_in_flight` permit with
+//! `try_acquire` (never awaited) and asks the [`Circuit`]; the shadow task is spawned with
+//! everything it needs and gets the bodies through [`TeeBody`] as they stream past. This is
+//! what Envoy's mirror (a backed-up shadow delays the response), nginx `mirror` (the next
 //! keep-alive request waits for the mirror) and GoReplay (unbounded memory while the target is
 //! down) get wrong.
 
 use super::Counters;
-use super::body::{CaptureError, Captured, TeeBody};
+use super::body::TeeBody;
+use super::circuit::Circuit;
 use super::grouping::Grouper;
 use super::resolve::{DNS_TTL, HyperResolver, Resolver};
-use super::shadow_client::{ShadowClient, ShadowError, ShadowRequest};
+use super::shadow::{Admitted, PrimaryCopy, ShadowJob, Shadows, run_shadow};
+use super::shadow_client::ShadowClient;
 use crate::compare::{Comparator, CompareOptions, SkipReason};
-use crate::config::{HostPolicy, ProxyConfig, Upstream};
+use crate::config::{ProxyConfig, Upstream};
 use crate::event::Redaction;
-use crate::exchange::{self, Exchange, Outcome, SendOffsets, UpstreamError};
+use crate::exchange::UpstreamError;
 use crate::pipeline::Sink;
-use crate::pipeline::budget::{Budget, Reservation};
-use crate::pipeline::pool::{self, Job, Pool};
+use crate::pipeline::budget::Budget;
+use crate::pipeline::pool::{self, Pool};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -33,7 +34,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use parking_lot::Mutex;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -168,17 +168,12 @@ pub async fn start(
 struct Inner {
     cfg: ProxyConfig,
     primary: Client<HttpConnector<HyperResolver>, TeeBody<Incoming>>,
-    /// Shadows go out on a lean client of their own: see [`super::shadow_client`] for why not hyper's.
-    candidate: ShadowClient,
-    secondary: Option<ShadowClient>,
     permits: Arc<Semaphore>,
     permits_total: u32,
-    circuit: Arc<Circuit>,
     counters: Arc<Counters>,
-    pool: Arc<Pool>,
     grouper: Grouper,
-    cancel: CancellationToken,
-    budget: Arc<Budget>,
+    /// What the shadow tasks share, the comparison workers included.
+    shadows: Arc<Shadows>,
 }
 
 impl Inner {
@@ -207,31 +202,25 @@ impl Inner {
         let grouper = Grouper::new(cfg.rules.clone(), cfg.file.grouping.max_endpoints);
         // The budget lives in the counters so `/metrics` can read what is held.
         let budget = Arc::clone(&counters.buffered);
-        Self {
-            primary,
+        let shadows = Arc::new(Shadows {
+            cfg: cfg.file.shadow.clone(),
             candidate,
             secondary,
-            permits: Arc::new(Semaphore::new(permits_total as usize)),
-            permits_total,
             circuit,
-            counters,
+            counters: counters.clone(),
             pool: Arc::new(pool),
-            grouper,
             cancel: CancellationToken::new(),
             budget,
+        });
+        Self {
+            primary,
+            permits: Arc::new(Semaphore::new(permits_total as usize)),
+            permits_total,
+            counters,
+            grouper,
+            shadows,
             cfg,
         }
-    }
-
-    /// Counts a skip and lets the sinks observe it (dropped with the count when the queue is full).
-    fn skip(&self, endpoint: &Arc<str>, reason: SkipReason, primary_latency: Option<Duration>) {
-        self.counters.skip(reason);
-        let _ = self.pool.try_submit(Job::Skip {
-            ts: SystemTime::now(),
-            endpoint: endpoint.clone(),
-            reason,
-            primary_latency,
-        });
     }
 
     /// Whether the method is mirrored on this route.
@@ -275,14 +264,13 @@ impl Inner {
             .clone()
             .try_acquire_owned()
             .map_err(|_| SkipReason::ShadowQueueFull)?;
-        let probe = self.circuit.admit().ok_or(SkipReason::CircuitOpen)?;
+        let probe = self
+            .shadows
+            .circuit
+            .admit()
+            .ok_or(SkipReason::CircuitOpen)?;
         Ok(Admitted { permit, probe })
     }
-}
-
-struct Admitted {
-    permit: OwnedSemaphorePermit,
-    probe: bool,
 }
 
 async fn serve(
@@ -348,7 +336,7 @@ async fn serve(
             in_flight = n,
             "abandoning shadows still in flight at the shutdown deadline"
         );
-        inner.cancel.cancel();
+        inner.shadows.cancel.cancel();
         // Cancelled shadows end at their next poll and give their permits back; wait for that
         // (briefly) so nothing of the proxy outlives `join`.
         let _ = tokio::time::timeout(
@@ -360,7 +348,7 @@ async fn serve(
         )
         .await;
     }
-    let pool = inner.pool.clone();
+    let pool = inner.shadows.pool.clone();
     if tokio::task::spawn_blocking(move || pool.stop())
         .await
         .is_err()
@@ -416,15 +404,6 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-/// What the shadow task needs to know about the primary's answer.
-struct PrimaryCopy {
-    status: u16,
-    headers: HeaderMap,
-    body: oneshot::Receiver<Captured>,
-    /// When the request was handed to the primary's client (for the send skew).
-    sent: Instant,
-}
-
 async fn handle(
     inner: Arc<Inner>,
     req: Request<Incoming>,
@@ -439,7 +418,7 @@ async fn handle(
     let admitted = match inner.admit(&head) {
         Ok(a) => Some(a),
         Err(reason) => {
-            inner.skip(&endpoint, reason, None);
+            inner.shadows.skip(&endpoint, reason, None);
             None
         }
     };
@@ -466,7 +445,7 @@ async fn handle(
     let mut shadow_tx: Option<oneshot::Sender<PrimaryCopy>> = None;
     let req_body = match admitted {
         Some(adm) => {
-            let (tee, req_rx) = TeeBody::new(body, cap, inner.budget.reservation());
+            let (tee, req_rx) = TeeBody::new(body, cap, inner.shadows.budget.reservation());
             let (ptx, prx) = oneshot::channel();
             shadow_tx = Some(ptx);
             let job = ShadowJob {
@@ -481,7 +460,7 @@ async fn handle(
                 primary: Some(prx),
             };
             inner.counters.shadow_started();
-            tokio::spawn(run_shadow(inner.clone(), adm, job));
+            tokio::spawn(run_shadow(inner.shadows.clone(), adm, job));
             tee
         }
         None => TeeBody::passthrough(body),
@@ -500,7 +479,9 @@ async fn handle(
         Err(e) => {
             let err = classify(&e);
             tracing::warn!(side = "primary", upstream = %inner.cfg.primary, error = %err, "primary request failed");
-            inner.skip(&endpoint, SkipReason::PrimaryError, Some(started.elapsed()));
+            inner
+                .shadows
+                .skip(&endpoint, SkipReason::PrimaryError, Some(started.elapsed()));
             return Ok(bad_gateway(&inner.cfg.primary, &err.to_string()));
         }
     };
@@ -508,7 +489,7 @@ async fn handle(
     strip_hop_by_hop(&mut parts.headers);
     let body = match shadow_tx {
         Some(tx) => {
-            let (tee, rx) = TeeBody::new(body, cap, inner.budget.reservation());
+            let (tee, rx) = TeeBody::new(body, cap, inner.shadows.budget.reservation());
             // The shadow may be gone already (abandoned): then nobody needs the copy.
             let _ = tx.send(PrimaryCopy {
                 status: parts.status.as_u16(),
@@ -533,268 +514,6 @@ fn bad_gateway(primary: &Upstream, reason: &str) -> Response<ProxyBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
-}
-
-struct ShadowJob {
-    ts: SystemTime,
-    started: Instant,
-    endpoint: Arc<str>,
-    method: Method,
-    path_and_query: String,
-    headers: HeaderMap,
-    request_body: oneshot::Receiver<Captured>,
-    /// Taken by the shadow task, which receives it while the shadows are out.
-    primary: Option<oneshot::Receiver<PrimaryCopy>>,
-}
-
-/// Decrements the in-flight gauge however the shadow task ends (finished, abandoned, panicked).
-struct InFlight(Arc<Counters>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.shadow_finished();
-    }
-}
-
-/// Releases the circuit's probe slot if the probe never reached the candidate.
-struct ProbeGuard {
-    circuit: Arc<Circuit>,
-    armed: bool,
-}
-
-impl Drop for ProbeGuard {
-    fn drop(&mut self) {
-        if self.armed {
-            self.circuit.release_probe();
-        }
-    }
-}
-
-async fn run_shadow(inner: Arc<Inner>, adm: Admitted, job: ShadowJob) {
-    let _permit = adm.permit;
-    let _gauge = InFlight(inner.counters.clone());
-    let mut probe = ProbeGuard {
-        circuit: inner.circuit.clone(),
-        armed: adm.probe,
-    };
-    let cancel = inner.cancel.clone();
-    tokio::select! {
-        () = cancel.cancelled() => {
-            inner.counters.shadows_abandoned.fetch_add(1, Ordering::Relaxed);
-        }
-        () = shadow(&inner, job, &mut probe) => {}
-    }
-}
-
-async fn shadow(inner: &Arc<Inner>, mut job: ShadowJob, probe: &mut ProbeGuard) {
-    // Header values are slices of the client connection's read buffer: detach them here, in the
-    // shadow task, rather than on the request path or for the life of the shadow.
-    job.headers = detached(&job.headers);
-    // The primary's answer arrives while the shadows are out; its headers are detached as soon
-    // as it does, so they do not pin the primary connection's buffer until the candidate answers.
-    let primary_copy = {
-        let rx = job.primary.take();
-        async move {
-            let mut p = rx?.await.ok()?;
-            p.headers = detached(&p.headers);
-            Some(p)
-        }
-    };
-    // The client went away mid-request: the primary got no complete request either.
-    let Some((body, _, mut held)) = take_copy(inner, &job.endpoint, (&mut job.request_body).await)
-    else {
-        return;
-    };
-    // Candidate and secondary go out together: sending one after the other would itself create
-    // time-dependent differences that the secondary could not cancel.
-    let cand = send_shadow(inner, &inner.candidate, &job, &body);
-    let sends = async {
-        match &inner.secondary {
-            Some(sec) => {
-                let (c, s) = tokio::join!(cand, send_shadow(inner, sec, &job, &body));
-                (c, Some(s))
-            }
-            None => (cand.await, None),
-        }
-    };
-    let (((cand_sent, cand), sec), primary) = tokio::join!(sends, primary_copy);
-    let (sec_sent, sec) = match sec {
-        Some((t, r)) => (Some(t), Some(r)),
-        None => (None, None),
-    };
-    let healthy = matches!(&cand, Ok((Ok(r), _)) if r.status < 500);
-    if cand.is_ok() {
-        inner.circuit.record(healthy, probe.armed);
-        probe.armed = false;
-    }
-    if let Ok((Err(e), _)) = &cand {
-        tracing::debug!(side = "candidate", endpoint = %job.endpoint, error = %e, "shadow request failed");
-    }
-    // No copy: the primary failed (counted as primary_error where it happened) or the client left.
-    let Some(primary) = primary else {
-        return;
-    };
-    let Some((pbody, done, h)) = take_copy(inner, &job.endpoint, primary.body.await) else {
-        return;
-    };
-    held.absorb(h);
-    let (candidate, secondary) = match (cand, sec.transpose()) {
-        (Ok((c, ch)), Ok(s)) => {
-            held.absorb(ch);
-            let s = s.map(|(s, sh)| {
-                held.absorb(sh);
-                s
-            });
-            (c, s)
-        }
-        (Err(Dropped::OverBudget), _) | (_, Err(Dropped::OverBudget)) => {
-            inner.skip(
-                &job.endpoint,
-                SkipReason::MemoryBudget,
-                Some(done - job.started),
-            );
-            return;
-        }
-        _ => {
-            inner.skip(
-                &job.endpoint,
-                SkipReason::BodyTooLarge,
-                Some(done - job.started),
-            );
-            return;
-        }
-    };
-    let (path, query) = match job.path_and_query.split_once('?') {
-        Some((p, q)) => (p.to_string(), Some(q.to_string())),
-        None => (job.path_and_query.clone(), None),
-    };
-    let ex = Exchange {
-        id: exchange::new_id(job.ts),
-        ts: job.ts,
-        source: "proxy",
-        endpoint: job.endpoint.to_string(),
-        request: exchange::Request {
-            method: job.method.as_str().to_string(),
-            path,
-            query,
-            headers: job.headers,
-            body,
-        },
-        primary: exchange::Response {
-            status: primary.status,
-            headers: primary.headers,
-            body: pbody,
-            latency: done.saturating_duration_since(job.started),
-        },
-        candidate,
-        secondary,
-        sends: Some(SendOffsets::new(primary.sent, cand_sent, sec_sent)),
-    };
-    match inner.pool.try_submit(Job::Compare(Box::new(ex), held)) {
-        Ok(()) => {
-            inner.counters.compared.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(_) => inner.counters.skip(SkipReason::CompareQueueFull),
-    }
-}
-
-/// A body copy for comparison, or `None` after counting why there is none (over the size cap or
-/// the memory budget; a body that never completed is not counted: nothing was compared against
-/// a complete request or answer).
-fn take_copy(
-    inner: &Inner,
-    endpoint: &Arc<str>,
-    copy: Result<Captured, oneshot::error::RecvError>,
-) -> Option<(Bytes, Instant, Reservation)> {
-    let reason = match copy {
-        Ok(Ok(c)) => return Some(c),
-        Ok(Err(CaptureError::TooLarge(_))) => SkipReason::BodyTooLarge,
-        Ok(Err(CaptureError::OverBudget)) => SkipReason::MemoryBudget,
-        Ok(Err(CaptureError::Aborted(_))) | Err(_) => return None,
-    };
-    inner.skip(endpoint, reason, None);
-    None
-}
-
-/// Why a shadow answer is not kept for comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dropped {
-    /// Larger than `max_body_bytes`.
-    TooLarge,
-    /// Keeping it would cross `max_buffered_bytes`.
-    OverBudget,
-}
-
-/// Headers to keep beyond the request: hyper's header values are slices of the connection's
-/// read buffer, so a clone would pin that whole buffer (8 KiB and up) for as long as the shadow
-/// lives — measured at ~30 KiB per in-flight shadow with a slow candidate. Owned copies of the
-/// few hundred bytes actually used cost one small allocation each.
-fn detached(h: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(h.len());
-    for (name, value) in h {
-        let Ok(mut v) = HeaderValue::from_bytes(value.as_bytes()) else {
-            continue; // cannot happen: the bytes were a valid value already
-        };
-        v.set_sensitive(value.is_sensitive());
-        out.append(name.clone(), v);
-    }
-    out
-}
-
-async fn send_shadow(
-    inner: &Inner,
-    client: &ShadowClient,
-    job: &ShadowJob,
-    body: &Bytes,
-) -> (Instant, Result<(Outcome, Reservation), Dropped>) {
-    let s = &inner.cfg.file.shadow;
-    let mut h = job.headers.clone();
-    for n in &s.strip_headers {
-        h.remove(n);
-    }
-    for (n, v) in &s.set_headers {
-        h.insert(n.clone(), v.clone());
-    }
-    if !h.contains_key(&s.marker) {
-        h.insert(s.marker.clone(), HeaderValue::from_static("1"));
-    }
-    if s.host == HostPolicy::Candidate
-        && let Ok(v) = HeaderValue::from_str(client.authority())
-    {
-        h.insert(header::HOST, v);
-    }
-    let req = ShadowRequest {
-        method: &job.method,
-        path_and_query: &job.path_and_query,
-        headers: &h,
-        body,
-    };
-    let started = Instant::now();
-    let mut held = inner.budget.reservation();
-    let outcome =
-        match tokio::time::timeout(s.timeout, client.send(&req, s.max_body_bytes, &mut held)).await
-        {
-            Err(_) => Ok(Err(UpstreamError::Timeout(s.timeout))),
-            Ok(Ok(a)) => Ok(Ok(exchange::Response {
-                status: a.status,
-                headers: a.headers,
-                body: a.body,
-                latency: started.elapsed(),
-            })),
-            Ok(Err(ShadowError::TooLarge(_))) => Err(Dropped::TooLarge),
-            Ok(Err(ShadowError::OverBudget)) => Err(Dropped::OverBudget),
-            Ok(Err(ShadowError::Upstream(e))) => Ok(Err(e)),
-        };
-    // Bytes of an answer that is not kept (failed, timed out, dropped) come back here.
-    let outcome = outcome.map(|o| {
-        let kept = if o.is_ok() {
-            std::mem::take(&mut held)
-        } else {
-            Reservation::default()
-        };
-        (o, kept)
-    });
-    (started, outcome)
 }
 
 /// Names a transport failure: refused, reset, or other — from the error's source chain.
@@ -823,135 +542,9 @@ fn classify(e: &hyper_util::client::legacy::Error) -> UpstreamError {
     }
 }
 
-/// The candidate's circuit breaker: after `failures` consecutive failures (transport error,
-/// timeout or 5xx) it opens for `cooldown`, during which exchanges are skipped as
-/// `circuit_open`; then one probe goes through (half-open): success closes it, failure opens
-/// it for another cool-down.
-#[derive(Debug)]
-pub struct Circuit {
-    failures: u32,
-    cooldown: Duration,
-    state: Mutex<CircuitInner>,
-}
-
-#[derive(Debug, Default)]
-struct CircuitInner {
-    consecutive: u32,
-    open_until: Option<Instant>,
-    probing: bool,
-}
-
-/// What [`Circuit::state`] reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CircuitState {
-    Closed,
-    Open,
-    /// The cool-down is over: the next shadow is a probe (or one is in flight).
-    HalfOpen,
-}
-
-impl Circuit {
-    /// `failures == 0` disables the breaker.
-    pub fn new(failures: u32, cooldown: Duration) -> Self {
-        Self {
-            failures,
-            cooldown,
-            state: Mutex::new(CircuitInner::default()),
-        }
-    }
-
-    pub fn state(&self) -> CircuitState {
-        let s = self.state.lock();
-        match s.open_until {
-            None => CircuitState::Closed,
-            Some(t) if Instant::now() < t => CircuitState::Open,
-            Some(_) => CircuitState::HalfOpen,
-        }
-    }
-
-    /// `Some(probe)` when a shadow may go (`probe` true for the half-open trial), `None` when open.
-    fn admit(&self) -> Option<bool> {
-        if self.failures == 0 {
-            return Some(false);
-        }
-        let mut s = self.state.lock();
-        match s.open_until {
-            None => Some(false),
-            Some(t) if Instant::now() < t => None,
-            Some(_) if s.probing => None,
-            Some(_) => {
-                s.probing = true;
-                Some(true)
-            }
-        }
-    }
-
-    fn release_probe(&self) {
-        self.state.lock().probing = false;
-    }
-
-    fn record(&self, ok: bool, probe: bool) {
-        if self.failures == 0 {
-            return;
-        }
-        let mut s = self.state.lock();
-        if ok {
-            // A success admitted before the circuit opened says nothing about now; only the
-            // probe closes an open circuit.
-            if probe || s.open_until.is_none() {
-                s.consecutive = 0;
-                if probe {
-                    tracing::info!(side = "candidate", "circuit closed: probe succeeded");
-                }
-                s.open_until = None;
-                s.probing = false;
-            }
-            return;
-        }
-        s.consecutive = s.consecutive.saturating_add(1);
-        if probe {
-            s.probing = false;
-            s.open_until = Some(Instant::now() + self.cooldown);
-            tracing::warn!(side = "candidate", cooldown = ?self.cooldown, "circuit re-opened: probe failed");
-        } else if s.open_until.is_none() && s.consecutive >= self.failures {
-            s.open_until = Some(Instant::now() + self.cooldown);
-            tracing::warn!(side = "candidate", failures = s.consecutive, cooldown = ?self.cooldown, "circuit opened");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn circuit_opens_probes_and_closes() {
-        let c = Circuit::new(2, Duration::from_millis(0));
-        assert_eq!(c.admit(), Some(false));
-        c.record(false, false);
-        assert_eq!(c.state(), CircuitState::Closed);
-        c.record(false, false);
-        // Zero cool-down: immediately half-open, one probe at a time.
-        assert_eq!(c.state(), CircuitState::HalfOpen);
-        assert_eq!(c.admit(), Some(true));
-        assert_eq!(c.admit(), None);
-        c.record(false, true);
-        assert_eq!(c.admit(), Some(true));
-        c.record(true, true);
-        assert_eq!(c.state(), CircuitState::Closed);
-        assert_eq!(c.admit(), Some(false));
-    }
-
-    #[test]
-    fn open_circuit_refuses_during_cooldown() {
-        let c = Circuit::new(1, Duration::from_secs(3600));
-        c.record(false, false);
-        assert_eq!(c.state(), CircuitState::Open);
-        assert_eq!(c.admit(), None);
-        // A late success from before the opening does not close it.
-        c.record(true, false);
-        assert_eq!(c.state(), CircuitState::Open);
-    }
 
     #[test]
     fn hop_by_hop_headers_are_removed() {

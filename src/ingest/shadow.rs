@@ -1,0 +1,339 @@
+//! The shadow side of the proxy: the background task that sends a copy of an admitted request
+//! to the candidate (and the secondary), waits for both answers and the primary's body, and
+//! hands the exchange to the comparison workers.
+//!
+//! Nothing here is awaited by the request path: [`run_shadow`] is spawned with everything it
+//! needs and gets the request and response bodies through oneshots filled by [`TeeBody`] as
+//! they stream past. It is bounded three ways — the `max_in_flight` permit it holds, a timeout
+//! per shadow request, and the candidate's [`Circuit`].
+//!
+//! [`TeeBody`]: super::body::TeeBody
+
+use super::Counters;
+use super::body::{CaptureError, Captured};
+use super::circuit::Circuit;
+use super::shadow_client::{ShadowClient, ShadowError, ShadowRequest};
+use crate::compare::SkipReason;
+use crate::config::{HostPolicy, ShadowConfig};
+use crate::exchange::{self, Exchange, Outcome, SendOffsets, UpstreamError};
+use crate::pipeline::budget::{Budget, Reservation};
+use crate::pipeline::pool::{Job, Pool};
+use bytes::Bytes;
+use http::Method;
+use http::header::{self, HeaderMap, HeaderValue};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// What every shadow task shares: the shadow clients, the bounds and where exchanges go.
+pub(super) struct Shadows {
+    pub(super) cfg: ShadowConfig,
+    /// Shadows go out on a lean client of their own: see [`super::shadow_client`] for why not hyper's.
+    pub(super) candidate: ShadowClient,
+    pub(super) secondary: Option<ShadowClient>,
+    pub(super) circuit: Arc<Circuit>,
+    pub(super) counters: Arc<Counters>,
+    pub(super) pool: Arc<Pool>,
+    /// Cancelled at the shutdown deadline: shadows still in flight are abandoned.
+    pub(super) cancel: CancellationToken,
+    pub(super) budget: Arc<Budget>,
+}
+
+impl Shadows {
+    /// Counts a skip and lets the sinks observe it (dropped with the count when the queue is full).
+    pub(super) fn skip(
+        &self,
+        endpoint: &Arc<str>,
+        reason: SkipReason,
+        primary_latency: Option<Duration>,
+    ) {
+        self.counters.skip(reason);
+        let _ = self.pool.try_submit(Job::Skip {
+            ts: SystemTime::now(),
+            endpoint: endpoint.clone(),
+            reason,
+            primary_latency,
+        });
+    }
+}
+
+/// The ticket a shadow runs on: a `max_in_flight` permit, and whether it is the circuit's probe.
+pub(super) struct Admitted {
+    pub(super) permit: OwnedSemaphorePermit,
+    pub(super) probe: bool,
+}
+
+/// A shadow to run: what the request path knows when it admits one.
+pub(super) struct ShadowJob {
+    pub(super) ts: SystemTime,
+    pub(super) started: Instant,
+    pub(super) endpoint: Arc<str>,
+    pub(super) method: Method,
+    pub(super) path_and_query: String,
+    pub(super) headers: HeaderMap,
+    pub(super) request_body: oneshot::Receiver<Captured>,
+    /// Taken by the shadow task, which receives it while the shadows are out.
+    pub(super) primary: Option<oneshot::Receiver<PrimaryCopy>>,
+}
+
+/// What the shadow task needs to know about the primary's answer.
+pub(super) struct PrimaryCopy {
+    pub(super) status: u16,
+    pub(super) headers: HeaderMap,
+    pub(super) body: oneshot::Receiver<Captured>,
+    /// When the request was handed to the primary's client (for the send skew).
+    pub(super) sent: Instant,
+}
+
+/// Decrements the in-flight gauge however the shadow task ends (finished, abandoned, panicked).
+struct InFlight(Arc<Counters>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.shadow_finished();
+    }
+}
+
+/// Releases the circuit's probe slot if the probe never reached the candidate.
+struct ProbeGuard {
+    circuit: Arc<Circuit>,
+    armed: bool,
+}
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.circuit.release_probe();
+        }
+    }
+}
+
+pub(super) async fn run_shadow(shadows: Arc<Shadows>, adm: Admitted, job: ShadowJob) {
+    let _permit = adm.permit;
+    let _gauge = InFlight(shadows.counters.clone());
+    let mut probe = ProbeGuard {
+        circuit: shadows.circuit.clone(),
+        armed: adm.probe,
+    };
+    let cancel = shadows.cancel.clone();
+    tokio::select! {
+        () = cancel.cancelled() => {
+            shadows.counters.shadows_abandoned.fetch_add(1, Ordering::Relaxed);
+        }
+        () = shadow(&shadows, job, &mut probe) => {}
+    }
+}
+
+async fn shadow(shadows: &Shadows, mut job: ShadowJob, probe: &mut ProbeGuard) {
+    // Header values are slices of the client connection's read buffer: detach them here, in the
+    // shadow task, rather than on the request path or for the life of the shadow.
+    job.headers = detached(&job.headers);
+    // The primary's answer arrives while the shadows are out; its headers are detached as soon
+    // as it does, so they do not pin the primary connection's buffer until the candidate answers.
+    let primary_copy = {
+        let rx = job.primary.take();
+        async move {
+            let mut p = rx?.await.ok()?;
+            p.headers = detached(&p.headers);
+            Some(p)
+        }
+    };
+    // The client went away mid-request: the primary got no complete request either.
+    let Some((body, _, mut held)) =
+        take_copy(shadows, &job.endpoint, (&mut job.request_body).await)
+    else {
+        return;
+    };
+    // Candidate and secondary go out together: sending one after the other would itself create
+    // time-dependent differences that the secondary could not cancel.
+    let cand = send_shadow(shadows, &shadows.candidate, &job, &body);
+    let sends = async {
+        match &shadows.secondary {
+            Some(sec) => {
+                let (c, s) = tokio::join!(cand, send_shadow(shadows, sec, &job, &body));
+                (c, Some(s))
+            }
+            None => (cand.await, None),
+        }
+    };
+    let (((cand_sent, cand), sec), primary) = tokio::join!(sends, primary_copy);
+    let (sec_sent, sec) = match sec {
+        Some((t, r)) => (Some(t), Some(r)),
+        None => (None, None),
+    };
+    let healthy = matches!(&cand, Ok((Ok(r), _)) if r.status < 500);
+    if cand.is_ok() {
+        shadows.circuit.record(healthy, probe.armed);
+        probe.armed = false;
+    }
+    if let Ok((Err(e), _)) = &cand {
+        tracing::debug!(side = "candidate", endpoint = %job.endpoint, error = %e, "shadow request failed");
+    }
+    // No copy: the primary failed (counted as primary_error where it happened) or the client left.
+    let Some(primary) = primary else {
+        return;
+    };
+    let Some((pbody, done, h)) = take_copy(shadows, &job.endpoint, primary.body.await) else {
+        return;
+    };
+    held.absorb(h);
+    let (candidate, secondary) = match (cand, sec.transpose()) {
+        (Ok((c, ch)), Ok(s)) => {
+            held.absorb(ch);
+            let s = s.map(|(s, sh)| {
+                held.absorb(sh);
+                s
+            });
+            (c, s)
+        }
+        (Err(Dropped::OverBudget), _) | (_, Err(Dropped::OverBudget)) => {
+            shadows.skip(
+                &job.endpoint,
+                SkipReason::MemoryBudget,
+                Some(done - job.started),
+            );
+            return;
+        }
+        _ => {
+            shadows.skip(
+                &job.endpoint,
+                SkipReason::BodyTooLarge,
+                Some(done - job.started),
+            );
+            return;
+        }
+    };
+    let (path, query) = match job.path_and_query.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (job.path_and_query.clone(), None),
+    };
+    let ex = Exchange {
+        id: exchange::new_id(job.ts),
+        ts: job.ts,
+        source: "proxy",
+        endpoint: job.endpoint.to_string(),
+        request: exchange::Request {
+            method: job.method.as_str().to_string(),
+            path,
+            query,
+            headers: job.headers,
+            body,
+        },
+        primary: exchange::Response {
+            status: primary.status,
+            headers: primary.headers,
+            body: pbody,
+            latency: done.saturating_duration_since(job.started),
+        },
+        candidate,
+        secondary,
+        sends: Some(SendOffsets::new(primary.sent, cand_sent, sec_sent)),
+    };
+    match shadows.pool.try_submit(Job::Compare(Box::new(ex), held)) {
+        Ok(()) => {
+            shadows.counters.compared.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(_) => shadows.counters.skip(SkipReason::CompareQueueFull),
+    }
+}
+
+/// A body copy for comparison, or `None` after counting why there is none (over the size cap or
+/// the memory budget; a body that never completed is not counted: nothing was compared against
+/// a complete request or answer).
+fn take_copy(
+    shadows: &Shadows,
+    endpoint: &Arc<str>,
+    copy: Result<Captured, oneshot::error::RecvError>,
+) -> Option<(Bytes, Instant, Reservation)> {
+    let reason = match copy {
+        Ok(Ok(c)) => return Some(c),
+        Ok(Err(CaptureError::TooLarge(_))) => SkipReason::BodyTooLarge,
+        Ok(Err(CaptureError::OverBudget)) => SkipReason::MemoryBudget,
+        Ok(Err(CaptureError::Aborted(_))) | Err(_) => return None,
+    };
+    shadows.skip(endpoint, reason, None);
+    None
+}
+
+/// Why a shadow answer is not kept for comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dropped {
+    /// Larger than `max_body_bytes`.
+    TooLarge,
+    /// Keeping it would cross `max_buffered_bytes`.
+    OverBudget,
+}
+
+/// Headers to keep beyond the request: hyper's header values are slices of the connection's
+/// read buffer, so a clone would pin that whole buffer (8 KiB and up) for as long as the shadow
+/// lives — measured at ~30 KiB per in-flight shadow with a slow candidate. Owned copies of the
+/// few hundred bytes actually used cost one small allocation each.
+fn detached(h: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(h.len());
+    for (name, value) in h {
+        let Ok(mut v) = HeaderValue::from_bytes(value.as_bytes()) else {
+            continue; // cannot happen: the bytes were a valid value already
+        };
+        v.set_sensitive(value.is_sensitive());
+        out.append(name.clone(), v);
+    }
+    out
+}
+
+async fn send_shadow(
+    shadows: &Shadows,
+    client: &ShadowClient,
+    job: &ShadowJob,
+    body: &Bytes,
+) -> (Instant, Result<(Outcome, Reservation), Dropped>) {
+    let s = &shadows.cfg;
+    let mut h = job.headers.clone();
+    for n in &s.strip_headers {
+        h.remove(n);
+    }
+    for (n, v) in &s.set_headers {
+        h.insert(n.clone(), v.clone());
+    }
+    if !h.contains_key(&s.marker) {
+        h.insert(s.marker.clone(), HeaderValue::from_static("1"));
+    }
+    if s.host == HostPolicy::Candidate
+        && let Ok(v) = HeaderValue::from_str(client.authority())
+    {
+        h.insert(header::HOST, v);
+    }
+    let req = ShadowRequest {
+        method: &job.method,
+        path_and_query: &job.path_and_query,
+        headers: &h,
+        body,
+    };
+    let started = Instant::now();
+    let mut held = shadows.budget.reservation();
+    let outcome =
+        match tokio::time::timeout(s.timeout, client.send(&req, s.max_body_bytes, &mut held)).await
+        {
+            Err(_) => Ok(Err(UpstreamError::Timeout(s.timeout))),
+            Ok(Ok(a)) => Ok(Ok(exchange::Response {
+                status: a.status,
+                headers: a.headers,
+                body: a.body,
+                latency: started.elapsed(),
+            })),
+            Ok(Err(ShadowError::TooLarge(_))) => Err(Dropped::TooLarge),
+            Ok(Err(ShadowError::OverBudget)) => Err(Dropped::OverBudget),
+            Ok(Err(ShadowError::Upstream(e))) => Ok(Err(e)),
+        };
+    // Bytes of an answer that is not kept (failed, timed out, dropped) come back here.
+    let outcome = outcome.map(|o| {
+        let kept = if o.is_ok() {
+            std::mem::take(&mut held)
+        } else {
+            Reservation::default()
+        };
+        (o, kept)
+    });
+    (started, outcome)
+}
