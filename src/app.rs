@@ -11,10 +11,13 @@
 
 use crate::admin::{AdminState, MetricsSource};
 use crate::compare::rules::RuleSet;
+use crate::compare::{Comparator, CompareOptions};
+use crate::config::ProxyConfig;
 use crate::config::{Config, ConfigErrors};
+use crate::event::Redaction;
 use crate::ingest::Counters;
 use crate::ingest::proxy::{self, ProxyError, ProxyHandle};
-use crate::pipeline::{Fanout, Sink};
+use crate::pipeline::{Fanout, Pipeline, Refine, Sink, pool};
 use crate::sink::file::FileSink;
 use crate::sink::kafka::KafkaSink;
 use crate::stats::GateConfig;
@@ -24,6 +27,7 @@ use crate::stats::publisher::{StatsPublisher, StatsPublisherConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -37,6 +41,8 @@ pub enum AppError {
     Sink { sink: &'static str, reason: String },
     #[error(transparent)]
     Proxy(#[from] ProxyError),
+    #[error("cannot start comparison workers: {0}")]
+    Workers(std::io::Error),
     #[error("cannot bind the admin address {addr}: {source}")]
     AdminBind {
         addr: SocketAddr,
@@ -76,9 +82,92 @@ impl Settings {
 pub const DEFAULT_ADMIN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
 
+/// The inline proxy on its own pipeline: the source, the comparison pool and the sinks.
+pub struct Proxy {
+    handle: ProxyHandle,
+    pipeline: Arc<Pipeline>,
+    grace: Duration,
+}
+
+impl Proxy {
+    /// The address the proxy listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.local_addr()
+    }
+
+    /// The source's live counters.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.handle.counters()
+    }
+
+    /// The candidate's circuit breaker.
+    pub fn circuit(&self) -> Arc<crate::ingest::circuit::Circuit> {
+        self.handle.circuit()
+    }
+
+    /// Waits for the proxy to drain after its shutdown signal, then stops the pipeline behind it:
+    /// the comparison queue drained, the sinks flushed within `shutdown_grace`.
+    pub async fn join(self) -> Result<(), AppError> {
+        let served = self.handle.join().await;
+        let (pipeline, grace) = (self.pipeline, self.grace);
+        if tokio::task::spawn_blocking(move || pipeline.stop(grace))
+            .await
+            .is_err()
+        {
+            tracing::error!("the pipeline did not stop cleanly");
+        }
+        Ok(served?)
+    }
+}
+
+/// Starts the comparison pipeline (comparator, redaction, `refine`, then `sink`) and the inline
+/// proxy in front of it. [`Sidecar::start`] calls this after building the sinks; tests call it
+/// with sinks of their own.
+pub async fn start_proxy(
+    cfg: ProxyConfig,
+    sink: Arc<dyn Sink>,
+    refine: Option<Arc<dyn Refine>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Proxy, AppError> {
+    let f = &cfg.file;
+    let comparator = Comparator::new(
+        cfg.rules.clone(),
+        CompareOptions {
+            max_decoded_bytes: f.compare.max_decoded_bytes,
+            max_differences: f.compare.max_differences,
+        },
+    );
+    let redaction = Redaction::new(
+        f.redact
+            .headers
+            .iter()
+            .map(|h| h.as_str().to_string())
+            .collect(),
+        f.redact.paths.clone(),
+        f.publish.max_body_bytes,
+    );
+    let ctx = pool::Context {
+        comparator,
+        redaction,
+        instance: cfg.instance.clone(),
+        sink,
+        refine,
+    };
+    let pipeline = Pipeline::start(ctx, f.compare.workers, f.compare.queue, f.compare.nice)
+        .map_err(AppError::Workers)?;
+    let pipeline = Arc::new(pipeline);
+    let grace = f.shutdown_grace;
+    let handle = proxy::start(cfg, pipeline.clone(), shutdown).await?;
+    Ok(Proxy {
+        handle,
+        pipeline,
+        grace,
+    })
+}
+
 /// A running sidecar: the proxy, its pipeline and the admin server.
 pub struct Sidecar {
-    proxy: ProxyHandle,
+    proxy: Proxy,
     stats: Arc<Stats>,
     noise: Option<Arc<NoiseModel>>,
     admin_addr: SocketAddr,
@@ -115,7 +204,8 @@ impl Sidecar {
         let pc = cfg.into_proxy(rules)?;
         // Learned noise is served only when a secondary feeds it.
         let noise = pc.file.secondary.is_some().then(|| pc.noise.clone());
-        let proxy = proxy::start(pc, sinks.sink, shutdown).await?;
+        let refine = Some(pc.noise.clone() as Arc<dyn Refine>);
+        let proxy = start_proxy(pc, sinks.sink, refine, shutdown).await?;
 
         let listener = bind_admin(admin, admin_fallback).await?;
         let admin_addr = listener
@@ -172,7 +262,8 @@ impl Sidecar {
         self.proxy.counters()
     }
 
-    /// Waits until the proxy has drained (its shutdown signal came), then stops the admin server.
+    /// Waits until the proxy and its pipeline have drained (its shutdown signal came), then
+    /// stops the admin server.
     pub async fn join(self) -> Result<(), AppError> {
         let served = self.proxy.join().await;
         let _ = self.admin_stop.send(());

@@ -16,13 +16,11 @@ use super::grouping::Grouper;
 use super::resolve::{DNS_TTL, HyperResolver, Resolver};
 use super::shadow::{Admitted, PrimaryCopy, ShadowJob, Shadows, run_shadow};
 use super::shadow_client::ShadowClient;
-use crate::compare::{Comparator, CompareOptions, SkipReason};
+use crate::compare::SkipReason;
 use crate::config::{ProxyConfig, Upstream};
-use crate::event::Redaction;
 use crate::exchange::UpstreamError;
-use crate::pipeline::Sink;
+use crate::pipeline::Pipeline;
 use crate::pipeline::budget::Budget;
-use crate::pipeline::pool::{self, Pool};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -56,8 +54,6 @@ pub enum ProxyError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot start comparison workers: {0}")]
-    Workers(std::io::Error),
     #[error("proxy task failed: {0}")]
     Task(String),
 }
@@ -87,17 +83,19 @@ impl ProxyHandle {
     }
 
     /// Waits until the proxy has shut down completely (connections closed, shadows finished or
-    /// abandoned, comparison queue drained, sink flushed).
+    /// abandoned and handed to the pipeline).
     pub async fn join(self) -> Result<(), ProxyError> {
         self.join.await.map_err(|e| ProxyError::Task(e.to_string()))
     }
 }
 
 /// Starts the proxy on `cfg.file.listen`; it runs until `shutdown` completes, then shuts down
-/// gracefully within `cfg.file.shutdown_grace`. Every verdict (skips included) goes to `sink`.
+/// gracefully within `cfg.file.shutdown_grace`: client connections, then shadows. Every exchange
+/// (skips included) goes to `pipeline`, which the caller stops once [`ProxyHandle::join`] returns
+/// ([`crate::app`] does).
 pub async fn start(
     cfg: ProxyConfig,
-    sink: Arc<dyn Sink>,
+    pipeline: Arc<Pipeline>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<ProxyHandle, ProxyError> {
     let listener = TcpListener::bind(cfg.file.listen)
@@ -111,35 +109,6 @@ pub async fn start(
         source,
     })?;
     let f = &cfg.file;
-    let comparator = Comparator::new(
-        cfg.rules.clone(),
-        CompareOptions {
-            max_decoded_bytes: f.compare.max_decoded_bytes,
-            max_differences: f.compare.max_differences,
-        },
-    );
-    let redaction = Redaction::new(
-        f.redact
-            .headers
-            .iter()
-            .map(|h| h.as_str().to_string())
-            .collect(),
-        f.redact.paths.clone(),
-        f.publish.max_body_bytes,
-    );
-    let pool = Pool::start(
-        pool::Context {
-            comparator,
-            redaction,
-            instance: cfg.instance.clone(),
-            sink: sink.clone(),
-            refine: Some(cfg.noise.clone() as Arc<dyn crate::pipeline::Refine>),
-        },
-        f.compare.workers,
-        f.compare.queue,
-        f.compare.nice,
-    )
-    .map_err(ProxyError::Workers)?;
     let counters = Arc::new(Counters {
         buffered: Budget::new(f.shadow.max_buffered_bytes),
         ..Counters::default()
@@ -148,7 +117,7 @@ pub async fn start(
         f.shadow.circuit.failures,
         f.shadow.circuit.cooldown,
     ));
-    let inner = Arc::new(Inner::new(cfg, pool, counters.clone(), circuit.clone()));
+    let inner = Arc::new(Inner::new(cfg, pipeline, counters.clone(), circuit.clone()));
     tracing::info!(
         listen = %local_addr,
         primary = %inner.cfg.primary,
@@ -156,7 +125,7 @@ pub async fn start(
         secondary = ?inner.cfg.file.secondary.as_ref().map(|s| s.to_string()),
         "proxy listening"
     );
-    let join = tokio::spawn(serve(listener, inner, sink, shutdown));
+    let join = tokio::spawn(serve(listener, inner, shutdown));
     Ok(ProxyHandle {
         local_addr,
         counters,
@@ -177,7 +146,12 @@ struct Inner {
 }
 
 impl Inner {
-    fn new(cfg: ProxyConfig, pool: Pool, counters: Arc<Counters>, circuit: Arc<Circuit>) -> Self {
+    fn new(
+        cfg: ProxyConfig,
+        pipeline: Arc<Pipeline>,
+        counters: Arc<Counters>,
+        circuit: Arc<Circuit>,
+    ) -> Self {
         // One resolver for every upstream: a name is looked up once per TTL, not per connection.
         let resolver = Resolver::new(DNS_TTL);
         let mut conn = HttpConnector::new_with_resolver(HyperResolver(resolver.clone()));
@@ -208,7 +182,7 @@ impl Inner {
             secondary,
             circuit,
             counters: counters.clone(),
-            pool: Arc::new(pool),
+            pipeline,
             cancel: CancellationToken::new(),
             budget,
         });
@@ -276,7 +250,6 @@ impl Inner {
 async fn serve(
     listener: TcpListener,
     inner: Arc<Inner>,
-    sink: Arc<dyn Sink>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let graceful = GracefulShutdown::new();
@@ -347,19 +320,6 @@ async fn serve(
                 .acquire_many_owned(inner.permits_total),
         )
         .await;
-    }
-    let pool = inner.shadows.pool.clone();
-    if tokio::task::spawn_blocking(move || pool.stop())
-        .await
-        .is_err()
-    {
-        tracing::error!("comparison workers did not stop cleanly");
-    }
-    if tokio::task::spawn_blocking(move || sink.shutdown(grace))
-        .await
-        .is_err()
-    {
-        tracing::error!("sink shutdown panicked");
     }
     tracing::info!("proxy stopped");
 }

@@ -16,8 +16,9 @@ use super::shadow_client::{ShadowClient, ShadowError, ShadowRequest};
 use crate::compare::SkipReason;
 use crate::config::{HostPolicy, ShadowConfig};
 use crate::exchange::{self, Exchange, Outcome, SendOffsets, UpstreamError};
+use crate::pipeline::Pipeline;
 use crate::pipeline::budget::{Budget, Reservation};
-use crate::pipeline::pool::{Job, Pool};
+use crate::pipeline::pool::Job;
 use bytes::Bytes;
 use http::Method;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -35,7 +36,7 @@ pub(super) struct Shadows {
     pub(super) secondary: Option<ShadowClient>,
     pub(super) circuit: Arc<Circuit>,
     pub(super) counters: Arc<Counters>,
-    pub(super) pool: Arc<Pool>,
+    pub(super) pipeline: Arc<Pipeline>,
     /// Cancelled at the shutdown deadline: shadows still in flight are abandoned.
     pub(super) cancel: CancellationToken,
     pub(super) budget: Arc<Budget>,
@@ -50,7 +51,7 @@ impl Shadows {
         primary_latency: Option<Duration>,
     ) {
         self.counters.skip(reason);
-        let _ = self.pool.try_submit(Job::Skip {
+        let _ = self.pipeline.try_submit(Job::Skip {
             ts: SystemTime::now(),
             endpoint: endpoint.clone(),
             reason,
@@ -231,7 +232,10 @@ async fn shadow(shadows: &Shadows, mut job: ShadowJob, probe: &mut ProbeGuard) {
         secondary,
         sends: Some(SendOffsets::new(primary.sent, cand_sent, sec_sent)),
     };
-    match shadows.pool.try_submit(Job::Compare(Box::new(ex), held)) {
+    match shadows
+        .pipeline
+        .try_submit(Job::Compare(Box::new(ex), held))
+    {
         Ok(()) => {
             shadows.counters.compared.fetch_add(1, Ordering::Relaxed);
         }

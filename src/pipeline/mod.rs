@@ -84,3 +84,44 @@ impl Sink for Fanout {
         }
     }
 }
+
+/// The running pipeline a source feeds: the comparison pool and the sinks behind it. Built once
+/// by [`crate::app`]; a source only submits to it. Stopping follows the data: the source stops
+/// first (it alone watches the shutdown signal), then [`Pipeline::stop`] drains the pool and
+/// flushes the sinks.
+pub struct Pipeline {
+    pool: pool::Pool,
+    sink: Arc<dyn Sink>,
+}
+
+impl Pipeline {
+    /// Starts the comparison pool (`workers` threads at niceness `nice`, `queue` jobs) in front
+    /// of `ctx.sink`.
+    pub fn start(
+        ctx: pool::Context,
+        workers: usize,
+        queue: usize,
+        nice: i32,
+    ) -> std::io::Result<Pipeline> {
+        let sink = ctx.sink.clone();
+        let pool = pool::Pool::start(ctx, workers, queue, nice)?;
+        Ok(Pipeline { pool, sink })
+    }
+
+    /// Hands a job over without blocking; a full queue gives it back (the caller counts it).
+    pub fn try_submit(&self, job: pool::Job) -> Result<(), pool::Job> {
+        self.pool.try_submit(job)
+    }
+
+    /// Jobs waiting for a worker.
+    pub fn queued(&self) -> usize {
+        self.pool.queued()
+    }
+
+    /// Drains what is queued, stops the workers, then lets the sinks flush within `grace`.
+    /// Blocks: call it from a blocking thread once the source has stopped submitting.
+    pub fn stop(&self, grace: Duration) {
+        self.pool.stop();
+        self.sink.shutdown(grace);
+    }
+}

@@ -12,9 +12,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
+use shadowdiff::app::{self, Proxy};
 use shadowdiff::compare::{SkipReason, VerdictKind};
 use shadowdiff::config::{ProxyConfig, Upstream};
-use shadowdiff::ingest::proxy::{self, ProxyHandle};
 use shadowdiff::pipeline::{Observation, Sink};
 use std::convert::Infallible;
 use std::future::Future;
@@ -215,7 +215,7 @@ pub fn config(primary: &Backend, candidate: Upstream) -> ProxyConfig {
 }
 
 pub struct Running {
-    pub handle: ProxyHandle,
+    pub handle: Proxy,
     pub addr: SocketAddr,
     pub stop: Option<oneshot::Sender<()>>,
 }
@@ -236,9 +236,12 @@ impl Running {
     }
 }
 
+/// Starts the proxy and its pipeline through the app's wiring, with `sink` behind it and the
+/// config's learned-noise model applied as the sidecar applies it.
 pub async fn start(cfg: ProxyConfig, sink: Arc<dyn Sink>) -> Running {
     let (tx, rx) = oneshot::channel::<()>();
-    let handle = proxy::start(cfg, sink, async move {
+    let refine = Some(cfg.noise.clone() as Arc<dyn shadowdiff::pipeline::Refine>);
+    let handle = app::start_proxy(cfg, sink, refine, async move {
         let _ = rx.await;
     })
     .await
