@@ -1,12 +1,15 @@
 use super::*;
 use crate::ingest::resolve::Resolver;
 use crate::pipeline::budget::Budget;
+use bytes::BytesMut;
+use http::HeaderValue;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use tokio::io::AsyncRead;
 use tokio::io::{AsyncBufReadExt, BufReader, ReadBuf};
 use tokio::net::TcpListener;
 
