@@ -452,11 +452,10 @@ fn run_proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         }
     };
     // The statistics sink joins the fan-out so the admin server can read what it counts.
-    let stats = Arc::new(crate::stats::Stats::new(crate::stats::StatsConfig {
-        window: cfg.stats.window,
-        bucket: cfg.stats.bucket,
-        ..Default::default()
-    }));
+    let stats = Arc::new(crate::stats::Stats::new(
+        cfg.stats.clone(),
+        cfg.grouping.max_endpoints,
+    ));
     let sinks = build_sinks(&cfg, vec![stats.clone() as Arc<dyn Sink>])?;
     let admin = cfg
         .admin
@@ -552,11 +551,10 @@ fn run_aggregate(args: AggregateArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = probe {
         bail!("kafka consumer configuration: {e}");
     }
-    let stats = Arc::new(crate::stats::Stats::new(crate::stats::StatsConfig {
-        window: file.stats.window,
-        bucket: file.stats.bucket,
-        ..Default::default()
-    }));
+    let stats = Arc::new(crate::stats::Stats::new(
+        file.stats.clone(),
+        file.grouping.max_endpoints,
+    ));
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut state = crate::admin::AdminState::new(stats, ready);
     state.gate_max_divergence = file.gate.max_divergence;

@@ -25,7 +25,7 @@ use shadowdiff::compare::{DiffKind, VerdictKind};
 use shadowdiff::config::ProxyConfig;
 use shadowdiff::pipeline::{Fanout, Sink};
 use shadowdiff::stats::noise::FieldStatus;
-use shadowdiff::stats::{Stats, StatsConfig, Window};
+use shadowdiff::stats::{DEFAULT_MAX_ENDPOINTS, Stats, StatsConfig, Window};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -176,7 +176,8 @@ fn proxy_config(s: &Setup, with_secondary: bool, rules: RuleSet) -> ProxyConfig 
     cfg.rules = Arc::new(rules);
     // Built the way `into_proxy` builds it, from the file's `noise:` section (min_samples 30).
     cfg.noise = Arc::new(shadowdiff::stats::noise::NoiseModel::new(
-        cfg.file.noise.model_config(200),
+        cfg.file.noise,
+        cfg.file.grouping.max_endpoints,
     ));
     cfg
 }
@@ -238,7 +239,7 @@ fn fields_of(seen: &common::Seen) -> (BTreeSet<String>, BTreeSet<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn noise_cancels_and_only_the_regression_counts() {
     let (s, _) = services(Duration::ZERO).await;
-    let stats = Arc::new(Stats::new(StatsConfig::default()));
+    let stats = Arc::new(Stats::new(StatsConfig::default(), DEFAULT_MAX_ENDPOINTS));
     let seen = TestSink::new();
     let cfg = proxy_config(&s, true, shipped_rules(&[]));
     let model = cfg.noise.clone();
@@ -411,7 +412,7 @@ async fn noise_cancels_and_only_the_regression_counts() {
     // With those rules and no secondary, legacy against legacy matches: the noise is gone.
     let mut legacy_twice = proxy_config(&s, false, rules);
     legacy_twice.candidate = s.secondary.upstream();
-    let stats2 = Arc::new(Stats::new(StatsConfig::default()));
+    let stats2 = Arc::new(Stats::new(StatsConfig::default(), DEFAULT_MAX_ENDPOINTS));
     let seen2 = TestSink::new();
     let proxy2 = start(legacy_twice, fanout(&stats2, &seen2)).await;
     let mut paths: Vec<String> = (0..50).map(|n| format!("/items/{n}")).collect();
@@ -457,7 +458,7 @@ async fn noise_cancels_and_only_the_regression_counts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_a_secondary_nothing_is_noise() {
     let (s, _) = services(Duration::ZERO).await;
-    let stats = Arc::new(Stats::new(StatsConfig::default()));
+    let stats = Arc::new(Stats::new(StatsConfig::default(), DEFAULT_MAX_ENDPOINTS));
     let seen = TestSink::new();
     let cfg = proxy_config(&s, false, shipped_rules(&[]));
     let model = cfg.noise.clone();
@@ -483,7 +484,7 @@ async fn candidate_and_secondary_are_sent_concurrently() {
     // least 300 ms after the first; sent together, they leave within microseconds.
     let delay = Duration::from_millis(300);
     let (s, [cand_arrivals, sec_arrivals]) = services(delay).await;
-    let stats = Arc::new(Stats::new(StatsConfig::default()));
+    let stats = Arc::new(Stats::new(StatsConfig::default(), DEFAULT_MAX_ENDPOINTS));
     let seen = TestSink::new();
     let proxy = start(
         proxy_config(&s, true, shipped_rules(&[])),

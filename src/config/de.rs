@@ -17,7 +17,7 @@ enum Scalar {
     Str(String),
 }
 
-pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     match Scalar::deserialize(d)? {
         Scalar::Str(s) => units::parse_duration(&s).map_err(D::Error::custom),
         Scalar::Int(n) => Err(D::Error::custom(units::UnitError::Duration(n.to_string()))),
@@ -25,7 +25,7 @@ pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::E
     }
 }
 
-pub(super) fn size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+pub(crate) fn size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     let n = match Scalar::deserialize(d)? {
         Scalar::Str(s) => units::parse_size(&s).map_err(D::Error::custom)?,
         Scalar::Int(n) => n,
@@ -34,7 +34,7 @@ pub(super) fn size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     usize::try_from(n).map_err(|_| D::Error::custom(format!("size {n} is too large")))
 }
 
-pub(super) fn rate<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+pub(crate) fn rate<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     let s = match Scalar::deserialize(d)? {
         Scalar::Str(s) => s,
         Scalar::Int(n) => n.to_string(),
@@ -43,11 +43,11 @@ pub(super) fn rate<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     units::parse_rate(&s).map_err(D::Error::custom)
 }
 
-pub(super) fn opt_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+pub(crate) fn opt_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     rate(d).map(Some)
 }
 
-pub(super) fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+pub(crate) fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     let n = u64::deserialize(d)?;
     if n == 0 {
         return Err(D::Error::custom("must be at least 1"));
@@ -57,7 +57,7 @@ pub(super) fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Erro
 
 /// A niceness to lower a thread to: 0 (unchanged) to 19 (lowest). Raising priority (negative
 /// values) would need privileges a sidecar should not have.
-pub(super) fn nice<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+pub(crate) fn nice<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
     let n = i64::deserialize(d)?;
     if !(0..=19).contains(&n) {
         return Err(D::Error::custom(format!(
@@ -67,11 +67,11 @@ pub(super) fn nice<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
     Ok(n as i32)
 }
 
-pub(super) fn yes() -> bool {
+pub(crate) fn yes() -> bool {
     true
 }
 
-pub(super) fn methods<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Method>, D::Error> {
+pub(crate) fn methods<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Method>, D::Error> {
     Vec::<String>::deserialize(d)?
         .iter()
         .map(|m| {
@@ -85,13 +85,13 @@ pub(super) fn methods<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Method>, D:
         .collect()
 }
 
-pub(super) fn header_name<'de, D: Deserializer<'de>>(d: D) -> Result<HeaderName, D::Error> {
+pub(crate) fn header_name<'de, D: Deserializer<'de>>(d: D) -> Result<HeaderName, D::Error> {
     let s = String::deserialize(d)?;
     HeaderName::from_bytes(s.trim().as_bytes())
         .map_err(|_| D::Error::custom(format!("invalid header name {s:?}")))
 }
 
-pub(super) fn header_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<HeaderName>, D::Error> {
+pub(crate) fn header_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<HeaderName>, D::Error> {
     Vec::<String>::deserialize(d)?
         .iter()
         .map(|s| {
@@ -101,7 +101,7 @@ pub(super) fn header_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Header
         .collect()
 }
 
-pub(super) fn header_map<'de, D: Deserializer<'de>>(
+pub(crate) fn header_map<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, D::Error> {
     let m = std::collections::BTreeMap::<String, String>::deserialize(d)?;
@@ -116,12 +116,12 @@ pub(super) fn header_map<'de, D: Deserializer<'de>>(
         .collect()
 }
 
-pub(super) fn endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<EndpointPattern, D::Error> {
+pub(crate) fn endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<EndpointPattern, D::Error> {
     let s = String::deserialize(d)?;
     EndpointPattern::parse(&s).map_err(D::Error::custom)
 }
 
-pub(super) fn path_patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathPattern>, D::Error> {
+pub(crate) fn path_patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathPattern>, D::Error> {
     Vec::<String>::deserialize(d)?
         .iter()
         .map(|s| PathPattern::parse(s).map_err(D::Error::custom))

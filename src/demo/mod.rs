@@ -80,7 +80,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     pc.file.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     pc.file.secondary = secondary.map(upstream).transpose()?;
     let noise = opts.secondary.then(|| pc.noise.clone());
-    let stats = Arc::new(Stats::new(StatsConfig::default()));
+    let stats = Arc::new(Stats::new(
+        StatsConfig::default(),
+        pc.file.grouping.max_endpoints,
+    ));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let handle = crate::ingest::proxy::start(pc, stats.clone() as Arc<dyn Sink>, async move {
         let _ = stop_rx.await;
