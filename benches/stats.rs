@@ -17,7 +17,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use shadowdiff::compare::{DiffKind, Difference, Verdict, VerdictKind};
 use shadowdiff::event::{Event, EventRequest, EventResponse, SCHEMA};
 use shadowdiff::pipeline::{Observation, Sink};
-use shadowdiff::stats::{LatencySet, Stats, StatsConfig};
+use shadowdiff::stats::{DEFAULT_MAX_ENDPOINTS, LatencySet, Stats, StatsConfig};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -45,7 +45,7 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let stats = Stats::new(StatsConfig::default());
+    let stats = Stats::new(StatsConfig::default(), DEFAULT_MAX_ENDPOINTS);
     let endpoints: Vec<String> = (0..20)
         .map(|n| format!("GET /api/v1/resource{n}/{{id}}"))
         .collect();
@@ -186,7 +186,7 @@ fn bench(c: &mut Criterion) {
         })
         .unwrap()
         .to_json();
-    let merged = Stats::new(StatsConfig::default());
+    let merged = Stats::new(StatsConfig::default(), DEFAULT_MAX_ENDPOINTS);
     g.bench_function("aggregate_parse_and_merge", |b| {
         b.iter(|| {
             let p = shadowdiff::stats::StatsMessage::parse(black_box(msg.as_bytes())).unwrap();

@@ -188,11 +188,7 @@ impl Sidecar {
             default_file_sink,
             admin_fallback,
         } = settings;
-        let stats = Arc::new(Stats::new(crate::stats::StatsConfig {
-            window: cfg.stats.window,
-            bucket: cfg.stats.bucket,
-            ..Default::default()
-        }));
+        let stats = Arc::new(Stats::new(cfg.stats.clone(), cfg.grouping.max_endpoints));
         // The statistics sink joins the fan-out so the admin server can read what it counts.
         let sinks = Sinks::build(
             &cfg,
@@ -201,11 +197,12 @@ impl Sidecar {
         )?;
         let admin = cfg.admin.unwrap_or(DEFAULT_ADMIN);
         let gate = cfg.gate.clone();
+        // The learned noise model: applied to every verdict (a no-op without a secondary answer),
+        // and served by the admin API only when a secondary feeds it.
+        let model = Arc::new(NoiseModel::new(cfg.noise, cfg.grouping.max_endpoints));
+        let noise = cfg.secondary.is_some().then(|| model.clone());
         let pc = cfg.into_proxy(rules)?;
-        // Learned noise is served only when a secondary feeds it.
-        let noise = pc.file.secondary.is_some().then(|| pc.noise.clone());
-        let refine = Some(pc.noise.clone() as Arc<dyn Refine>);
-        let proxy = start_proxy(pc, sinks.sink, refine, shutdown).await?;
+        let proxy = start_proxy(pc, sinks.sink, Some(model as Arc<dyn Refine>), shutdown).await?;
 
         let listener = bind_admin(admin, admin_fallback).await?;
         let admin_addr = listener
@@ -288,11 +285,7 @@ impl Aggregator {
         ac: crate::aggregate::AggregateConfig,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), crate::aggregate::AggregateError> {
-        let stats = Arc::new(Stats::new(crate::stats::StatsConfig {
-            window: cfg.stats.window,
-            bucket: cfg.stats.bucket,
-            ..Default::default()
-        }));
+        let stats = Arc::new(Stats::new(cfg.stats.clone(), cfg.grouping.max_endpoints));
         let state = admin_state(stats, Arc::new(AtomicBool::new(false)), &cfg.gate);
         crate::aggregate::run(ac, state, shutdown).await
     }
@@ -353,7 +346,8 @@ impl Sinks {
         if let Some(k) = &cfg.sinks.kafka {
             // Interval statistics first: at shutdown its last interval goes out before the
             // events sink spends its share of the grace period.
-            let sc = StatsPublisherConfig::new(k.clone(), cfg.instance_name());
+            let mut sc = StatsPublisherConfig::new(k.clone(), cfg.instance_name());
+            sc.max_endpoints = cfg.grouping.max_endpoints;
             let p = StatsPublisher::start(sc).map_err(|e| AppError::Sink {
                 sink: "kafka_stats",
                 reason: e.to_string(),

@@ -633,9 +633,9 @@ fn noise_routes_serve_the_learned_model_and_loadable_rules() {
     use shadowdiff::compare::Verdict;
     use shadowdiff::compare::rules::RuleSet;
     use shadowdiff::stats::noise::{NoiseConfig, NoiseModel};
-    use shadowdiff::stats::{Stats, StatsConfig};
+    use shadowdiff::stats::{DEFAULT_MAX_ENDPOINTS, Stats, StatsConfig};
 
-    let stats = Arc::new(Stats::new(StatsConfig::default()));
+    let stats = Arc::new(Stats::new(StatsConfig::default(), DEFAULT_MAX_ENDPOINTS));
     // Without a secondary: the routes answer, and say so.
     let plain = Server::start(AdminState::new(
         stats.clone(),
@@ -651,10 +651,13 @@ fn noise_routes_serve_the_learned_model_and_loadable_rules() {
     );
 
     // With a secondary: /ts differs primary-vs-secondary in every exchange, /total never does.
-    let model = Arc::new(NoiseModel::new(NoiseConfig {
-        min_samples: 10,
-        ..Default::default()
-    }));
+    let model = Arc::new(NoiseModel::new(
+        NoiseConfig {
+            min_samples: 10,
+            ..Default::default()
+        },
+        DEFAULT_MAX_ENDPOINTS,
+    ));
     for _ in 0..12 {
         let mut v = Verdict::skipped(SkipReason::SampledOut);
         v.kind = VerdictKind::Mismatch;

@@ -25,7 +25,7 @@ use shadowdiff::compare::{DiffKind, VerdictKind};
 use shadowdiff::config::ProxyConfig;
 use shadowdiff::pipeline::{Fanout, Sink};
 use shadowdiff::stats::noise::FieldStatus;
-use shadowdiff::stats::{Stats, StatsConfig, Window};
+use shadowdiff::stats::{DEFAULT_MAX_ENDPOINTS, Stats, StatsConfig, Window};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -174,11 +174,16 @@ fn proxy_config(s: &Setup, with_secondary: bool, rules: RuleSet) -> ProxyConfig 
         cfg.file.secondary = Some(s.secondary.upstream());
     }
     cfg.rules = Arc::new(rules);
-    // Built the way `into_proxy` builds it, from the file's `noise:` section (min_samples 30).
-    cfg.noise = Arc::new(shadowdiff::stats::noise::NoiseModel::new(
-        cfg.file.noise.model_config(200),
-    ));
     cfg
+}
+
+/// The learned-noise model, built the way the sidecar builds it from the file's `noise:` section
+/// (min_samples 30).
+fn model(cfg: &ProxyConfig) -> Arc<shadowdiff::stats::noise::NoiseModel> {
+    Arc::new(shadowdiff::stats::noise::NoiseModel::new(
+        cfg.file.noise,
+        cfg.file.grouping.max_endpoints,
+    ))
 }
 
 /// The shipped `diff-rules/default.yaml` (volatile headers such as `date`, which the test
@@ -238,12 +243,12 @@ fn fields_of(seen: &common::Seen) -> (BTreeSet<String>, BTreeSet<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn noise_cancels_and_only_the_regression_counts() {
     let (s, _) = services(Duration::ZERO).await;
-    let stats = Arc::new(Stats::new(StatsConfig::default()));
+    let stats = Arc::new(Stats::new(StatsConfig::default(), DEFAULT_MAX_ENDPOINTS));
     let seen = TestSink::new();
     let cfg = proxy_config(&s, true, shipped_rules(&[]));
-    let model = cfg.noise.clone();
+    let model = model(&cfg);
     assert_eq!(model.config().min_samples, 30);
-    let proxy = start(cfg, fanout(&stats, &seen)).await;
+    let proxy = common::start_learning(cfg, fanout(&stats, &seen), model.clone()).await;
 
     // GET /items/{id}: 200 requests, 8 at a time; the order in which they are compared does not
     // matter here, since every noisy field differs between primary and secondary every time.
@@ -411,7 +416,7 @@ async fn noise_cancels_and_only_the_regression_counts() {
     // With those rules and no secondary, legacy against legacy matches: the noise is gone.
     let mut legacy_twice = proxy_config(&s, false, rules);
     legacy_twice.candidate = s.secondary.upstream();
-    let stats2 = Arc::new(Stats::new(StatsConfig::default()));
+    let stats2 = Arc::new(Stats::new(StatsConfig::default(), DEFAULT_MAX_ENDPOINTS));
     let seen2 = TestSink::new();
     let proxy2 = start(legacy_twice, fanout(&stats2, &seen2)).await;
     let mut paths: Vec<String> = (0..50).map(|n| format!("/items/{n}")).collect();
@@ -457,11 +462,11 @@ async fn noise_cancels_and_only_the_regression_counts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_a_secondary_nothing_is_noise() {
     let (s, _) = services(Duration::ZERO).await;
-    let stats = Arc::new(Stats::new(StatsConfig::default()));
+    let stats = Arc::new(Stats::new(StatsConfig::default(), DEFAULT_MAX_ENDPOINTS));
     let seen = TestSink::new();
     let cfg = proxy_config(&s, false, shipped_rules(&[]));
-    let model = cfg.noise.clone();
-    let proxy = start(cfg, fanout(&stats, &seen)).await;
+    let model = model(&cfg);
+    let proxy = common::start_learning(cfg, fanout(&stats, &seen), model.clone()).await;
     drive(
         &proxy.url(""),
         (0..40).map(|n| format!("/items/{n}")).collect(),
@@ -483,7 +488,7 @@ async fn candidate_and_secondary_are_sent_concurrently() {
     // least 300 ms after the first; sent together, they leave within microseconds.
     let delay = Duration::from_millis(300);
     let (s, [cand_arrivals, sec_arrivals]) = services(delay).await;
-    let stats = Arc::new(Stats::new(StatsConfig::default()));
+    let stats = Arc::new(Stats::new(StatsConfig::default(), DEFAULT_MAX_ENDPOINTS));
     let seen = TestSink::new();
     let proxy = start(
         proxy_config(&s, true, shipped_rules(&[])),

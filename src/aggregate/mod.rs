@@ -424,7 +424,10 @@ mod tests {
     /// messages are counted and skipped.
     #[test]
     fn duplicates_are_applied_once_and_counted() {
-        let stats = Arc::new(Stats::new(StatsConfig::default()));
+        let stats = Arc::new(Stats::new(
+            StatsConfig::default(),
+            crate::stats::DEFAULT_MAX_ENDPOINTS,
+        ));
         let counters = Arc::new(AggregateCounters::default());
         let mut a = Applier::new(stats.clone(), counters.clone(), &AggregateConfig::new("x"));
         let v = Verdict::skipped(SkipReason::SampledOut);

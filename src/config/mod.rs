@@ -9,13 +9,18 @@
 //! the rules the config points at are loaded and their problems added. Lines are found by
 //! scanning the text ([`crate::yaml_lines::LineIndex`]).
 
+/// The value parsers of every section (units, URLs, methods, header names, patterns); the
+/// sections owned by other modules (`stats:`, `noise:`, `grouping:`) use them too.
 pub(crate) mod de;
 #[cfg(test)]
 mod tests;
 
 use crate::compare::pattern::EndpointPattern;
 use crate::compare::rules::RuleSet;
+use crate::ingest::grouping::GroupingConfig;
 use crate::sink::kafka::KafkaConfig;
+use crate::stats::StatsConfig;
+use crate::stats::noise::NoiseConfig;
 use crate::yaml_lines::LineIndex;
 use http::{HeaderName, HeaderValue, Method};
 use serde::Deserialize;
@@ -77,6 +82,8 @@ pub struct Config {
     pub instance: Option<String>,
     pub shadow: ShadowConfig,
     pub compare: CompareConfig,
+    /// `grouping:`, owned by the grouping ([`crate::ingest::grouping::GroupingConfig`]); its
+    /// `max_endpoints` caps the statistics and the noise model too.
     pub grouping: GroupingConfig,
     pub publish: PublishConfig,
     pub sinks: SinksConfig,
@@ -85,9 +92,12 @@ pub struct Config {
     #[serde(deserialize_with = "de::duration")]
     pub shutdown_grace: Duration,
     pub log: LogConfig,
+    /// `stats:`, owned by the statistics ([`crate::stats::StatsConfig`]).
     pub stats: StatsConfig,
     pub gate: crate::stats::GateConfig,
-    pub noise: NoiseSection,
+    /// `noise:`, owned by the noise model ([`crate::stats::noise::NoiseConfig`]). An addition to
+    /// DESIGN.md's file.
+    pub noise: NoiseConfig,
 }
 
 impl Default for Config {
@@ -110,7 +120,7 @@ impl Default for Config {
             log: LogConfig::default(),
             stats: StatsConfig::default(),
             gate: crate::stats::GateConfig::default(),
-            noise: NoiseSection::default(),
+            noise: NoiseConfig::default(),
         }
     }
 }
@@ -285,22 +295,6 @@ impl Default for CompareConfig {
     }
 }
 
-/// `grouping:` — how requests are grouped into endpoints.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GroupingConfig {
-    /// Distinct automatic endpoints at most; new ones beyond are grouped as `OTHER`, so metric
-    /// labels stay bounded. Default `200`.
-    #[serde(deserialize_with = "de::positive")]
-    pub max_endpoints: usize,
-}
-
-impl Default for GroupingConfig {
-    fn default() -> Self {
-        Self { max_endpoints: 200 }
-    }
-}
-
 /// `publish:` — what published events carry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -409,68 +403,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// `stats:` — read by the statistics module.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StatsConfig {
-    /// Longest window the summary answers for. Default `15m`.
-    #[serde(deserialize_with = "de::duration")]
-    pub window: Duration,
-    /// Resolution of the rolling window. Default `1m`.
-    #[serde(deserialize_with = "de::duration")]
-    pub bucket: Duration,
-}
-
-impl Default for StatsConfig {
-    fn default() -> Self {
-        Self {
-            window: Duration::from_secs(15 * 60),
-            bucket: Duration::from_secs(60),
-        }
-    }
-}
-
-/// `noise:` — when a field counts as learned noise (only with a `secondary`; see
-/// [`crate::stats::noise::NoiseModel`] for the rule). An addition to DESIGN.md's file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NoiseSection {
-    /// Exchanges with a secondary answer, per endpoint, before a field may be called noisy.
-    /// Default `30`.
-    pub min_samples: u64,
-    /// Primary and secondary must differ on a field in at least this fraction of exchanges for
-    /// it to be noise. Default `1%`.
-    #[serde(deserialize_with = "de::rate")]
-    pub absolute: f64,
-    /// The candidate may differ on a noisy field at most (1 + this) × as often as the secondary
-    /// does; more often, the field is real. Default `20%`.
-    #[serde(deserialize_with = "de::rate")]
-    pub relative: f64,
-}
-
-impl Default for NoiseSection {
-    fn default() -> Self {
-        let d = crate::stats::noise::NoiseConfig::default();
-        Self {
-            min_samples: d.min_samples,
-            absolute: d.absolute,
-            relative: d.relative,
-        }
-    }
-}
-
-impl NoiseSection {
-    pub fn model_config(&self, max_endpoints: usize) -> crate::stats::noise::NoiseConfig {
-        crate::stats::noise::NoiseConfig {
-            min_samples: self.min_samples,
-            absolute: self.absolute,
-            relative: self.relative,
-            max_endpoints: max_endpoints.max(1),
-            ..Default::default()
-        }
-    }
-}
-
 /// Sections validated key by key: (path, keys that are themselves sections).
 type Check = fn(&Yaml) -> Result<(), serde_yaml_ng::Error>;
 
@@ -500,7 +432,7 @@ const SECTIONS: &[(&[&str], Check, &[&str])] = &[
     (&["log"], check::<LogConfig>, &[]),
     (&["stats"], check::<StatsConfig>, &[]),
     (&["gate"], check::<crate::stats::GateConfig>, &[]),
-    (&["noise"], check::<NoiseSection>, &[]),
+    (&["noise"], check::<NoiseConfig>, &[]),
 ];
 
 fn lookup<'v>(doc: &'v Yaml, path: &[&str]) -> Option<&'v Yaml> {
@@ -752,9 +684,6 @@ impl Config {
             candidate,
             rules: Arc::new(rules),
             instance,
-            noise: Arc::new(crate::stats::noise::NoiseModel::new(
-                self.noise.model_config(self.grouping.max_endpoints),
-            )),
             file: self,
         })
     }
@@ -780,9 +709,6 @@ pub struct ProxyConfig {
     pub candidate: Upstream,
     pub rules: Arc<RuleSet>,
     pub instance: String,
-    /// Learned noise (per endpoint and field), shared with the admin API; only used when a
-    /// secondary answers.
-    pub noise: Arc<crate::stats::noise::NoiseModel>,
     /// Everything else, as written (or defaulted). `file.primary`/`file.candidate` are ignored.
     pub file: Config,
 }
@@ -795,7 +721,6 @@ impl ProxyConfig {
             candidate,
             rules: Arc::new(RuleSet::default()),
             instance: "shadowdiff".into(),
-            noise: Arc::default(),
             file: Config::default(),
         }
     }

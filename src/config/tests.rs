@@ -80,9 +80,10 @@ noise: {min_samples: 100, absolute: 2%, relative: 0.5}
 "#,
     )
     .unwrap();
-    let n = c.noise.model_config(7);
+    let m = crate::stats::noise::NoiseModel::new(c.noise, 7);
+    let n = m.config();
     assert_eq!(
-        (n.min_samples, n.absolute, n.relative, n.max_endpoints),
+        (n.min_samples, n.absolute, n.relative, m.max_endpoints()),
         (100, 0.02, 0.5, 7)
     );
     assert_eq!(c.shadow.routes.len(), 2);
@@ -262,4 +263,57 @@ fn bad_kafka_values_are_each_reported_at_their_line() {
     .unwrap_err();
     let lines: Vec<Option<usize>> = e.0.iter().map(|p| p.line).collect();
     assert_eq!(lines, vec![Some(3), Some(4), Some(5)], "{e}");
+}
+
+/// `stats:`, `noise:` and `grouping:` are their modules' own structs now: each key is still
+/// checked on its own with its line, the sizes that are not file settings stay unknown keys, and
+/// the cross-field check keeps its message and line.
+#[test]
+fn component_sections_report_per_key_lines() {
+    let text = "\
+stats:
+  window: soon
+  max_fields: 3
+noise:
+  absolute: 200%
+  max_endpoints: 9
+grouping:
+  max_endpoints: 0
+";
+    let errs = parse(text).unwrap_err().0;
+    let got: Vec<(Option<usize>, String)> =
+        errs.iter().map(|p| (p.line, p.reason.clone())).collect();
+    for (line, needle) in [
+        (2, "stats.window: invalid duration"),
+        (3, "stats.max_fields: unknown field"),
+        (5, "noise.absolute: invalid rate"),
+        (6, "noise.max_endpoints: unknown field"),
+        (8, "grouping.max_endpoints: must be at least 1"),
+    ] {
+        assert!(
+            got.iter()
+                .any(|(l, r)| *l == Some(line) && r.contains(needle)),
+            "no problem at line {line} containing {needle:?} in {got:#?}"
+        );
+    }
+    assert_eq!(errs.len(), 5, "{got:#?}");
+
+    let errs = parse("log: {level: info}\nstats:\n  window: 1m\n  bucket: 5m\n")
+        .unwrap_err()
+        .0;
+    assert_eq!(errs.len(), 1);
+    assert_eq!(
+        (errs[0].line, errs[0].reason.as_str()),
+        (Some(4), "stats.bucket: longer than stats.window")
+    );
+
+    // What the file does not set keeps the documented defaults, file settings or not.
+    let c = parse("stats: {window: 1h}\nnoise: {relative: 50%}\n").unwrap();
+    let d = crate::stats::StatsConfig::default();
+    assert_eq!(
+        (c.stats.window, c.stats.bucket, c.stats.recent_events),
+        (Duration::from_secs(3600), d.bucket, d.recent_events)
+    );
+    assert_eq!((c.noise.relative, c.noise.min_samples), (0.5, 30));
+    assert_eq!(c.noise.max_fields, 256);
 }

@@ -1,14 +1,39 @@
 //! Endpoint grouping: which `METHOD /template` an exchange is counted under. Templates from the
 //! rules' `endpoints:` win; otherwise identifiers in the path become `{id}`. The number of
 //! automatic endpoints is capped so metric labels and per-endpoint statistics stay bounded.
+//!
+//! The cap is one number for the whole sidecar, `grouping.max_endpoints`: the grouper names at
+//! most that many automatic endpoints and groups the rest as [`OTHER`]; the statistics'
+//! [`crate::stats::EndpointMap`] keeps that many endpoints on their own with `OTHER` on top, so
+//! it never folds an endpoint the grouping kept.
 
 use crate::compare::rules::RuleSet;
 use parking_lot::RwLock;
+use serde::Deserialize;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-/// What endpoints beyond the cap are grouped as.
-pub const OTHER: &str = "OTHER";
+/// What endpoints beyond the cap are grouped as: the statistics' `OTHER`, the same constant.
+pub use crate::stats::OTHER_ENDPOINT as OTHER;
+
+/// `grouping:` in `shadowdiff.yaml` — how requests are grouped into endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupingConfig {
+    /// Distinct automatic endpoints at most; new ones beyond are grouped as `OTHER`, so metric
+    /// labels stay bounded. The statistics and the noise model are capped by the same number.
+    /// Default `200`.
+    #[serde(deserialize_with = "crate::config::de::positive")]
+    pub max_endpoints: usize,
+}
+
+impl Default for GroupingConfig {
+    fn default() -> Self {
+        Self {
+            max_endpoints: crate::stats::DEFAULT_MAX_ENDPOINTS,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct Grouper {

@@ -283,7 +283,10 @@ mod tests {
             redaction: Redaction::new(Vec::new(), Vec::new(), 1024),
             instance: "t".into(),
             sink,
-            refine: Some(Arc::new(NoiseModel::new(NoiseConfig::default()))),
+            refine: Some(Arc::new(NoiseModel::new(
+                NoiseConfig::default(),
+                crate::stats::DEFAULT_MAX_ENDPOINTS,
+            ))),
         };
         Pool::start(ctx, 1, queue, 0).unwrap()
     }

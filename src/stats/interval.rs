@@ -12,10 +12,10 @@
 //! [`LatencySet`], as two histograms: `delta_pos` (candidate − primary ≥ 0) and `delta_neg`
 //! (primary − candidate > 0).
 
-use super::{
-    Counts, EndpointStats, FieldCount, FieldCounts, LatencySet, MAX_US, OTHER_FIELD, Stats,
-    exchange_fields,
-};
+use super::counts::{Counts, FieldCount, FieldCounts, OTHER_FIELD, exchange_fields};
+use super::latency::{LatencySet, MAX_US};
+use super::store::{EndpointStats, Stats};
+use super::window::epoch_of;
 use crate::compare::{DiffKind, SkipReason, VerdictKind};
 use crate::event::{Event, format_ts};
 use crate::pipeline::Observation;
@@ -26,7 +26,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Schema name of a statistics message.
 pub const STATS_SCHEMA: &str = "shadowdiff.stats.v1";
@@ -377,13 +377,8 @@ impl Stats {
     /// ahead of ours must not write into the future). An interval older than the window only
     /// counts in the totals.
     pub fn merge_interval(&self, at: SystemTime, endpoint: &str, d: &IntervalDelta) {
-        let bucket_ms = self.bucket_ms;
-        let at_ms = at
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
         let now_epoch = self.epoch_now();
-        let epoch = (u64::try_from(at_ms).unwrap_or(u64::MAX) / bucket_ms).min(now_epoch);
+        let epoch = epoch_of(at, self.bucket_ms).min(now_epoch);
         let cfg = &self.cfg;
         self.with_endpoint(endpoint, |ep: &mut EndpointStats| {
             ep.total.add(&d.counts);
@@ -391,17 +386,9 @@ impl Stats {
             if let Some(l) = &d.latency {
                 ep.total_latency.add(l);
             }
-            let n = ep.ring.len() as u64;
-            if now_epoch - epoch >= n {
-                return; // older than the window
-            }
-            let b = &mut ep.ring[(epoch % n) as usize];
-            if b.epoch != epoch {
-                if b.epoch != u64::MAX && b.epoch > epoch {
-                    return; // the slot already holds a newer rotation: this one has expired
-                }
-                b.reset(epoch);
-            }
+            let Some(b) = ep.ring.past(epoch, now_epoch) else {
+                return; // older than the window: only the totals count it
+            };
             b.counts.add(&d.counts);
             IntervalDelta::add_fields_capped(&mut b.fields, &d.fields, cfg.max_fields);
             if let Some(l) = &d.latency {

@@ -5,27 +5,35 @@
 
 use crate::compare::{DiffKind, Difference, Verdict, VerdictKind};
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
 /// Standard errors by which the candidate must out-differ the secondary for a field to be real.
 const REAL_Z: f64 = 2.0;
 
-/// When a field counts as learned noise. See [`NoiseModel`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// `noise:` in `shadowdiff.yaml`: when a field counts as learned noise (only with a `secondary`;
+/// see [`NoiseModel`] for the rule). One struct, read from the file and handed to the model as is;
+/// every field has a documented default. The endpoint cap is not here: it is
+/// `grouping.max_endpoints`, given to [`NoiseModel::new`].
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct NoiseConfig {
-    /// Exchanges with a secondary answer, per endpoint, before any field is judged.
+    /// Exchanges with a secondary answer, per endpoint, before a field may be called noisy.
+    /// Default `30`.
     pub min_samples: u64,
-    /// Primary and secondary must differ on the field in at least this fraction of exchanges.
+    /// Primary and secondary must differ on a field in at least this fraction of exchanges for
+    /// it to be noise. Default `1%`.
+    #[serde(deserialize_with = "crate::config::de::rate")]
     pub absolute: f64,
-    /// The candidate may differ on the field at most (1 + relative) × as often as the secondary
-    /// does; more often, and the candidate changed something real on a noisy field.
+    /// The candidate may differ on a noisy field at most (1 + this) × as often as the secondary
+    /// does; more often, the candidate changed something real on a noisy field. Default `20%`.
+    #[serde(deserialize_with = "crate::config::de::rate")]
     pub relative: f64,
-    /// Fields tracked per endpoint (memory bound); further fields are not learned.
+    /// Fields tracked per endpoint (memory bound); further fields are not learned. Default 256.
+    /// Not read from the file.
+    #[serde(skip)]
     pub max_fields: usize,
-    /// Endpoints tracked (memory bound, matches the endpoint cap upstream).
-    pub max_endpoints: usize,
 }
 
 impl Default for NoiseConfig {
@@ -35,10 +43,14 @@ impl Default for NoiseConfig {
             absolute: 0.01,
             relative: 0.2,
             max_fields: 256,
-            max_endpoints: 256,
         }
     }
 }
+
+/// The endpoint cap of a model built without one ([`NoiseModel::default`], as
+/// [`crate::config::ProxyConfig::new`] does): room for the default grouping's 200 endpoints,
+/// `OTHER` and the rules' templates.
+const UNWIRED_MAX_ENDPOINTS: usize = 256;
 
 /// What the statistics say of one field of one endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -110,22 +122,38 @@ pub struct EndpointNoise {
 /// Diffy's thresholds (relative 20%, absolute 0.03% of requests) were the starting point; the
 /// absolute floor here is 1% because a field seen noisy in 3 of 10,000 exchanges is better
 /// reported than silenced. Counts only grow: the model is for the life of the process.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NoiseModel {
     cfg: NoiseConfig,
+    /// Endpoints learned at most (memory bound); later ones are not learned.
+    max_endpoints: usize,
     inner: Mutex<HashMap<String, EndpointCounts>>,
 }
 
+impl Default for NoiseModel {
+    fn default() -> Self {
+        Self::new(NoiseConfig::default(), UNWIRED_MAX_ENDPOINTS)
+    }
+}
+
 impl NoiseModel {
-    pub fn new(cfg: NoiseConfig) -> Self {
+    /// A model learning at most `max_endpoints` endpoints: the grouping's cap
+    /// (`grouping.max_endpoints`), at least 1.
+    pub fn new(cfg: NoiseConfig, max_endpoints: usize) -> Self {
         Self {
             cfg,
+            max_endpoints: max_endpoints.max(1),
             inner: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn config(&self) -> &NoiseConfig {
         &self.cfg
+    }
+
+    /// Endpoints learned at most.
+    pub fn max_endpoints(&self) -> usize {
+        self.max_endpoints
     }
 
     fn status_of(&self, ep: &EndpointCounts, f: Option<&FieldCounts>) -> FieldStatus {
@@ -174,7 +202,7 @@ impl NoiseModel {
             return;
         }
         let mut inner = self.inner.lock();
-        if !inner.contains_key(endpoint) && inner.len() >= self.cfg.max_endpoints {
+        if !inner.contains_key(endpoint) && inner.len() >= self.max_endpoints {
             return;
         }
         let ep = inner.entry(endpoint.to_string()).or_default();
@@ -374,263 +402,4 @@ impl crate::pipeline::Refine for NoiseModel {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::compare::noise::mark;
-    use serde_json::Value;
-
-    fn d(field: &str, kind: DiffKind) -> Difference {
-        Difference {
-            path: field.replace('*', "0"),
-            field: field.into(),
-            kind,
-            primary: Value::Null,
-            candidate: Value::Null,
-            noise: false,
-            detail: None,
-        }
-    }
-
-    fn verdict(cand: Vec<Difference>, sec: Vec<Difference>) -> Verdict {
-        let mut v = Verdict::skipped(crate::compare::SkipReason::SampledOut);
-        v.skip_reason = None;
-        v.kind = if cand.is_empty() {
-            VerdictKind::Match
-        } else {
-            VerdictKind::Mismatch
-        };
-        v.differences = cand;
-        mark(&mut v.differences, &sec);
-        if !v.differences.is_empty() && v.differences.iter().all(|d| d.noise) {
-            v.kind = VerdictKind::Noise;
-        }
-        v.secondary_differences = Some(sec);
-        v
-    }
-
-    fn cfg() -> NoiseConfig {
-        NoiseConfig {
-            min_samples: 10,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn a_field_noisy_between_legacy_instances_is_learned() {
-        let m = NoiseModel::new(cfg());
-        // /ts differs between primary and secondary in every exchange, and for the candidate.
-        for _ in 0..10 {
-            let mut v = verdict(
-                vec![d("/ts", DiffKind::Value)],
-                vec![d("/ts", DiffKind::Value)],
-            );
-            m.apply("GET /x", &mut v);
-            assert_eq!(v.kind, VerdictKind::Noise);
-        }
-        let snap = m.snapshot();
-        assert_eq!(snap[0].samples, 10);
-        assert_eq!(
-            (
-                snap[0].fields[0].raw,
-                snap[0].fields[0].noise,
-                snap[0].fields[0].status
-            ),
-            (10, 10, FieldStatus::Noisy)
-        );
-        // Learned: even when the secondary happens to agree, the candidate's /ts difference is noise.
-        let mut v = verdict(vec![d("/ts", DiffKind::Value)], vec![]);
-        assert_eq!(
-            v.kind,
-            VerdictKind::Mismatch,
-            "per-exchange marking alone cannot explain it"
-        );
-        m.apply("GET /x", &mut v);
-        assert_eq!(v.kind, VerdictKind::Noise);
-        // Other endpoints learn separately.
-        let mut other = verdict(vec![d("/ts", DiffKind::Value)], vec![]);
-        m.apply("GET /y", &mut other);
-        assert_eq!(other.kind, VerdictKind::Mismatch);
-    }
-
-    #[test]
-    fn a_sometimes_noisy_field_always_changed_by_the_candidate_stays_reported() {
-        // Secondary differs on /price in 3 of 10 exchanges; the candidate changed it always.
-        // `noisy_at`: which exchanges of each ten the secondary differs in.
-        for (noisy_at, want_reported) in [
-            // Three exchanges in, one noisy one: too few to call the field real, so exchange 3
-            // stands as noise; by exchange 6 the counts say real (inside the learning phase),
-            // and every exchange from then on is reported.
-            ([3, 6, 9], 99),
-            // The first three exchanges are all noisy: nothing yet tells the field apart from
-            // noise, so those three stand as noise; by the next noisy one, it is real.
-            ([0, 1, 2], 97),
-        ] {
-            let m = NoiseModel::new(cfg());
-            let mut reported = 0;
-            for i in 0..100 {
-                let sec = if noisy_at.contains(&(i % 10)) {
-                    vec![d("/price", DiffKind::Value)]
-                } else {
-                    vec![]
-                };
-                let mut v = verdict(vec![d("/price", DiffKind::Value)], sec);
-                m.apply("GET /p", &mut v);
-                if v.kind == VerdictKind::Mismatch {
-                    reported += 1;
-                }
-            }
-            assert_eq!(reported, want_reported, "noisy at {noisy_at:?}");
-            let snap = m.snapshot();
-            assert_eq!(snap[0].fields[0].status, FieldStatus::Real);
-            assert_eq!((snap[0].fields[0].raw, snap[0].fields[0].noise), (100, 30));
-        }
-    }
-
-    #[test]
-    fn a_field_both_sides_shuffle_half_the_time_stays_noisy() {
-        // Secondary and candidate each differ on /tags with probability 1/2, independently
-        // (a fixed-seed generator, so the run is the same every time): the candidate is no
-        // noisier than the legacy instances, and chance alone must not make the field real.
-        let m = NoiseModel::new(cfg());
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut coin = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x & 1 == 1
-        };
-        let mut ever_real = 0;
-        for _ in 0..2000 {
-            let cand = if coin() {
-                vec![d("/tags", DiffKind::Order)]
-            } else {
-                vec![]
-            };
-            let sec = if coin() {
-                vec![d("/tags", DiffKind::Order)]
-            } else {
-                vec![]
-            };
-            let mut v = verdict(cand, sec);
-            m.apply("GET /o", &mut v);
-            let snap = m.snapshot();
-            if let Some(f) = snap.first().and_then(|e| e.fields.first()) {
-                ever_real += usize::from(f.status == FieldStatus::Real);
-            }
-        }
-        assert_eq!(ever_real, 0, "exchanges after which the field looked real");
-        assert_eq!(m.snapshot()[0].fields[0].status, FieldStatus::Noisy);
-    }
-
-    #[test]
-    fn a_mismatch_is_signed_by_its_real_differences_only() {
-        // The same regression (/total) once with /ts noise around it and once without: one
-        // cluster, whatever the noise did in each exchange.
-        let m = NoiseModel::new(cfg());
-        let mut with_noise = verdict(
-            vec![d("/ts", DiffKind::Value), d("/total", DiffKind::Value)],
-            vec![d("/ts", DiffKind::Value)],
-        );
-        m.apply("GET /s", &mut with_noise);
-        let mut without = verdict(vec![d("/total", DiffKind::Value)], vec![]);
-        m.apply("GET /s", &mut without);
-        assert_eq!(with_noise.kind, VerdictKind::Mismatch);
-        assert_eq!(with_noise.signature, without.signature);
-        assert_eq!(
-            without.signature,
-            Some(crate::compare::signature(&[d("/total", DiffKind::Value)]))
-        );
-        // All noise: signed by the noise, so noise clusters stay apart from real failures.
-        let mut only_noise = verdict(
-            vec![d("/ts", DiffKind::Value)],
-            vec![d("/ts", DiffKind::Value)],
-        );
-        m.apply("GET /s", &mut only_noise);
-        assert_eq!(only_noise.kind, VerdictKind::Noise);
-        assert_eq!(
-            only_noise.signature,
-            Some(crate::compare::signature(&[d("/ts", DiffKind::Value)]))
-        );
-    }
-
-    #[test]
-    fn without_a_secondary_nothing_changes() {
-        let m = NoiseModel::new(cfg());
-        for _ in 0..20 {
-            let mut v = Verdict::skipped(crate::compare::SkipReason::SampledOut);
-            v.kind = VerdictKind::Mismatch;
-            v.skip_reason = None;
-            v.differences = vec![d("/ts", DiffKind::Value)];
-            m.apply("GET /x", &mut v);
-            assert_eq!(v.kind, VerdictKind::Mismatch);
-            assert!(!v.differences[0].noise);
-        }
-        assert!(m.snapshot().is_empty());
-    }
-
-    #[test]
-    fn learned_rules_load_back_and_cancel_the_noise() {
-        use crate::compare::rules::RuleSet;
-        use crate::compare::{Comparator, CompareOptions};
-        use crate::exchange::{Request, Response};
-        use std::sync::Arc;
-        let m = NoiseModel::new(cfg());
-        let cmp = Comparator::new(Arc::new(RuleSet::default()), CompareOptions::default());
-        let req = Request {
-            method: "GET".into(),
-            path: "/orders/1".into(),
-            ..Default::default()
-        };
-        let resp = |b: String, rid: &str| {
-            let mut h = http::HeaderMap::new();
-            h.insert("x-trace", rid.parse().unwrap());
-            Response {
-                status: 200,
-                headers: h,
-                body: bytes::Bytes::from(b),
-                latency: Default::default(),
-            }
-        };
-        let body = |i: u64, tags: &str, rate: &str| {
-            format!(r#"{{"id":1,"at":"t{i}","tags":{tags},"rate":{rate},"total":5}}"#)
-        };
-        for i in 0..20u64 {
-            let p = resp(body(i, r#"["a","b"]"#, "1.0001"), &format!("p{i}"));
-            let s = resp(body(i + 100, r#"["b","a"]"#, "1.0002"), &format!("s{i}"));
-            let c = resp(body(i + 200, r#"["b","a"]"#, "1.0003"), &format!("c{i}"));
-            let mut v = cmp.compare_responses(&req, Some("GET /orders/{id}"), &p, &c);
-            let sv = cmp.compare_responses(&req, Some("GET /orders/{id}"), &p, &s);
-            mark(&mut v.differences, &sv.differences);
-            v.secondary_differences = Some(sv.differences);
-            m.apply("GET /orders/{id}", &mut v);
-            assert_eq!(v.kind, VerdictKind::Noise, "{:?}", v.differences);
-        }
-        let yaml = m.rules_yaml();
-        assert!(
-            yaml.contains("unordered")
-                && yaml.contains("\"/tags\"")
-                && yaml.contains("\"/at\"")
-                && yaml.contains("tolerance"),
-            "{yaml}"
-        );
-        let rules = RuleSet::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-        let learned = Comparator::new(Arc::new(rules), CompareOptions::default());
-        let p = resp(body(1, r#"["a","b"]"#, "1.0001"), "p");
-        let c = resp(body(2, r#"["b","a"]"#, "1.0002"), "c");
-        let v = learned.compare_responses(&req, Some("GET /orders/{id}"), &p, &c);
-        assert_eq!(v.kind, VerdictKind::Match, "{yaml}\n{:?}", v.differences);
-        // A real change on another field is still caught under the learned rules.
-        let c2 = resp(
-            body(2, r#"["b","a"]"#, "1.0002").replace("\"total\":5", "\"total\":6"),
-            "c",
-        );
-        let v = learned.compare_responses(&req, Some("GET /orders/{id}"), &p, &c2);
-        assert_eq!(
-            v.differences
-                .iter()
-                .map(|d| d.path.as_str())
-                .collect::<Vec<_>>(),
-            vec!["/total"]
-        );
-    }
-}
+mod tests;

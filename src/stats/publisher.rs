@@ -12,7 +12,8 @@
 //!                                 └── bounded retry queue (same message, same seq)
 //! ```
 //!
-//! Hot path: `observe` takes the lock of one of [`SHARDS`] shards, chosen by the endpoint's hash,
+//! Hot path: `observe` takes the lock of one of [`crate::stats::SHARDS`] shards of an
+//! [`EndpointMap`], chosen by the endpoint's hash,
 //! and bumps counters and three histograms, as [`crate::stats::Stats`] does; no global lock.
 //!
 //! A message is identified by `(instance, run, seq)`: a message that fails is re-sent unchanged,
@@ -24,21 +25,17 @@
 use crate::pipeline::{Observation, Sink};
 use crate::sink::kafka::KafkaConfig;
 use crate::sink::kafka::producer::{self, Ctx, Report, permanent};
-use crate::stats::{IntervalDelta, MessageHead, OTHER_ENDPOINT};
+use crate::stats::{DEFAULT_MAX_ENDPOINTS, EndpointMap, IntervalDelta, MessageHead};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// Lock shards of the per-endpoint deltas.
-pub const SHARDS: usize = 32;
 
 /// Configuration of the statistics publisher.
 #[derive(Debug, Clone)]
@@ -49,7 +46,8 @@ pub struct StatsPublisherConfig {
     pub kafka: KafkaConfig,
     /// The sidecar's name in every message.
     pub instance: String,
-    /// Endpoints per interval; later ones are counted as `OTHER`. Default 201 (as the statistics).
+    /// Endpoints per interval; later ones are counted as `OTHER`. Default
+    /// [`DEFAULT_MAX_ENDPOINTS`]; the sidecar sets `grouping.max_endpoints`, as for the statistics.
     pub max_endpoints: usize,
     /// Distinct fields per endpoint and interval; the rest count as `(other)`. Default 256.
     pub max_fields: usize,
@@ -63,7 +61,7 @@ impl StatsPublisherConfig {
         Self {
             kafka,
             instance: instance.into(),
-            max_endpoints: 201,
+            max_endpoints: DEFAULT_MAX_ENDPOINTS,
             max_fields: 256,
             max_retry: 10_000,
         }
@@ -168,74 +166,23 @@ impl crate::pipeline::metrics::MetricsSource for StatsPublisherHandle {
     }
 }
 
-/// One shard: endpoint → what it counted this interval.
-type Shard = Mutex<HashMap<Box<str>, IntervalDelta>>;
-
-/// The per-endpoint deltas of the current interval, sharded by endpoint.
+/// The per-endpoint deltas of the current interval: the statistics' own endpoint map, with the
+/// same cap (`grouping.max_endpoints`) and the same single `OTHER`.
 struct Deltas {
-    hasher: std::collections::hash_map::RandomState,
-    shards: Box<[Shard]>,
-    /// Endpoints in the current interval (admission under `max_endpoints`).
-    endpoints: AtomicUsize,
-    max_endpoints: usize,
+    map: EndpointMap<IntervalDelta>,
     max_fields: usize,
 }
 
 impl Deltas {
-    fn shard(&self, endpoint: &str) -> &Shard {
-        &self.shards[(self.hasher.hash_one(endpoint) as usize) % self.shards.len()]
-    }
-
     fn record(&self, o: &Observation<'_>) {
-        {
-            let mut g = self.shard(o.endpoint).lock();
-            if let Some(d) = g.get_mut(o.endpoint) {
-                d.record(o, self.max_fields);
-                return;
-            }
-        }
-        self.record_new(o);
-    }
-
-    #[cold]
-    fn record_new(&self, o: &Observation<'_>) {
-        let admitted = self
-            .endpoints
-            .fetch_update(Relaxed, Relaxed, |n| {
-                (n + 1 < self.max_endpoints || o.endpoint == OTHER_ENDPOINT).then_some(n + 1)
-            })
-            .is_ok();
-        let name = if admitted { o.endpoint } else { OTHER_ENDPOINT };
-        let mut g = self.shard(name).lock();
-        match g.get_mut(name) {
-            Some(d) => {
-                if admitted {
-                    // Another worker admitted it first (or a flush raced): give the slot back.
-                    self.endpoints.fetch_sub(1, Relaxed);
-                }
-                d.record(o, self.max_fields);
-            }
-            None => {
-                if !admitted {
-                    self.endpoints.fetch_add(1, Relaxed);
-                }
-                let mut d = IntervalDelta::new();
-                d.record(o, self.max_fields);
-                g.insert(name.into(), d);
-            }
-        }
+        self.map.with_endpoint(o.endpoint, IntervalDelta::new, |d| {
+            d.record(o, self.max_fields)
+        });
     }
 
     /// Takes every delta recorded so far, one shard at a time (each lock held for a swap).
     fn take(&self) -> Vec<(Box<str>, IntervalDelta)> {
-        let mut out = Vec::new();
-        for s in self.shards.iter() {
-            let m = std::mem::take(&mut *s.lock());
-            self.endpoints.fetch_sub(m.len(), Relaxed);
-            out.extend(m);
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+        self.map.take()
     }
 }
 
@@ -262,10 +209,7 @@ impl StatsPublisher {
         let ctx = Ctx::new(PRODUCER_NAME);
         let producer = producer::create(&producer_config(&cfg.kafka), &ctx)?;
         let deltas = Arc::new(Deltas {
-            hasher: Default::default(),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            endpoints: AtomicUsize::new(0),
-            max_endpoints: cfg.max_endpoints.max(1),
+            map: EndpointMap::new(cfg.max_endpoints),
             max_fields: cfg.max_fields,
         });
         let counters = Arc::new(Counters::default());
@@ -576,7 +520,7 @@ mod tests {
     #[test]
     fn endpoints_beyond_the_cap_fold_into_other_and_take_empties_the_interval() {
         let mut cfg = StatsPublisherConfig::new(unreachable(), "t");
-        cfg.max_endpoints = 3;
+        cfg.max_endpoints = 2;
         cfg.kafka.stats_interval = Duration::from_secs(3600);
         let p = StatsPublisher::start(cfg).unwrap();
         for e in ["GET /a", "GET /b", "GET /c", "GET /d", "GET /a"] {
@@ -586,7 +530,7 @@ mod tests {
         let names: Vec<(&str, u64)> = taken.iter().map(|(e, d)| (&**e, d.exchanges())).collect();
         assert_eq!(names, [("GET /a", 4), ("GET /b", 2), ("OTHER", 4)]);
         assert!(p.deltas.take().is_empty());
-        assert_eq!(p.deltas.endpoints.load(Relaxed), 0);
+        assert_eq!(p.deltas.map.len(), 0);
         p.shutdown(Duration::from_millis(400));
     }
 

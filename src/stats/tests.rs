@@ -1,48 +1,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
-use crate::compare::{Difference, Verdict};
-
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() < 1e-9
-}
-
-/// Expected bounds computed independently: the Wilson interval is the set of p with
-/// (p̂ − p)² ≤ z²·p(1 − p)/n, i.e. the roots of (1 + z²/n)p² − (2p̂ + z²/n)p + p̂² = 0, solved with
-/// the quadratic formula (not the centre ± margin form the code uses). Published tables agree:
-/// 0/10 → [0, 0.2775], 5/10 → [0.2366, 0.7634], 50/1000 → [0.0381, 0.0653], 1000/1000 → [0.9962, 1].
-#[test]
-fn wilson_bounds_match_known_values() {
-    let roots = |k: f64, n: f64| {
-        let z2 = Z95 * Z95;
-        let p = k / n;
-        let (a, b, c) = (1.0 + z2 / n, -(2.0 * p + z2 / n), p * p);
-        let d = (b * b - 4.0 * a * c).sqrt();
-        (
-            ((-b - d) / (2.0 * a)).max(0.0),
-            ((-b + d) / (2.0 * a)).min(1.0),
-        )
-    };
-    for (k, n, lo, hi) in [
-        (0, 10, 0.0, 0.277_532_799_862_889_2),
-        (5, 10, 0.236_593_090_512_564, 0.763_406_909_487_436),
-        (50, 1000, 0.038_130_262_392_748_8, 0.065_313_820_244_250_82),
-        (1000, 1000, 0.996_173_241_514_361_7, 1.0),
-        (1, 3, 0.061_491_944_720_396_215, 0.792_340_399_197_952_3),
-    ] {
-        let (a, b) = wilson95(k, n);
-        assert!(
-            close(a, lo) && close(b, hi),
-            "{k}/{n}: got [{a}, {b}], want [{lo}, {hi}]"
-        );
-        let (ra, rb) = roots(k as f64, n as f64);
-        assert!(
-            close(a, ra) && close(b, rb),
-            "{k}/{n}: quadratic roots [{ra}, {rb}]"
-        );
-    }
-    assert_eq!(wilson95(0, 0), (0.0, 1.0));
-}
+use crate::compare::{DiffKind, Difference, SkipReason, Verdict, VerdictKind};
+use crate::pipeline::{Observation, Sink};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 fn verdict(kind: VerdictKind) -> Verdict {
     let mut v = Verdict::skipped(SkipReason::SampledOut);
@@ -84,7 +46,7 @@ fn manual() -> (Arc<ManualClock>, Stats) {
     let clock = Arc::new(ManualClock::new(
         UNIX_EPOCH + Duration::from_secs(1_800_000_000),
     ));
-    let stats = Stats::with_clock(StatsConfig::default(), clock.clone());
+    let stats = Stats::with_clock(StatsConfig::default(), DEFAULT_MAX_ENDPOINTS, clock.clone());
     (clock, stats)
 }
 
@@ -154,11 +116,8 @@ fn fields_count_once_per_exchange_and_noise_only_when_all_noise() {
 #[test]
 fn endpoints_are_capped_into_other() {
     let clock = Arc::new(ManualClock::new(UNIX_EPOCH));
-    let cfg = StatsConfig {
-        max_endpoints: 3,
-        ..Default::default()
-    };
-    let stats = Stats::with_clock(cfg, clock);
+    // Two named endpoints, and OTHER on top.
+    let stats = Stats::with_clock(StatsConfig::default(), 2, clock);
     let ok = verdict(VerdictKind::Match);
     for i in 0..10 {
         let e = format!("GET /e{i}");
@@ -185,16 +144,6 @@ fn clusters_group_by_signature() {
     assert_eq!(sigs[0].fields[0].field, "/a");
     assert_ne!(sigs[0].first_seen, sigs[0].last_seen);
     assert!(stats.signatures(Some("GET /b")).is_empty());
-}
-
-#[test]
-fn window_labels() {
-    assert_eq!(Window::parse("15m").unwrap().label(), "15m");
-    assert_eq!(Window::parse("60m").unwrap().label(), "1h");
-    assert_eq!(Window::parse("90s").unwrap().label(), "90s");
-    assert_eq!(Window::parse("all").unwrap(), Window::All);
-    assert!(Window::parse("0s").is_err());
-    assert!(Window::parse("soon").is_err());
 }
 
 #[test]
@@ -226,4 +175,66 @@ fn concurrent_observers_lose_nothing() {
         stats.signatures(None).iter().map(|c| c.count).sum::<u64>(),
         2000
     );
+}
+
+/// Observes one match on each of `n` distinct endpoints and returns the summary's endpoint names.
+fn endpoints_after(stats: &Stats, n: usize) -> Vec<String> {
+    let ok = verdict(VerdictKind::Match);
+    for i in 0..n {
+        stats.observe(&obs(&format!("GET /e{i:03}"), &ok));
+    }
+    let s = stats.summary(Window::All, 1);
+    assert_eq!(s.totals.exchanges, n as u64);
+    s.endpoints.into_iter().map(|e| e.endpoint).collect()
+}
+
+/// Regression: `grouping.max_endpoints` never reached the statistics, which stayed capped at 201
+/// (200 + OTHER), so with `max_endpoints: 500` everything past the 200th endpoint was counted as
+/// `OTHER`.
+#[test]
+fn grouping_max_endpoints_reaches_the_statistics() {
+    let cfg = crate::config::Config::from_yaml(
+        std::path::Path::new("shadowdiff.yaml"),
+        "grouping: {max_endpoints: 500}\n",
+    )
+    .unwrap();
+    let stats = Stats::new(cfg.stats, cfg.grouping.max_endpoints);
+    let names = endpoints_after(&stats, 300);
+    assert_eq!(names.len(), 300);
+    assert!(!names.iter().any(|n| n == OTHER_ENDPOINT));
+}
+
+#[test]
+fn endpoints_past_the_cap_fold_into_other() {
+    let stats = Stats::new(StatsConfig::default(), 100);
+    let names = endpoints_after(&stats, 150);
+    // The first 100 keep their own line; the 101st to 150th are one OTHER line.
+    assert_eq!(names.len(), 101);
+    assert_eq!(names[99], "GET /e099");
+    assert_eq!(names[100], OTHER_ENDPOINT);
+    let s = stats.summary(Window::All, 1);
+    assert_eq!(s.endpoints[100].stats.exchanges, 50);
+}
+
+/// The grouping and the statistics share one cap and one `OTHER`: every endpoint the grouping
+/// names keeps its own line in the statistics, and its overflow is the statistics' `OTHER`.
+#[test]
+fn grouping_and_statistics_caps_agree() {
+    use crate::ingest::grouping::Grouper;
+    let grouper = Grouper::new(Arc::new(crate::compare::rules::RuleSet::default()), 5);
+    let stats = Stats::new(StatsConfig::default(), 5);
+    let ok = verdict(VerdictKind::Match);
+    for i in 0..8 {
+        let e = grouper.endpoint("GET", &format!("/p{i}"));
+        stats.observe(&obs(&e, &ok));
+    }
+    let s = stats.summary(Window::All, 1);
+    let names: Vec<&str> = s.endpoints.iter().map(|e| e.endpoint.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "GET /p0", "GET /p1", "GET /p2", "GET /p3", "GET /p4", "OTHER"
+        ]
+    );
+    assert_eq!(s.endpoints[5].stats.exchanges, 3);
 }

@@ -34,3 +34,49 @@ pub fn wilson(k: u64, n: u64, z: f64) -> (f64, f64) {
     };
     (lo, hi)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    /// Expected bounds computed independently: the Wilson interval is the set of p with
+    /// (p̂ − p)² ≤ z²·p(1 − p)/n, i.e. the roots of (1 + z²/n)p² − (2p̂ + z²/n)p + p̂² = 0, solved with
+    /// the quadratic formula (not the centre ± margin form the code uses). Published tables agree:
+    /// 0/10 → [0, 0.2775], 5/10 → [0.2366, 0.7634], 50/1000 → [0.0381, 0.0653], 1000/1000 → [0.9962, 1].
+    #[test]
+    fn wilson_bounds_match_known_values() {
+        let roots = |k: f64, n: f64| {
+            let z2 = Z95 * Z95;
+            let p = k / n;
+            let (a, b, c) = (1.0 + z2 / n, -(2.0 * p + z2 / n), p * p);
+            let d = (b * b - 4.0 * a * c).sqrt();
+            (
+                ((-b - d) / (2.0 * a)).max(0.0),
+                ((-b + d) / (2.0 * a)).min(1.0),
+            )
+        };
+        for (k, n, lo, hi) in [
+            (0, 10, 0.0, 0.277_532_799_862_889_2),
+            (5, 10, 0.236_593_090_512_564, 0.763_406_909_487_436),
+            (50, 1000, 0.038_130_262_392_748_8, 0.065_313_820_244_250_82),
+            (1000, 1000, 0.996_173_241_514_361_7, 1.0),
+            (1, 3, 0.061_491_944_720_396_215, 0.792_340_399_197_952_3),
+        ] {
+            let (a, b) = wilson95(k, n);
+            assert!(
+                close(a, lo) && close(b, hi),
+                "{k}/{n}: got [{a}, {b}], want [{lo}, {hi}]"
+            );
+            let (ra, rb) = roots(k as f64, n as f64);
+            assert!(
+                close(a, ra) && close(b, rb),
+                "{k}/{n}: quadratic roots [{ra}, {rb}]"
+            );
+        }
+        assert_eq!(wilson95(0, 0), (0.0, 1.0));
+    }
+}

@@ -6,7 +6,7 @@ use shadowdiff::admin::{AdminState, serve};
 use shadowdiff::compare::{DiffKind, Difference, SkipReason, Verdict, VerdictKind};
 use shadowdiff::event::{Event, EventRequest, EventResponse, SCHEMA};
 use shadowdiff::pipeline::{Observation, Sink};
-use shadowdiff::stats::{ManualClock, Stats, StatsConfig};
+use shadowdiff::stats::{DEFAULT_MAX_ENDPOINTS, ManualClock, Stats, StatsConfig};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +20,11 @@ pub fn clock() -> Arc<ManualClock> {
 }
 
 pub fn stats(clock: &Arc<ManualClock>) -> Arc<Stats> {
-    Arc::new(Stats::with_clock(StatsConfig::default(), clock.clone()))
+    Arc::new(Stats::with_clock(
+        StatsConfig::default(),
+        DEFAULT_MAX_ENDPOINTS,
+        clock.clone(),
+    ))
 }
 
 pub fn diff(field: &str, kind: DiffKind, noise: bool) -> Difference {

@@ -16,6 +16,7 @@ use shadowdiff::app::{self, Proxy};
 use shadowdiff::compare::{SkipReason, VerdictKind};
 use shadowdiff::config::{ProxyConfig, Upstream};
 use shadowdiff::pipeline::{Observation, Sink};
+use shadowdiff::stats::noise::NoiseModel;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -236,11 +237,24 @@ impl Running {
     }
 }
 
-/// Starts the proxy and its pipeline through the app's wiring, with `sink` behind it and the
-/// config's learned-noise model applied as the sidecar applies it.
+/// Starts the proxy and its pipeline through the app's wiring, with `sink` behind it and a
+/// learned-noise model built from the config's `noise:` section, as the sidecar does.
 pub async fn start(cfg: ProxyConfig, sink: Arc<dyn Sink>) -> Running {
+    let model = Arc::new(NoiseModel::new(
+        cfg.file.noise,
+        cfg.file.grouping.max_endpoints,
+    ));
+    start_learning(cfg, sink, model).await
+}
+
+/// As [`start`], with the learned-noise model given (to read what it learned).
+pub async fn start_learning(
+    cfg: ProxyConfig,
+    sink: Arc<dyn Sink>,
+    model: Arc<NoiseModel>,
+) -> Running {
     let (tx, rx) = oneshot::channel::<()>();
-    let refine = Some(cfg.noise.clone() as Arc<dyn shadowdiff::pipeline::Refine>);
+    let refine = Some(model as Arc<dyn shadowdiff::pipeline::Refine>);
     let handle = app::start_proxy(cfg, sink, refine, async move {
         let _ = rx.await;
     })

@@ -1,7 +1,7 @@
 use super::*;
 use crate::compare::{Difference, Verdict};
 use crate::pipeline::Sink;
-use crate::stats::{StatsConfig, Window};
+use crate::stats::{DEFAULT_MAX_ENDPOINTS, StatsConfig, Window};
 use std::time::Duration;
 
 fn diff(field: &str, kind: DiffKind, noise: bool) -> Difference {
@@ -156,8 +156,8 @@ fn a_stats_message_round_trips_counts_fields_and_histograms() {
 #[test]
 fn merged_intervals_equal_direct_observation() {
     let t = traffic();
-    let direct = Stats::new(StatsConfig::default());
-    let merged = Stats::new(StatsConfig::default());
+    let direct = Stats::new(StatsConfig::default(), DEFAULT_MAX_ENDPOINTS);
+    let merged = Stats::new(StatsConfig::default(), DEFAULT_MAX_ENDPOINTS);
     // Two endpoints, each split over three intervals (three messages), in any order.
     let mut msgs = Vec::new();
     for (e, part) in [("GET /a", 0), ("GET /b", 1)] {
@@ -191,7 +191,7 @@ fn merged_intervals_equal_direct_observation() {
 
 #[test]
 fn an_interval_older_than_the_window_counts_only_in_the_totals() {
-    let s = Stats::new(StatsConfig::default());
+    let s = Stats::new(StatsConfig::default(), DEFAULT_MAX_ENDPOINTS);
     let t = traffic();
     let mut d = IntervalDelta::new();
     for x in &t[..100] {
@@ -217,7 +217,7 @@ fn an_interval_older_than_the_window_counts_only_in_the_totals() {
 
 #[test]
 fn record_event_clusters_and_lists_without_counting() {
-    let s = Stats::new(StatsConfig::default());
+    let s = Stats::new(StatsConfig::default(), DEFAULT_MAX_ENDPOINTS);
     let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     // Out of order: the feed must still be newest first.
     for (n, secs) in [(0u32, 5u64), (1, 1), (2, 9), (3, 3)] {

@@ -1,0 +1,169 @@
+//! What queries return: the published shapes of the admin API (docs/api.md) and the figures
+//! `/metrics` renders. Plain data; built in `query.rs`.
+
+use super::counts::Counts;
+use super::gate;
+use super::latency::LatencySummary;
+use super::skew;
+use super::wilson::wilson95;
+use crate::compare::{DiffKind, SkipReason, VerdictKind};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A divergence rate with its sample count and 95% Wilson interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Divergence {
+    /// (mismatch + candidate_error) / samples; `null` with no samples.
+    pub rate: Option<f64>,
+    pub divergent: u64,
+    /// All verdicts except `skipped`.
+    pub samples: u64,
+    pub ci95: [f64; 2],
+}
+
+impl Divergence {
+    pub(super) fn of(c: &Counts) -> Self {
+        let (lo, hi) = wilson95(c.divergent(), c.samples());
+        Divergence {
+            rate: gate::rate(c.divergent(), c.samples()),
+            divergent: c.divergent(),
+            samples: c.samples(),
+            ci95: [lo, hi],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldStat {
+    pub field: String,
+    pub kind: DiffKind,
+    /// Exchanges in which this (field, kind) differed.
+    pub count: u64,
+    /// Of those, how many only as noise (also differed primary vs secondary).
+    pub noise: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub exchanges: u64,
+    pub verdicts: BTreeMap<String, u64>,
+    pub skip_reasons: BTreeMap<String, u64>,
+    pub divergence: Divergence,
+    pub latency: LatencySummary,
+    pub top_fields: Vec<FieldStat>,
+}
+
+/// One endpoint's line of the summary: its name and the same figures as the totals (flattened,
+/// so the JSON shape is `{"endpoint": .., "exchanges": .., ...}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointSummary {
+    pub endpoint: String,
+    #[serde(flatten)]
+    pub stats: Totals,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub window: String,
+    pub generated_at: String,
+    pub started_at: String,
+    pub totals: Totals,
+    pub endpoints: Vec<EndpointSummary>,
+    /// Skew between the primary, candidate and secondary sends, since start (whatever the
+    /// window); absent until an exchange was shadowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_skew: Option<skew::SkewSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterField {
+    pub field: String,
+    pub kind: DiffKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignatureSummary {
+    pub signature: String,
+    pub endpoint: String,
+    pub verdict: VerdictKind,
+    pub fields: Vec<ClusterField>,
+    pub count: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub example_id: Option<String>,
+}
+
+/// Filters of `/api/v1/mismatches`.
+#[derive(Debug, Clone)]
+pub struct MismatchQuery {
+    pub endpoint: Option<String>,
+    pub signature: Option<String>,
+    /// Events with a difference on this field (the `field` pattern, e.g. `/items/*/price`).
+    pub field: Option<String>,
+    pub verdict: Option<VerdictKind>,
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+impl Default for MismatchQuery {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            signature: None,
+            field: None,
+            verdict: None,
+            before: None,
+            limit: 50,
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the Prometheus latency histogram: 1 ms … 10 s.
+pub const LATENCY_BUCKETS_S: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A Prometheus histogram derived from an HDR one: cumulative counts per `le`, plus `+Inf`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramBuckets {
+    /// (le in seconds, cumulative count); `+Inf` is `count`.
+    pub buckets: Vec<(f64, u64)>,
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
+impl HistogramBuckets {
+    pub(super) fn of(h: &hdrhistogram::Histogram<u64>, sum_us: u64) -> Self {
+        let mut cum = vec![0u64; LATENCY_BUCKETS_S.len()];
+        for v in h.iter_recorded() {
+            // A recorded HDR value stands for a small range; its representative is the range's
+            // top, so a value exactly on a bound (1 ms) is counted as ≤ 1 ms.
+            let us = h.lowest_equivalent(v.value_iterated_to());
+            let s = us as f64 / 1e6;
+            if let Some(i) = LATENCY_BUCKETS_S.iter().position(|le| s <= *le) {
+                cum[i] += v.count_at_value();
+            }
+        }
+        for i in 1..cum.len() {
+            cum[i] += cum[i - 1];
+        }
+        HistogramBuckets {
+            buckets: LATENCY_BUCKETS_S.iter().copied().zip(cum).collect(),
+            count: h.len(),
+            sum_seconds: sum_us as f64 / 1e6,
+        }
+    }
+}
+
+/// Since-start figures of one endpoint, for `/metrics`.
+#[derive(Debug, Clone)]
+pub struct EndpointMetrics {
+    pub endpoint: String,
+    pub verdicts: Vec<(VerdictKind, u64)>,
+    pub skips: Vec<(SkipReason, u64)>,
+    /// Divergent and compared exchanges in the gauge's window.
+    pub window_divergent: u64,
+    pub window_samples: u64,
+    pub primary: HistogramBuckets,
+    pub candidate: HistogramBuckets,
+}
