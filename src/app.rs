@@ -12,11 +12,13 @@
 use crate::admin::{AdminState, MetricsSource};
 use crate::compare::rules::RuleSet;
 use crate::compare::{Comparator, CompareOptions};
-use crate::config::ProxyConfig;
 use crate::config::{Config, ConfigErrors};
+use crate::config::{PublishConfig, RedactConfig};
 use crate::event::Redaction;
 use crate::ingest::Counters;
+use crate::ingest::config::ProxyConfig;
 use crate::ingest::proxy::{self, ProxyError, ProxyHandle};
+use crate::pipeline::CompareConfig;
 use crate::pipeline::{Fanout, Pipeline, Refine, Sink, pool};
 use crate::sink::file::FileSink;
 use crate::sink::kafka::KafkaSink;
@@ -120,16 +122,36 @@ impl Proxy {
     }
 }
 
+/// The comparison stage's settings: the `compare:`, `redact:` and `publish:` sections.
+#[derive(Debug, Clone, Default)]
+pub struct StageConfig {
+    pub compare: CompareConfig,
+    pub redact: RedactConfig,
+    pub publish: PublishConfig,
+}
+
+impl StageConfig {
+    /// The stage's sections of a config file.
+    pub fn from_config(cfg: &Config) -> Self {
+        Self {
+            compare: cfg.compare.clone(),
+            redact: cfg.redact.clone(),
+            publish: cfg.publish.clone(),
+        }
+    }
+}
+
 /// Starts the comparison pipeline (comparator, redaction, `refine`, then `sink`) and the inline
 /// proxy in front of it. [`Sidecar::start`] calls this after building the sinks; tests call it
 /// with sinks of their own.
 pub async fn start_proxy(
     cfg: ProxyConfig,
+    stage: &StageConfig,
     sink: Arc<dyn Sink>,
     refine: Option<Arc<dyn Refine>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Proxy, AppError> {
-    let f = &cfg.file;
+    let f = stage;
     let comparator = Comparator::new(
         cfg.rules.clone(),
         CompareOptions {
@@ -156,7 +178,7 @@ pub async fn start_proxy(
     let pipeline = Pipeline::start(ctx, f.compare.workers, f.compare.queue, f.compare.nice)
         .map_err(AppError::Workers)?;
     let pipeline = Arc::new(pipeline);
-    let grace = f.shutdown_grace;
+    let grace = cfg.shutdown_grace;
     let handle = proxy::start(cfg, pipeline.clone(), shutdown).await?;
     Ok(Proxy {
         handle,
@@ -202,7 +224,15 @@ impl Sidecar {
         let model = Arc::new(NoiseModel::new(cfg.noise, cfg.grouping.max_endpoints));
         let noise = cfg.secondary.is_some().then(|| model.clone());
         let pc = cfg.into_proxy(rules)?;
-        let proxy = start_proxy(pc, sinks.sink, Some(model as Arc<dyn Refine>), shutdown).await?;
+        let stage = StageConfig::from_config(&cfg);
+        let proxy = start_proxy(
+            pc,
+            &stage,
+            sinks.sink,
+            Some(model as Arc<dyn Refine>),
+            shutdown,
+        )
+        .await?;
 
         let listener = bind_admin(admin, admin_fallback).await?;
         let admin_addr = listener
@@ -331,7 +361,7 @@ impl Sinks {
         let mut metrics: Vec<Arc<dyn MetricsSource>> = Vec::new();
         let file = match (&cfg.sinks.file, &cfg.sinks.kafka) {
             (Some(f), _) => Some(f.clone()),
-            (None, None) if default_file => Some(crate::config::FileSinkConfig::default()),
+            (None, None) if default_file => Some(crate::sink::file::FileSinkConfig::default()),
             (None, _) => None,
         };
         if let Some(f) = file {

@@ -1,6 +1,10 @@
 //! Durations (`250ms`, `5s`, `15m`, `1h`), sizes (`64KiB`, `4MiB`) and rates (`0.01`, `1%`), as
 //! written in config files and flags (DESIGN.md, "Command line").
 
+/// Serde value parsers for config files (units, URLs, methods, header names, patterns): every
+/// component's config section uses them, so they live below all of them.
+pub(crate) mod de;
+
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -195,7 +195,7 @@ async fn nginx_as_candidate_keep_alive_chunked_gzip_head_304_and_its_connection_
         Nginx::upstream(nginx.primary),
         Nginx::upstream(nginx.candidate),
     );
-    cfg.file.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
     let proxy = start(cfg, sink.clone()).await;
     let client = h1_client();
 

@@ -171,18 +171,18 @@ async fn services(shadow_delay: Duration) -> (Setup, [Arc<Mutex<HashMap<String, 
 fn proxy_config(s: &Setup, with_secondary: bool, rules: RuleSet) -> ProxyConfig {
     let mut cfg = common::config(&s.primary, s.candidate.upstream());
     if with_secondary {
-        cfg.file.secondary = Some(s.secondary.upstream());
+        cfg.secondary = Some(s.secondary.upstream());
     }
     cfg.rules = Arc::new(rules);
     cfg
 }
 
-/// The learned-noise model, built the way the sidecar builds it from the file's `noise:` section
-/// (min_samples 30).
+/// The learned-noise model, built the way the sidecar builds it from a file without a `noise:`
+/// section (min_samples 30).
 fn model(cfg: &ProxyConfig) -> Arc<shadowdiff::stats::noise::NoiseModel> {
     Arc::new(shadowdiff::stats::noise::NoiseModel::new(
-        cfg.file.noise,
-        cfg.file.grouping.max_endpoints,
+        shadowdiff::stats::noise::NoiseConfig::default(),
+        cfg.grouping.max_endpoints,
     ))
 }
 

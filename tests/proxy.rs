@@ -141,12 +141,12 @@ async fn candidate_gets_the_same_request_with_header_changes_and_its_own_host() 
     let candidate = json_backend(SMALL).await;
     let sink = TestSink::new();
     let mut cfg = config(&primary, candidate.upstream());
-    cfg.file.shadow.strip_headers = vec!["x-secret".parse().unwrap()];
-    cfg.file.shadow.set_headers = vec![
+    cfg.shadow.strip_headers = vec!["x-secret".parse().unwrap()];
+    cfg.shadow.set_headers = vec![
         ("x-shadow-request".parse().unwrap(), "1".parse().unwrap()),
         ("x-env".parse().unwrap(), "shadow".parse().unwrap()),
     ];
-    cfg.file.shadow.routes = vec![RouteConfig {
+    cfg.shadow.routes = vec![RouteConfig {
         pattern: EndpointPattern::parse("POST /search").unwrap(),
         mirror: true,
     }];
@@ -285,8 +285,8 @@ async fn a_slow_candidate_never_delays_the_client_and_in_flight_is_bounded() {
     let mut candidate = held_candidate().await;
     let sink = TestSink::new();
     let mut cfg = config(&primary, candidate.upstream());
-    cfg.file.shadow.max_in_flight = 3;
-    cfg.file.shadow.timeout = Duration::from_secs(60);
+    cfg.shadow.max_in_flight = 3;
+    cfg.shadow.timeout = Duration::from_secs(60);
     let proxy = start(cfg, sink.clone()).await;
     let client = h1_client();
     for i in 0..6 {
@@ -321,8 +321,8 @@ async fn shadow_connections_are_reused_and_never_more_than_max_in_flight() {
     let mut candidate = held_candidate().await;
     let sink = TestSink::new();
     let mut cfg = config(&primary, candidate.upstream());
-    cfg.file.shadow.max_in_flight = 4;
-    cfg.file.shadow.timeout = Duration::from_secs(60);
+    cfg.shadow.max_in_flight = 4;
+    cfg.shadow.timeout = Duration::from_secs(60);
     let proxy = start(cfg, sink.clone()).await;
     let client = h1_client();
     // Four shadows held at once need four connections.
@@ -368,7 +368,7 @@ async fn upstreams_given_by_name_are_resolved() {
     };
     let sink = TestSink::new();
     let mut cfg = shadowdiff::config::ProxyConfig::new(named(&primary), named(&candidate));
-    cfg.file.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
     let proxy = start(cfg, sink.clone()).await;
     let client = h1_client();
     for i in 0..3 {
@@ -391,8 +391,8 @@ async fn isolation_case(candidate: Upstream, timeout: Duration, expect_note: &st
     let primary = json_backend(SMALL).await;
     let sink = TestSink::new();
     let mut cfg = config(&primary, candidate);
-    cfg.file.shadow.timeout = timeout;
-    cfg.file.shadow.circuit.failures = 0; // every exchange reaches the candidate
+    cfg.shadow.timeout = timeout;
+    cfg.shadow.circuit.failures = 0; // every exchange reaches the candidate
     let proxy = start(cfg, sink.clone()).await;
     for client in [h1_client(), h2c_client()] {
         for i in 0..3 {
@@ -472,8 +472,8 @@ async fn a_request_body_over_the_cap_reaches_the_primary_intact() {
     let candidate = json_backend(SMALL).await;
     let sink = TestSink::new();
     let mut cfg = config(&primary, candidate.upstream());
-    cfg.file.shadow.max_body_bytes = 1024;
-    cfg.file.shadow.routes = vec![RouteConfig {
+    cfg.shadow.max_body_bytes = 1024;
+    cfg.shadow.routes = vec![RouteConfig {
         pattern: EndpointPattern::parse("POST /upload").unwrap(),
         mirror: true,
     }];
@@ -529,10 +529,10 @@ async fn the_circuit_opens_after_failures_and_closes_after_the_cooldown() {
     .await;
     let sink = TestSink::new();
     let mut cfg = config(&primary, candidate.upstream());
-    cfg.file.shadow.circuit.failures = 2;
+    cfg.shadow.circuit.failures = 2;
     // Long enough that "open" is still true when asserted right after the second failure,
     // even on a loaded machine; the test waits for the half-open state, not for a fixed time.
-    cfg.file.shadow.circuit.cooldown = Duration::from_secs(2);
+    cfg.shadow.circuit.cooldown = Duration::from_secs(2);
     let proxy = start(cfg, sink.clone()).await;
     let circuit = proxy.handle.circuit();
     let client = h1_client();
@@ -566,7 +566,7 @@ async fn primary_failure_is_a_502_and_counted() {
     let candidate = json_backend(SMALL).await;
     let sink = TestSink::new();
     let mut cfg = shadowdiff::config::ProxyConfig::new(closed_port(), candidate.upstream());
-    cfg.file.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
     let proxy = start(cfg, sink.clone()).await;
     let (parts, body) = get(&h1_client(), &proxy.url("/x")).await;
     assert_eq!(parts.status, 502);
@@ -776,7 +776,7 @@ async fn a_secondary_turns_shared_differences_into_noise_and_endpoints_are_templ
     let same_noise = json_backend(r#"{"id":7,"generated":"t3"}"#).await;
     let sink = TestSink::new();
     let mut cfg = config(&primary, same_noise.upstream());
-    cfg.file.secondary = Some(secondary.upstream());
+    cfg.secondary = Some(secondary.upstream());
     let proxy = start(cfg, sink.clone()).await;
     get(&h1_client(), &proxy.url("/orders/12345?expand=1")).await;
     assert_eq!(secondary.next().await.uri, "/orders/12345?expand=1");
@@ -792,8 +792,8 @@ async fn shadows_still_in_flight_at_the_deadline_are_abandoned() {
     let mut candidate = held_candidate().await; // never released
     let sink = TestSink::new();
     let mut cfg = config(&primary, candidate.upstream());
-    cfg.file.shadow.timeout = Duration::from_secs(60);
-    cfg.file.shutdown_grace = Duration::from_millis(300);
+    cfg.shadow.timeout = Duration::from_secs(60);
+    cfg.shutdown_grace = Duration::from_millis(300);
     let proxy = start(cfg, sink.clone()).await;
     get(&h1_client(), &proxy.url("/held")).await;
     candidate.arrivals(1).await;
@@ -826,8 +826,8 @@ async fn the_memory_budget_bounds_what_shadows_hold_and_never_touches_the_client
     let mut candidate = held_candidate().await;
     let sink = TestSink::new();
     let mut cfg = config(&primary, candidate.upstream());
-    cfg.file.shadow.max_buffered_bytes = 100_000;
-    cfg.file.shadow.timeout = Duration::from_secs(60);
+    cfg.shadow.max_buffered_bytes = 100_000;
+    cfg.shadow.timeout = Duration::from_secs(60);
     let proxy = start(cfg, sink.clone()).await;
     let client = h1_client();
     for i in 0..8 {
@@ -861,7 +861,7 @@ async fn saturated_io_threads_shed_shadows_and_recover_when_the_load_goes() {
     let candidate = json_backend(SMALL).await;
     let sink = TestSink::new();
     let mut cfg = config(&primary, candidate.upstream());
-    cfg.file.shadow.overload.after = Duration::from_millis(200);
+    cfg.shadow.overload.after = Duration::from_millis(200);
     let proxy = start(cfg, sink.clone()).await;
     let counters = proxy.handle.counters();
     let client = h1_client();

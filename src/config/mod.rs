@@ -9,20 +9,22 @@
 //! the rules the config points at are loaded and their problems added. Lines are found by
 //! scanning the text ([`crate::yaml_lines::LineIndex`]).
 
-/// The value parsers of every section (units, URLs, methods, header names, patterns); the
-/// sections owned by other modules (`stats:`, `noise:`, `grouping:`) use them too.
-pub(crate) mod de;
 #[cfg(test)]
 mod tests;
 
-use crate::compare::pattern::EndpointPattern;
 use crate::compare::rules::RuleSet;
+pub use crate::ingest::config::{
+    CircuitConfig, HostPolicy, OverloadConfig, ProxyConfig, RouteConfig, ShadowConfig,
+};
 use crate::ingest::grouping::GroupingConfig;
+pub use crate::pipeline::CompareConfig;
+pub use crate::sink::file::FileSinkConfig;
 use crate::sink::kafka::KafkaConfig;
 use crate::stats::StatsConfig;
 use crate::stats::noise::NoiseConfig;
+use crate::units::de;
 use crate::yaml_lines::LineIndex;
-use http::{HeaderName, HeaderValue, Method};
+use http::HeaderName;
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value as Yaml};
 use std::fmt;
@@ -125,176 +127,6 @@ impl Default for Config {
     }
 }
 
-/// `shadow:` — what is mirrored to the candidate (and secondary), and how.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ShadowConfig {
-    /// Methods mirrored on every route. Default `[GET, HEAD, OPTIONS]`: unsafe methods are never
-    /// mirrored unless listed here or opted in per route.
-    #[serde(deserialize_with = "de::methods")]
-    pub methods: Vec<Method>,
-    /// Per-route opt-in (or opt-out): `[{match: "POST /search", mirror: true}]`. The first
-    /// matching route decides; otherwise `methods` does. Default none.
-    pub routes: Vec<RouteConfig>,
-    /// Fraction of eligible requests mirrored, `0.25` or `25%`. Default `1.0`.
-    #[serde(deserialize_with = "de::rate")]
-    pub sample: f64,
-    /// Deadline for a candidate/secondary answer (whole body). Default `5s`.
-    #[serde(deserialize_with = "de::duration")]
-    pub timeout: Duration,
-    /// Shadow requests in flight at most; beyond, dropped as `shadow_queue_full`. Default `1024`.
-    #[serde(deserialize_with = "de::positive")]
-    pub max_in_flight: usize,
-    /// Largest request or response body kept for comparison; larger bodies pass through
-    /// untouched and the exchange is `body_too_large`. Default `4MiB`.
-    #[serde(deserialize_with = "de::size")]
-    pub max_body_bytes: usize,
-    /// All the bytes shadows may hold at once (request and response copies, candidate and
-    /// secondary answers, until compared); a copy that would cross it is given up and the
-    /// exchange is `memory_budget`. `max_in_flight × max_body_bytes` bounds nothing useful on its
-    /// own (1024 × 4 MiB × 4 copies). Default `64MiB`.
-    #[serde(deserialize_with = "de::size")]
-    pub max_buffered_bytes: usize,
-    /// Headers removed from shadow requests (e.g. `authorization` when the candidate must not
-    /// see credentials). Default none.
-    #[serde(deserialize_with = "de::header_names")]
-    pub strip_headers: Vec<HeaderName>,
-    /// Headers set on shadow requests. Default `{x-shadow-request: "1"}`.
-    #[serde(deserialize_with = "de::header_map")]
-    pub set_headers: Vec<(HeaderName, HeaderValue)>,
-    /// The loop-prevention marker: always set on shadow copies (value `1` unless `set_headers`
-    /// gives one); a request already carrying it is never shadowed. Default `x-shadow-request`.
-    #[serde(deserialize_with = "de::header_name")]
-    pub marker: HeaderName,
-    /// Host header sent to the candidate/secondary: `candidate` (their own authority) or
-    /// `original` (the client's Host). Default `candidate`.
-    pub host: HostPolicy,
-    pub circuit: CircuitConfig,
-    pub overload: OverloadConfig,
-}
-
-impl Default for ShadowConfig {
-    fn default() -> Self {
-        Self {
-            methods: vec![Method::GET, Method::HEAD, Method::OPTIONS],
-            routes: Vec::new(),
-            sample: 1.0,
-            timeout: Duration::from_secs(5),
-            max_in_flight: 1024,
-            max_body_bytes: 4 << 20,
-            max_buffered_bytes: 64 << 20,
-            strip_headers: Vec::new(),
-            set_headers: vec![(
-                HeaderName::from_static("x-shadow-request"),
-                HeaderValue::from_static("1"),
-            )],
-            marker: HeaderName::from_static("x-shadow-request"),
-            host: HostPolicy::Candidate,
-            circuit: CircuitConfig::default(),
-            overload: OverloadConfig::default(),
-        }
-    }
-}
-
-/// One `shadow.routes` entry.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    /// Endpoint pattern, `METHOD /path/{param}`, `*` for any.
-    #[serde(rename = "match", deserialize_with = "de::endpoint")]
-    pub pattern: EndpointPattern,
-    /// Whether matching requests are mirrored. Default `true`.
-    #[serde(default = "de::yes")]
-    pub mirror: bool,
-}
-
-/// Which Host header shadow copies carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HostPolicy {
-    Candidate,
-    Original,
-}
-
-/// `shadow.circuit:` — stop sending to a failing candidate for a while.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CircuitConfig {
-    /// Consecutive candidate failures (transport error, timeout or 5xx) that open the circuit;
-    /// `0` disables the breaker. Default `5`.
-    pub failures: u32,
-    /// How long the circuit stays open before one probe is let through. Default `10s`.
-    #[serde(deserialize_with = "de::duration")]
-    pub cooldown: Duration,
-}
-
-impl Default for CircuitConfig {
-    fn default() -> Self {
-        Self {
-            failures: 5,
-            cooldown: Duration::from_secs(10),
-        }
-    }
-}
-
-/// `shadow.overload:` — shed shadows while the proxy's I/O threads are saturated, so that
-/// forwarding keeps the whole of the cores it may use (`src/ingest/overload.rs`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OverloadConfig {
-    /// Busy share of the I/O threads (of the cores the process may run on) above which shadows
-    /// start to shed, `0.9` or `90%`; `100%` turns shedding off. Default `90%`.
-    #[serde(deserialize_with = "de::rate")]
-    pub busy: f64,
-    /// How long the share must stay above `busy` before shedding starts. Default `1s`.
-    #[serde(deserialize_with = "de::duration")]
-    pub after: Duration,
-}
-
-impl Default for OverloadConfig {
-    fn default() -> Self {
-        Self {
-            busy: 0.9,
-            after: Duration::from_secs(1),
-        }
-    }
-}
-
-/// `compare:` — the comparison workers, off the request path.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CompareConfig {
-    /// OS threads comparing exchanges. Default `1`.
-    #[serde(deserialize_with = "de::positive")]
-    pub workers: usize,
-    /// Exchanges waiting for a worker at most; beyond, dropped as `compare_queue_full`.
-    /// Default `1024`.
-    #[serde(deserialize_with = "de::positive")]
-    pub queue: usize,
-    /// Largest decoded (decompressed) body compared. Default `16MiB`.
-    #[serde(deserialize_with = "de::size")]
-    pub max_decoded_bytes: usize,
-    /// Differences kept per exchange. Default `1000`.
-    #[serde(deserialize_with = "de::positive")]
-    pub max_differences: usize,
-    /// Niceness of the comparison threads (Linux; 0 to 19): under CPU pressure forwarding wins
-    /// and comparisons shed as `compare_queue_full`. `0` runs them like the rest. Default `10`.
-    #[serde(deserialize_with = "de::nice")]
-    pub nice: i32,
-}
-
-impl Default for CompareConfig {
-    fn default() -> Self {
-        Self {
-            workers: 1,
-            queue: 1024,
-            max_decoded_bytes: 16 << 20,
-            max_differences: 1000,
-            nice: 10,
-        }
-    }
-}
-
 /// `publish:` — what published events carry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -321,34 +153,6 @@ pub struct SinksConfig {
     /// `sinks.kafka:`, owned by the Kafka sink ([`KafkaConfig`]: every key and its default).
     /// Default none.
     pub kafka: Option<KafkaConfig>,
-}
-
-/// `sinks.file:` — JSONL events, rotated by size.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FileSinkConfig {
-    /// Default `shadowdiff-events.jsonl` (relative to the working directory).
-    pub path: PathBuf,
-    /// Rotate when the file would exceed this. Default `100MiB`.
-    #[serde(deserialize_with = "de::size")]
-    pub rotate_bytes: usize,
-    /// Rotated files kept (`path.1` … `path.{keep}`). Default `5`.
-    #[serde(deserialize_with = "de::positive")]
-    pub keep: usize,
-    /// Events waiting for the writer at most; beyond, dropped and counted. Default `4096`.
-    #[serde(deserialize_with = "de::positive")]
-    pub queue: usize,
-}
-
-impl Default for FileSinkConfig {
-    fn default() -> Self {
-        Self {
-            path: PathBuf::from("shadowdiff-events.jsonl"),
-            rotate_bytes: 100 << 20,
-            keep: 5,
-            queue: 4096,
-        }
-    }
 }
 
 /// `redact:` — what is never published. `authorization`, `cookie`, `set-cookie` and
@@ -661,7 +465,7 @@ impl Config {
     }
 
     /// Builds what the proxy runs with; `primary` and `candidate` must be set by now.
-    pub fn into_proxy(self, rules: RuleSet) -> Result<ProxyConfig, ConfigErrors> {
+    pub fn into_proxy(&self, rules: RuleSet) -> Result<ProxyConfig, ConfigErrors> {
         let missing = |what: &str| ConfigProblem {
             file: PathBuf::from("<config>"),
             line: None,
@@ -680,11 +484,15 @@ impl Config {
         };
         let instance = self.instance_name();
         Ok(ProxyConfig {
+            listen: self.listen,
             primary,
             candidate,
+            secondary: self.secondary.clone(),
             rules: Arc::new(rules),
             instance,
-            file: self,
+            shadow: self.shadow.clone(),
+            grouping: self.grouping.clone(),
+            shutdown_grace: self.shutdown_grace,
         })
     }
 }
@@ -698,30 +506,5 @@ fn kind(v: &Yaml) -> &'static str {
         Yaml::Sequence(_) => "a list",
         Yaml::Mapping(_) => "a mapping",
         Yaml::Tagged(_) => "a tagged value",
-    }
-}
-
-/// What the proxy runs with: the file's settings plus the resolved upstreams, compiled rules
-/// and instance name.
-#[derive(Debug, Clone)]
-pub struct ProxyConfig {
-    pub primary: Upstream,
-    pub candidate: Upstream,
-    pub rules: Arc<RuleSet>,
-    pub instance: String,
-    /// Everything else, as written (or defaulted). `file.primary`/`file.candidate` are ignored.
-    pub file: Config,
-}
-
-impl ProxyConfig {
-    /// Defaults everywhere, no rules: what tests and embedders start from.
-    pub fn new(primary: Upstream, candidate: Upstream) -> Self {
-        Self {
-            primary,
-            candidate,
-            rules: Arc::new(RuleSet::default()),
-            instance: "shadowdiff".into(),
-            file: Config::default(),
-        }
     }
 }

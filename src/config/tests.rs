@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use super::*;
+use http::Method;
 
 const DESIGN_EXAMPLE: &str = r#"
 listen: 0.0.0.0:8080

@@ -23,7 +23,7 @@ pub struct GroupingConfig {
     /// Distinct automatic endpoints at most; new ones beyond are grouped as `OTHER`, so metric
     /// labels stay bounded. The statistics and the noise model are capped by the same number.
     /// Default `200`.
-    #[serde(deserialize_with = "crate::config::de::positive")]
+    #[serde(deserialize_with = "crate::units::de::positive")]
     pub max_endpoints: usize,
 }
 

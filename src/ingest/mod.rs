@@ -12,6 +12,7 @@
 
 pub mod body;
 pub mod circuit;
+pub mod config;
 pub mod grouping;
 pub mod overload;
 pub mod proxy;

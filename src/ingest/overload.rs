@@ -15,7 +15,7 @@
 //! other skip. The decision on the request path is one atomic load and, while shedding, one
 //! random number.
 
-use crate::config::OverloadConfig;
+use super::config::OverloadConfig;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 

@@ -12,12 +12,12 @@
 use super::Counters;
 use super::body::TeeBody;
 use super::circuit::Circuit;
+use super::config::{ProxyConfig, Upstream};
 use super::grouping::Grouper;
 use super::resolve::{DNS_TTL, HyperResolver, Resolver};
 use super::shadow::{Admitted, PrimaryCopy, ShadowJob, Shadows, run_shadow};
 use super::shadow_client::ShadowClient;
 use crate::compare::SkipReason;
-use crate::config::{ProxyConfig, Upstream};
 use crate::exchange::UpstreamError;
 use crate::pipeline::Pipeline;
 use crate::pipeline::budget::Budget;
@@ -89,8 +89,8 @@ impl ProxyHandle {
     }
 }
 
-/// Starts the proxy on `cfg.file.listen`; it runs until `shutdown` completes, then shuts down
-/// gracefully within `cfg.file.shutdown_grace`: client connections, then shadows. Every exchange
+/// Starts the proxy on `cfg.listen`; it runs until `shutdown` completes, then shuts down
+/// gracefully within `cfg.shutdown_grace`: client connections, then shadows. Every exchange
 /// (skips included) goes to `pipeline`, which the caller stops once [`ProxyHandle::join`] returns
 /// ([`crate::app`] does).
 pub async fn start(
@@ -98,17 +98,17 @@ pub async fn start(
     pipeline: Arc<Pipeline>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<ProxyHandle, ProxyError> {
-    let listener = TcpListener::bind(cfg.file.listen)
+    let listener = TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ProxyError::Bind {
-            addr: cfg.file.listen,
+            addr: cfg.listen,
             source,
         })?;
     let local_addr = listener.local_addr().map_err(|source| ProxyError::Bind {
-        addr: cfg.file.listen,
+        addr: cfg.listen,
         source,
     })?;
-    let f = &cfg.file;
+    let f = &cfg;
     let counters = Arc::new(Counters {
         buffered: Budget::new(f.shadow.max_buffered_bytes),
         ..Counters::default()
@@ -122,7 +122,7 @@ pub async fn start(
         listen = %local_addr,
         primary = %inner.cfg.primary,
         candidate = %inner.cfg.candidate,
-        secondary = ?inner.cfg.file.secondary.as_ref().map(|s| s.to_string()),
+        secondary = ?inner.cfg.secondary.as_ref().map(|s| s.to_string()),
         "proxy listening"
     );
     let join = tokio::spawn(serve(listener, inner, shutdown));
@@ -165,19 +165,19 @@ impl Inner {
         let shadow_client = |up: &Upstream| {
             ShadowClient::new(
                 up.authority(),
-                cfg.file.shadow.max_in_flight,
+                cfg.shadow.max_in_flight,
                 Duration::from_secs(90),
                 resolver.clone(),
             )
         };
         let candidate = shadow_client(&cfg.candidate);
-        let secondary = cfg.file.secondary.as_ref().map(shadow_client);
-        let permits_total = u32::try_from(cfg.file.shadow.max_in_flight).unwrap_or(u32::MAX >> 3);
-        let grouper = Grouper::new(cfg.rules.clone(), cfg.file.grouping.max_endpoints);
+        let secondary = cfg.secondary.as_ref().map(shadow_client);
+        let permits_total = u32::try_from(cfg.shadow.max_in_flight).unwrap_or(u32::MAX >> 3);
+        let grouper = Grouper::new(cfg.rules.clone(), cfg.grouping.max_endpoints);
         // The budget lives in the counters so `/metrics` can read what is held.
         let budget = Arc::clone(&counters.buffered);
         let shadows = Arc::new(Shadows {
-            cfg: cfg.file.shadow.clone(),
+            cfg: cfg.shadow.clone(),
             candidate,
             secondary,
             circuit,
@@ -199,7 +199,7 @@ impl Inner {
 
     /// Whether the method is mirrored on this route.
     fn mirrored(&self, method: &Method, path: &str) -> bool {
-        let s = &self.cfg.file.shadow;
+        let s = &self.cfg.shadow;
         if let Some(r) = s
             .routes
             .iter()
@@ -212,7 +212,7 @@ impl Inner {
 
     /// Decides whether to shadow; a permit and (possibly) the circuit's probe slot come with yes.
     fn admit(&self, head: &http::request::Parts) -> Result<Admitted, SkipReason> {
-        let s = &self.cfg.file.shadow;
+        let s = &self.cfg.shadow;
         if head.headers.contains_key(&s.marker) {
             return Err(SkipReason::ShadowLoop);
         }
@@ -256,10 +256,13 @@ async fn serve(
     let builder = auto::Builder::new(TokioExecutor::new());
     // The overload controller samples this runtime for as long as the proxy serves.
     let stop_controller = CancellationToken::new();
-    tokio::spawn(inner.counters.overload.clone().run(
-        inner.cfg.file.shadow.overload.clone(),
-        stop_controller.clone(),
-    ));
+    tokio::spawn(
+        inner
+            .counters
+            .overload
+            .clone()
+            .run(inner.cfg.shadow.overload.clone(), stop_controller.clone()),
+    );
     let _stop_controller = stop_controller.drop_guard();
     tokio::pin!(shutdown);
     loop {
@@ -289,7 +292,7 @@ async fn serve(
         }
     }
     drop(listener);
-    let grace = inner.cfg.file.shutdown_grace;
+    let grace = inner.cfg.shutdown_grace;
     let deadline = tokio::time::Instant::now() + grace;
     tracing::info!(grace = ?grace, "shutting down: no new connections; finishing in-flight requests");
     if tokio::time::timeout_at(deadline, graceful.shutdown())
@@ -401,7 +404,7 @@ async fn handle(
         Err(e) => return Ok(bad_gateway(&inner.cfg.primary, &e.to_string())),
     };
 
-    let cap = inner.cfg.file.shadow.max_body_bytes;
+    let cap = inner.cfg.shadow.max_body_bytes;
     let mut shadow_tx: Option<oneshot::Sender<PrimaryCopy>> = None;
     let req_body = match admitted {
         Some(adm) => {

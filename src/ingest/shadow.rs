@@ -12,9 +12,9 @@
 use super::Counters;
 use super::body::{CaptureError, Captured};
 use super::circuit::Circuit;
+use super::config::{HostPolicy, ShadowConfig};
 use super::shadow_client::{ShadowClient, ShadowError, ShadowRequest};
 use crate::compare::SkipReason;
-use crate::config::{HostPolicy, ShadowConfig};
 use crate::exchange::{self, Exchange, Outcome, SendOffsets, UpstreamError};
 use crate::pipeline::Pipeline;
 use crate::pipeline::budget::{Budget, Reservation};

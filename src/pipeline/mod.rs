@@ -13,11 +13,13 @@
 //! sources in [`crate::ingest`], and [`crate::app`] wires them together.
 
 pub mod budget;
+mod config;
 pub mod metrics;
 pub mod pool;
 
 use crate::compare::Verdict;
 use crate::event::Event;
+pub use config::CompareConfig;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 

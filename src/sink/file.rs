@@ -5,13 +5,14 @@
 //! drops the event and counts it — the comparison workers (and so the request path) never wait
 //! on a disk.
 
-use crate::config::FileSinkConfig;
 use crate::pipeline::{Observation, Sink};
+use crate::units::de;
 use crossbeam_channel::{
     Receiver, RecvTimeoutError, Sender as SyncSender, TryRecvError, TrySendError,
     bounded as sync_channel,
 };
 use parking_lot::Mutex;
+use serde::Deserialize;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -268,3 +269,31 @@ impl Writer {
 
 #[cfg(test)]
 mod tests;
+
+/// `sinks.file:` — JSONL events, rotated by size.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileSinkConfig {
+    /// Default `shadowdiff-events.jsonl` (relative to the working directory).
+    pub path: PathBuf,
+    /// Rotate when the file would exceed this. Default `100MiB`.
+    #[serde(deserialize_with = "de::size")]
+    pub rotate_bytes: usize,
+    /// Rotated files kept (`path.1` … `path.{keep}`). Default `5`.
+    #[serde(deserialize_with = "de::positive")]
+    pub keep: usize,
+    /// Events waiting for the writer at most; beyond, dropped and counted. Default `4096`.
+    #[serde(deserialize_with = "de::positive")]
+    pub queue: usize,
+}
+
+impl Default for FileSinkConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("shadowdiff-events.jsonl"),
+            rotate_bytes: 100 << 20,
+            keep: 5,
+            queue: 4096,
+        }
+    }
+}

@@ -12,10 +12,10 @@ use std::time::Duration;
 #[serde(deny_unknown_fields, default)]
 pub struct StatsConfig {
     /// Longest window the summary answers for (a multiple of `bucket`, rounded up). Default `15m`.
-    #[serde(deserialize_with = "crate::config::de::duration")]
+    #[serde(deserialize_with = "crate::units::de::duration")]
     pub window: Duration,
     /// Resolution of the rolling window: the width of one bucket. Default `1m`.
-    #[serde(deserialize_with = "crate::config::de::duration")]
+    #[serde(deserialize_with = "crate::units::de::duration")]
     pub bucket: Duration,
     /// Distinct (field) keys per endpoint and bucket (and since start); the rest count as
     /// `(other)`. Default 256. Not read from the file.

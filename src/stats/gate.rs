@@ -2,7 +2,7 @@
 //! insufficient_data, per endpoint and over the pool.
 
 use super::wilson::wilson95;
-use crate::config::de;
+use crate::units::de;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 

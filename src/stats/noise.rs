@@ -24,11 +24,11 @@ pub struct NoiseConfig {
     pub min_samples: u64,
     /// Primary and secondary must differ on a field in at least this fraction of exchanges for
     /// it to be noise. Default `1%`.
-    #[serde(deserialize_with = "crate::config::de::rate")]
+    #[serde(deserialize_with = "crate::units::de::rate")]
     pub absolute: f64,
     /// The candidate may differ on a noisy field at most (1 + this) × as often as the secondary
     /// does; more often, the candidate changed something real on a noisy field. Default `20%`.
-    #[serde(deserialize_with = "crate::config::de::rate")]
+    #[serde(deserialize_with = "crate::units::de::rate")]
     pub relative: f64,
     /// Fields tracked per endpoint (memory bound); further fields are not learned. Default 256.
     /// Not read from the file.

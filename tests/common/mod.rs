@@ -210,8 +210,8 @@ impl Sink for TestSink {
 /// A proxy config for these backends, listening on 127.0.0.1 port 0.
 pub fn config(primary: &Backend, candidate: Upstream) -> ProxyConfig {
     let mut c = ProxyConfig::new(primary.upstream(), candidate);
-    c.file.listen = "127.0.0.1:0".parse().unwrap();
-    c.file.shutdown_grace = Duration::from_secs(10);
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.shutdown_grace = Duration::from_secs(10);
     c
 }
 
@@ -241,8 +241,8 @@ impl Running {
 /// learned-noise model built from the config's `noise:` section, as the sidecar does.
 pub async fn start(cfg: ProxyConfig, sink: Arc<dyn Sink>) -> Running {
     let model = Arc::new(NoiseModel::new(
-        cfg.file.noise,
-        cfg.file.grouping.max_endpoints,
+        shadowdiff::stats::noise::NoiseConfig::default(),
+        cfg.grouping.max_endpoints,
     ));
     start_learning(cfg, sink, model).await
 }
@@ -255,7 +255,8 @@ pub async fn start_learning(
 ) -> Running {
     let (tx, rx) = oneshot::channel::<()>();
     let refine = Some(model as Arc<dyn shadowdiff::pipeline::Refine>);
-    let handle = app::start_proxy(cfg, sink, refine, async move {
+    let stage = app::StageConfig::default();
+    let handle = app::start_proxy(cfg, &stage, sink, refine, async move {
         let _ = rx.await;
     })
     .await

@@ -33,7 +33,7 @@ pub struct KafkaConfig {
     /// How often per-endpoint interval statistics are published to `stats_topic`; intervals are
     /// aligned to multiples of it on the wall clock, so a fleet flushes together. At least
     /// `100ms` (checked with the rest of the file). Default `10s`.
-    #[serde(deserialize_with = "crate::config::de::duration")]
+    #[serde(deserialize_with = "crate::units::de::duration")]
     pub stats_interval: Duration,
     /// Directory of the disk spool (`events.redb` inside); must be on a persistent volume for
     /// the restart guarantee. Default `/var/lib/shadowdiff/spool`.
@@ -44,14 +44,14 @@ pub struct KafkaConfig {
     pub spool_max_bytes: u64,
     /// Events waiting between `observe` and the pump thread. Beyond it `observe` drops and
     /// counts (`dropped_queue_full`) rather than block a comparison worker. Default `65536`.
-    #[serde(deserialize_with = "crate::config::de::positive")]
+    #[serde(deserialize_with = "crate::units::de::positive")]
     pub queue_capacity: usize,
     /// `compression.type`: `lz4` (default), `zstd`, `gzip`, `snappy` or `none`.
     /// (`zstd` needs librdkafka built with zstd; the bundled build here has lz4 and gzip.)
     pub compression: String,
     /// How long librdkafka keeps trying one message before failing it to the spool
     /// (`message.timeout.ms`). Default `30s`.
-    #[serde(deserialize_with = "crate::config::de::duration")]
+    #[serde(deserialize_with = "crate::units::de::duration")]
     pub delivery_timeout: Duration,
     /// Producer local queue bound in messages (`queue.buffering.max.messages`; librdkafka's own
     /// default allows far more). Default `100000`.
@@ -126,5 +126,5 @@ impl KafkaConfig {
 /// A size (`1GiB`, or a bare number of bytes) as the spool counts it.
 fn size_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     // usize is at most 64 bits on every target this builds for.
-    crate::config::de::size(d).map(|n| n as u64)
+    crate::units::de::size(d).map(|n| n as u64)
 }

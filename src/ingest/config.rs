@@ -1,0 +1,183 @@
+//! The inline proxy's configuration: the `shadow:` section of the config file (owned here, held by
+//! [`crate::config::Config`]) and [`ProxyConfig`], what [`super::proxy::start`] runs with.
+
+use super::grouping::GroupingConfig;
+use crate::compare::pattern::EndpointPattern;
+use crate::compare::rules::RuleSet;
+use crate::units::de;
+pub use crate::units::de::Upstream;
+use http::{HeaderName, HeaderValue, Method};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the proxy runs with: where it listens, the upstreams, the compiled rules (for endpoint
+/// names), the instance name and the `shadow:` and `grouping:` sections. Built from the config
+/// file by [`crate::config::Config::into_proxy`]; the comparison stage's settings (`compare:`,
+/// `redact:`, `publish:`) go to the pipeline instead ([`crate::app`]).
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub primary: Upstream,
+    pub candidate: Upstream,
+    pub secondary: Option<Upstream>,
+    pub rules: Arc<RuleSet>,
+    pub instance: String,
+    pub shadow: ShadowConfig,
+    pub grouping: GroupingConfig,
+    /// How long shutdown waits for in-flight requests and shadows.
+    pub shutdown_grace: Duration,
+}
+
+impl ProxyConfig {
+    /// Defaults everywhere (the config file's), no rules: what tests and embedders start from.
+    pub fn new(primary: Upstream, candidate: Upstream) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            primary,
+            candidate,
+            secondary: None,
+            rules: Arc::new(RuleSet::default()),
+            instance: "shadowdiff".into(),
+            shadow: ShadowConfig::default(),
+            grouping: GroupingConfig::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `shadow:` — what is mirrored to the candidate (and secondary), and how.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShadowConfig {
+    /// Methods mirrored on every route. Default `[GET, HEAD, OPTIONS]`: unsafe methods are never
+    /// mirrored unless listed here or opted in per route.
+    #[serde(deserialize_with = "de::methods")]
+    pub methods: Vec<Method>,
+    /// Per-route opt-in (or opt-out): `[{match: "POST /search", mirror: true}]`. The first
+    /// matching route decides; otherwise `methods` does. Default none.
+    pub routes: Vec<RouteConfig>,
+    /// Fraction of eligible requests mirrored, `0.25` or `25%`. Default `1.0`.
+    #[serde(deserialize_with = "de::rate")]
+    pub sample: f64,
+    /// Deadline for a candidate/secondary answer (whole body). Default `5s`.
+    #[serde(deserialize_with = "de::duration")]
+    pub timeout: Duration,
+    /// Shadow requests in flight at most; beyond, dropped as `shadow_queue_full`. Default `1024`.
+    #[serde(deserialize_with = "de::positive")]
+    pub max_in_flight: usize,
+    /// Largest request or response body kept for comparison; larger bodies pass through
+    /// untouched and the exchange is `body_too_large`. Default `4MiB`.
+    #[serde(deserialize_with = "de::size")]
+    pub max_body_bytes: usize,
+    /// All the bytes shadows may hold at once (request and response copies, candidate and
+    /// secondary answers, until compared); a copy that would cross it is given up and the
+    /// exchange is `memory_budget`. `max_in_flight × max_body_bytes` bounds nothing useful on its
+    /// own (1024 × 4 MiB × 4 copies). Default `64MiB`.
+    #[serde(deserialize_with = "de::size")]
+    pub max_buffered_bytes: usize,
+    /// Headers removed from shadow requests (e.g. `authorization` when the candidate must not
+    /// see credentials). Default none.
+    #[serde(deserialize_with = "de::header_names")]
+    pub strip_headers: Vec<HeaderName>,
+    /// Headers set on shadow requests. Default `{x-shadow-request: "1"}`.
+    #[serde(deserialize_with = "de::header_map")]
+    pub set_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The loop-prevention marker: always set on shadow copies (value `1` unless `set_headers`
+    /// gives one); a request already carrying it is never shadowed. Default `x-shadow-request`.
+    #[serde(deserialize_with = "de::header_name")]
+    pub marker: HeaderName,
+    /// Host header sent to the candidate/secondary: `candidate` (their own authority) or
+    /// `original` (the client's Host). Default `candidate`.
+    pub host: HostPolicy,
+    pub circuit: CircuitConfig,
+    pub overload: OverloadConfig,
+}
+
+impl Default for ShadowConfig {
+    fn default() -> Self {
+        Self {
+            methods: vec![Method::GET, Method::HEAD, Method::OPTIONS],
+            routes: Vec::new(),
+            sample: 1.0,
+            timeout: Duration::from_secs(5),
+            max_in_flight: 1024,
+            max_body_bytes: 4 << 20,
+            max_buffered_bytes: 64 << 20,
+            strip_headers: Vec::new(),
+            set_headers: vec![(
+                HeaderName::from_static("x-shadow-request"),
+                HeaderValue::from_static("1"),
+            )],
+            marker: HeaderName::from_static("x-shadow-request"),
+            host: HostPolicy::Candidate,
+            circuit: CircuitConfig::default(),
+            overload: OverloadConfig::default(),
+        }
+    }
+}
+
+/// One `shadow.routes` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Endpoint pattern, `METHOD /path/{param}`, `*` for any.
+    #[serde(rename = "match", deserialize_with = "de::endpoint")]
+    pub pattern: EndpointPattern,
+    /// Whether matching requests are mirrored. Default `true`.
+    #[serde(default = "de::yes")]
+    pub mirror: bool,
+}
+
+/// Which Host header shadow copies carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostPolicy {
+    Candidate,
+    Original,
+}
+
+/// `shadow.circuit:` — stop sending to a failing candidate for a while.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitConfig {
+    /// Consecutive candidate failures (transport error, timeout or 5xx) that open the circuit;
+    /// `0` disables the breaker. Default `5`.
+    pub failures: u32,
+    /// How long the circuit stays open before one probe is let through. Default `10s`.
+    #[serde(deserialize_with = "de::duration")]
+    pub cooldown: Duration,
+}
+
+impl Default for CircuitConfig {
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            cooldown: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `shadow.overload:` — shed shadows while the proxy's I/O threads are saturated, so that
+/// forwarding keeps the whole of the cores it may use (`src/ingest/overload.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverloadConfig {
+    /// Busy share of the I/O threads (of the cores the process may run on) above which shadows
+    /// start to shed, `0.9` or `90%`; `100%` turns shedding off. Default `90%`.
+    #[serde(deserialize_with = "de::rate")]
+    pub busy: f64,
+    /// How long the share must stay above `busy` before shedding starts. Default `1s`.
+    #[serde(deserialize_with = "de::duration")]
+    pub after: Duration,
+}
+
+impl Default for OverloadConfig {
+    fn default() -> Self {
+        Self {
+            busy: 0.9,
+            after: Duration::from_secs(1),
+        }
+    }
+}
