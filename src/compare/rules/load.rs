@@ -114,8 +114,12 @@ pub(super) fn file(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Ve
             lines.top_key("version"),
             format!("unsupported version {v}: only 1 is known"),
         ),
-        None if !top.contains_key("version") => problem(Some(1), "missing `version: 1`".into()),
-        None => {} // written, but not a number: reported by `by_key`
+        // Absent or null; anything else was refused by `by_key` and is reported already.
+        None if top.get("version").is_none_or(Yaml::is_null) => problem(
+            lines.top_key("version").or(Some(1)),
+            "missing `version: 1`".into(),
+        ),
+        None => {}
     }
     for e in raw.endpoints.iter().flatten() {
         match EndpointPattern::parse(e) {
@@ -172,11 +176,12 @@ fn rule(item: &Yaml) -> (Rule, Found) {
             Ok(p) => rule.scope = p,
             Err(e) => found.push((Some("match".into()), format!("match: {e}"))),
         },
-        None if !m.contains_key("match") => found.push((
+        // Absent or null; anything else was refused by `by_key` and is reported already.
+        None if m.get("match").is_none_or(Yaml::is_null) => found.push((
             None,
             "missing `match` (use \"*\" for every endpoint)".into(),
         )),
-        None => {} // written, but not a string: reported by `by_key`
+        None => {}
     }
     let mut path =
         |key: &str, src: &str, action: Action, found: &mut Found| match PathPattern::parse(src) {

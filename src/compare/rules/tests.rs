@@ -285,6 +285,15 @@ fn every_problem_of_one_rule_is_reported_not_just_the_first() {
         &p,
         &[(Some(3), Some(r#"rule 1 ("?")"#), "match: invalid type")],
     );
+    // Written but null is as good as missing, for `match` and `version` alike.
+    let p = problems("version:\nrules:\n  - match: null\n    ignore: [\"/a\"]\n");
+    assert_problems(
+        &p,
+        &[
+            (Some(1), None, "missing `version: 1`"),
+            (Some(3), Some(r#"rule 1 ("?")"#), "missing `match`"),
+        ],
+    );
 }
 
 #[test]
