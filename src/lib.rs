@@ -29,7 +29,8 @@
 //!   review UI.
 //! - [`units`]: durations, sizes and rates as written in config files and flags.
 //! - [`demo`]: the self-contained demo (sample services with planted findings).
-//! - `yaml_lines`: line numbers for YAML messages (rules and config).
+//! - [`yaml`]: what config and rules validation share — the one [`yaml::Problem`] (file, line,
+//!   rule, reason) and how a key's problem is found and placed on its line.
 //! - [`cli`]: argument parsing and the subcommands; `main.rs` only calls [`cli::main`].
 
 pub mod admin;
@@ -46,4 +47,4 @@ pub mod pipeline;
 pub mod sink;
 pub mod stats;
 pub mod units;
-mod yaml_lines;
+pub mod yaml;

@@ -7,25 +7,15 @@ use crate::compare::{Comparator, CompareOptions, Difference, Verdict, VerdictKin
 use crate::exchange::{self, Response};
 use anyhow::{Context, bail};
 use std::io::{IsTerminal, Write};
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// Loads rules from a path, or an empty rule set.
-fn load_rules(path: Option<&Path>) -> anyhow::Result<RuleSet> {
-    match path {
-        None => Ok(RuleSet::default()),
-        Some(p) => {
-            if !p.exists() {
-                bail!("rules path {} does not exist", p.display());
-            }
-            RuleSet::load(p).map_err(|e| anyhow::anyhow!("{e}"))
-        }
-    }
-}
-
 pub(super) fn run(args: &DiffArgs) -> anyhow::Result<ExitCode> {
-    let rules = load_rules(args.rules.as_deref())?;
+    // The one rules loader (as `proxy` and `check-rules`); without --rules, no rules.
+    let rules = match &args.rules {
+        Some(p) => RuleSet::load(p).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => RuleSet::default(),
+    };
     if let Some(e) = &args.endpoint {
         crate::compare::pattern::EndpointPattern::parse(e)
             .map_err(|err| anyhow::anyhow!("--endpoint: {err}"))?;

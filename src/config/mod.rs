@@ -6,13 +6,14 @@
 //! error carries its line); then every key of every section is deserialised on its own into the
 //! section's struct (`deny_unknown_fields`), so one bad value cannot hide the next; values are
 //! checked inside their deserialisers (units, URLs, methods, header names, patterns); finally
-//! the rules the config points at are loaded and their problems added. Lines are found by
-//! scanning the text ([`crate::yaml_lines::LineIndex`]).
+//! the rules the config points at are loaded ([`RuleSet::load`], the one rules loader) and their
+//! problems added. The machinery and the [`Problem`] type are shared with the rules loader
+//! ([`crate::yaml`]).
 
 #[cfg(test)]
 mod tests;
 
-use crate::compare::rules::RuleSet;
+use crate::compare::rules::{RuleErrors, RuleSet};
 pub use crate::ingest::config::{
     CircuitConfig, HostPolicy, OverloadConfig, ProxyConfig, RouteConfig, ShadowConfig,
 };
@@ -23,11 +24,10 @@ use crate::sink::kafka::KafkaConfig;
 use crate::stats::StatsConfig;
 use crate::stats::noise::NoiseConfig;
 use crate::units::de;
-use crate::yaml_lines::LineIndex;
+use crate::yaml::{self, LineIndex, Problem, check};
 use http::HeaderName;
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value as Yaml};
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,29 +35,17 @@ use std::time::Duration;
 
 pub use de::Upstream;
 
-/// One problem in a config file (or in the rules it points at).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    pub file: PathBuf,
-    /// 1-based line, when it could be located.
-    pub line: Option<usize>,
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(l) = self.line {
-            write!(f, ":{l}")?;
-        }
-        write!(f, ": {}", self.reason)
-    }
-}
-
-/// Every problem found; a config with any problem is refused as a whole.
+/// Every problem found in a config file (or in the rules it points at); a config with any
+/// problem is refused as a whole.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{} problem(s) in configuration:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
-pub struct ConfigErrors(pub Vec<ConfigProblem>);
+pub struct ConfigErrors(pub Vec<Problem>);
+
+impl From<RuleErrors> for ConfigErrors {
+    fn from(e: RuleErrors) -> Self {
+        ConfigErrors(e.0)
+    }
+}
 
 /// The whole file. Every field is optional; defaults are given per field.
 #[derive(Debug, Clone, Deserialize)]
@@ -210,10 +198,6 @@ pub enum LogFormat {
 /// Sections validated key by key: (path, keys that are themselves sections).
 type Check = fn(&Yaml) -> Result<(), serde_yaml_ng::Error>;
 
-fn check<T: serde::de::DeserializeOwned>(v: &Yaml) -> Result<(), serde_yaml_ng::Error> {
-    serde_yaml_ng::from_value::<T>(v.clone()).map(|_| ())
-}
-
 const SECTIONS: &[(&[&str], Check, &[&str])] = &[
     (
         &[],
@@ -243,25 +227,11 @@ fn lookup<'v>(doc: &'v Yaml, path: &[&str]) -> Option<&'v Yaml> {
     path.iter().try_fold(doc, |v, k| v.get(k))
 }
 
-/// serde_yaml_ng appends "at line L column C" to some messages; positions inside a one-key
-/// document are meaningless to the user, so drop them.
-fn clean(e: &serde_yaml_ng::Error) -> String {
-    let s = e.to_string();
-    match s.find(" at line ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
-}
-
 impl Config {
     /// Reads and validates a config file (not its rules: see [`Config::load_rules`]).
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigProblem {
-                file: path.to_path_buf(),
-                line: None,
-                reason: format!("cannot read: {e}"),
-            }])
+            ConfigErrors(vec![Problem::new(path, None, format!("cannot read: {e}"))])
         })?;
         let mut cfg = Self::from_yaml(path, &text)?;
         // Relative rules paths are relative to the config file, like includes in most servers.
@@ -278,28 +248,15 @@ impl Config {
     pub fn from_yaml(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         let lines = LineIndex::new(text);
         let mut problems = Vec::new();
-        let at = |line: Option<usize>, reason: String| ConfigProblem {
-            file: file.to_path_buf(),
-            line,
-            reason,
-        };
-        let doc: Yaml = match serde_yaml_ng::from_str(text) {
-            Ok(v) => v,
-            Err(e) => {
-                problems.push(at(
-                    e.location().map(|l| l.line()),
-                    format!("not valid YAML: {}", clean(&e)),
-                ));
-                return Err(ConfigErrors(problems));
-            }
-        };
+        let at = |line: Option<usize>, reason: String| Problem::new(file, line, reason);
+        let doc = yaml::parse(file, text).map_err(|p| ConfigErrors(vec![p]))?;
         let doc = match doc {
             Yaml::Null => Yaml::Mapping(Mapping::new()),
             Yaml::Mapping(_) => doc,
             other => {
                 problems.push(at(
                     Some(1),
-                    format!("expected a mapping of settings, got {}", kind(&other)),
+                    format!("expected a mapping of settings, got {}", yaml::kind(&other)),
                 ));
                 return Err(ConfigErrors(problems));
             }
@@ -326,20 +283,18 @@ impl Config {
                                     .get(i)
                                     .copied()
                                     .or(lines.key_path(&["shadow", "routes"])),
-                                format!("shadow.routes[{i}]: {}", clean(&e)),
+                                format!("shadow.routes[{i}]: {}", yaml::message(&e)),
                             ));
                         }
                     }
                     continue;
                 }
-                let mut one = Mapping::new();
-                one.insert(k.clone(), v.clone());
-                if let Err(e) = check_section(&Yaml::Mapping(one)) {
+                if let Err(e) = check_section(&yaml::one_key(k, v)) {
                     let mut full: Vec<&str> = path.to_vec();
                     full.push(key);
                     problems.push(at(
                         lines.key_path(&full),
-                        format!("{}: {}", full.join("."), clean(&e)),
+                        format!("{}: {}", full.join("."), yaml::message(&e)),
                     ));
                 }
             }
@@ -350,7 +305,7 @@ impl Config {
         let cfg: Config = match serde_yaml_ng::from_value(doc) {
             Ok(c) => c,
             Err(e) => {
-                problems.push(at(None, clean(&e)));
+                problems.push(at(None, yaml::message(&e)));
                 return Err(ConfigErrors(problems));
             }
         };
@@ -395,32 +350,13 @@ impl Config {
         })
     }
 
-    /// Loads the rules the config points at, problems reported like the config's own.
+    /// Loads the rules the config points at (none configured and no `diff-rules/`: no rules),
+    /// with [`RuleSet::load`]; its problems are reported with the config's own.
     pub fn load_rules(&self) -> Result<RuleSet, ConfigErrors> {
-        let Some(p) = self.rules_path() else {
-            return Ok(RuleSet::default());
-        };
-        if !p.exists() {
-            return Err(ConfigErrors(vec![ConfigProblem {
-                file: p.clone(),
-                line: None,
-                reason: "rules: no such file or folder".into(),
-            }]));
+        match self.rules_path() {
+            Some(p) => Ok(RuleSet::load(&p)?),
+            None => Ok(RuleSet::default()),
         }
-        RuleSet::load(&p).map_err(|e| {
-            ConfigErrors(
-                e.0.into_iter()
-                    .map(|r| ConfigProblem {
-                        file: r.file,
-                        line: r.line,
-                        reason: match r.rule {
-                            Some(rule) => format!("{rule}: {}", r.reason),
-                            None => r.reason,
-                        },
-                    })
-                    .collect(),
-            )
-        })
     }
 
     /// Loads a config file and its rules, every problem of both reported together.
@@ -438,11 +374,7 @@ impl Config {
                         Some(dir) if rules.is_relative() => dir.join(rules),
                         _ => rules,
                     };
-                    let probe = Config {
-                        rules: Some(rules),
-                        ..Config::default()
-                    };
-                    if let Err(mut more) = probe.load_rules() {
+                    if let Err(mut more) = RuleSet::load(&rules) {
                         errs.0.append(&mut more.0);
                     }
                 }
@@ -466,10 +398,12 @@ impl Config {
 
     /// Builds what the proxy runs with; `primary` and `candidate` must be set by now.
     pub fn into_proxy(&self, rules: RuleSet) -> Result<ProxyConfig, ConfigErrors> {
-        let missing = |what: &str| ConfigProblem {
-            file: PathBuf::from("<config>"),
-            line: None,
-            reason: format!("{what}: required (in the config file or as --{what})"),
+        let missing = |what: &str| {
+            Problem::new(
+                Path::new("<config>"),
+                None,
+                format!("{what}: required (in the config file or as --{what})"),
+            )
         };
         let mut problems = Vec::new();
         if self.primary.is_none() {
@@ -494,17 +428,5 @@ impl Config {
             grouping: self.grouping.clone(),
             shutdown_grace: self.shutdown_grace,
         })
-    }
-}
-
-fn kind(v: &Yaml) -> &'static str {
-    match v {
-        Yaml::Null => "null",
-        Yaml::Bool(_) => "a boolean",
-        Yaml::Number(_) => "a number",
-        Yaml::String(_) => "a string",
-        Yaml::Sequence(_) => "a list",
-        Yaml::Mapping(_) => "a mapping",
-        Yaml::Tagged(_) => "a tagged value",
     }
 }

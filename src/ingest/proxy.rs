@@ -1,6 +1,6 @@
 //! The inline sidecar's request path: every client request goes to the primary and the
 //! primary's answer streams back untouched; eligible requests are admitted for a shadow, which
-//! runs in the background ([`super::shadow`]) and never holds up the client.
+//! runs in the background (`ingest/shadow.rs`) and never holds up the client.
 //!
 //! The request path never waits for a shadow: admission takes a `max_in_flight` permit with
 //! `try_acquire` (never awaited) and asks the [`Circuit`]; the shadow task is spawned with

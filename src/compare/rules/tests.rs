@@ -4,7 +4,7 @@
 
 use super::*;
 
-fn problems(text: &str) -> Vec<RuleProblem> {
+fn problems(text: &str) -> Vec<Problem> {
     match RuleSet::from_sources(&[(Path::new("rules/orders.yaml"), text)]) {
         Ok(_) => panic!("expected problems in:\n{text}"),
         Err(RuleErrors(p)) => p,
@@ -13,7 +13,7 @@ fn problems(text: &str) -> Vec<RuleProblem> {
 
 /// (line, rule label, fragment of the reason) for each problem, printed readably on failure.
 #[track_caller]
-fn assert_problems(actual: &[RuleProblem], expected: &[(Option<usize>, Option<&str>, &str)]) {
+fn assert_problems(actual: &[Problem], expected: &[(Option<usize>, Option<&str>, &str)]) {
     let ok = actual.len() == expected.len()
         && actual
             .iter()
@@ -220,5 +220,110 @@ fn shipped_default_rules_load() {
             .ignore_headers
             .iter()
             .any(|h| h == "date")
+    );
+}
+
+#[test]
+fn an_unknown_key_in_a_rule_is_reported_at_its_line() {
+    let p = problems(
+        "version: 1\nrules:\n  - match: \"GET /a\"\n    ignore: [\"/x\"]\n\n    ignroe: [\"/y\"]\n",
+    );
+    assert_problems(
+        &p,
+        &[(
+            Some(6),
+            Some(r#"rule 1 ("GET /a")"#),
+            "unknown key `ignroe` (expected one of match,",
+        )],
+    );
+}
+
+#[test]
+fn two_bad_rules_in_one_file_are_both_reported() {
+    let p = problems(
+        "version: 1\nrules:\n  - match: \"*\"\n    colour: red\n  - match: \"*\"\n    ignore: \"/not-a-list\"\n",
+    );
+    assert_problems(
+        &p,
+        &[
+            (Some(4), Some(r#"rule 1 ("*")"#), "unknown key `colour`"),
+            (
+                Some(6),
+                Some(r#"rule 2 ("*")"#),
+                "ignore: invalid type: string \"/not-a-list\", expected a sequence",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn every_problem_of_one_rule_is_reported_not_just_the_first() {
+    // An unknown key, a value of the wrong type and a bad pattern, all in one rule: each key is
+    // checked on its own, and the keys that pass are still compiled and checked.
+    let p = problems(
+        "version: 1\nrules:\n  - match: \"*\"\n    colour: red\n    ignore_added: 2\n    coerce: [\"x\"]\n",
+    );
+    assert_problems(
+        &p,
+        &[
+            (Some(4), Some(r#"rule 1 ("*")"#), "unknown key `colour`"),
+            (
+                Some(5),
+                Some(r#"rule 1 ("*")"#),
+                "ignore_added: expected true or false, got 2",
+            ),
+            (
+                Some(6),
+                Some(r#"rule 1 ("*")"#),
+                "must be empty or start with '/'",
+            ),
+        ],
+    );
+    // A `match` of the wrong type is one problem, not also a missing `match`.
+    let p = problems("version: 1\nrules:\n  - match: [1]\n");
+    assert_problems(
+        &p,
+        &[(Some(3), Some(r#"rule 1 ("?")"#), "match: invalid type")],
+    );
+    // Written but null is as good as missing, for `match` and `version` alike.
+    let p = problems("version:\nrules:\n  - match: null\n    ignore: [\"/a\"]\n");
+    assert_problems(
+        &p,
+        &[
+            (Some(1), None, "missing `version: 1`"),
+            (Some(3), Some(r#"rule 1 ("?")"#), "missing `match`"),
+        ],
+    );
+}
+
+#[test]
+fn the_config_reports_rule_problems_through_the_same_loader() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "version: 1\nrules:\n  - match: \"*\"\n    bogus: 1\n",
+    )
+    .unwrap();
+    let cfg = crate::config::Config {
+        rules: Some(rules.clone()),
+        ..Default::default()
+    };
+    let from_config = cfg.load_rules().unwrap_err().0;
+    let RuleErrors(direct) = RuleSet::load(&rules).unwrap_err();
+    assert_eq!(from_config, direct);
+    assert_eq!(
+        from_config[0].to_string(),
+        format!(
+            "{}:4: rule 1 (\"*\"): unknown key `bogus` (expected one of match, ignore_headers, ignore, unordered, keyed, tolerance, rewrite, coerce, ignore_added)",
+            rules.display()
+        )
+    );
+    // A rules path that does not exist is one problem naming it, however rules are loaded.
+    let absent = dir.path().join("absent");
+    let RuleErrors(p) = RuleSet::load(&absent).unwrap_err();
+    assert_eq!(
+        p,
+        vec![Problem::new(&absent, None, "rules: no such file or folder")]
     );
 }

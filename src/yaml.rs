@@ -1,6 +1,136 @@
-//! Line numbers for block-style YAML. serde_yaml_ng's values carry no positions, so messages
-//! about a key point at the line where it is written, found by scanning the text. Shared by the
-//! rules loader ([`crate::compare::rules`]) and the config validator ([`crate::config`]).
+//! What config and rules validation share, so that both report problems the same way: every
+//! problem at once, each as [`Problem`] (file, line, rule, reason).
+//!
+//! The machinery: a text is parsed to a YAML value first (a syntax error carries its line); then
+//! each key is deserialised on its own into its `deny_unknown_fields` struct (`one_key`), so
+//! that one bad value cannot hide the next; the problem is placed on the line where the key is
+//! written. serde_yaml_ng's values carry no positions, so lines are found by scanning the text
+//! (`LineIndex`) — enough for block-style keys, which is where people write them.
+
+use serde::de::DeserializeOwned;
+use serde_yaml_ng::{Mapping, Value as Yaml};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One problem in a config or rules file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    /// 1-based line, when it could be located.
+    pub line: Option<usize>,
+    /// `rule 2 ("GET /orders/{id}")` for a problem inside a rule; `None` otherwise.
+    pub rule: Option<String>,
+    pub reason: String,
+}
+
+impl Problem {
+    /// A problem of the file as a whole or of a key outside any rule.
+    pub fn new(file: &Path, line: Option<usize>, reason: impl Into<String>) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            line,
+            rule: None,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `file:line: rule: reason`, each part only when known: what editors and terminals link to.
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if let Some(r) = &self.rule {
+            write!(f, ": {r}")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// Parses a YAML text; a syntax error is a problem at its line. The message keeps the parser's
+/// own positions: in a syntax error they are real (and name where an unclosed `[` was opened).
+pub(crate) fn parse(file: &Path, text: &str) -> Result<Yaml, Problem> {
+    serde_yaml_ng::from_str(text).map_err(|e| {
+        Problem::new(
+            file,
+            e.location().map(|l| l.line()),
+            format!("not valid YAML: {e}"),
+        )
+    })
+}
+
+/// Deserialises `v` into `T`, only to see whether `T` accepts it.
+pub(crate) fn check<T: DeserializeOwned>(v: &Yaml) -> Result<(), serde_yaml_ng::Error> {
+    serde_yaml_ng::from_value::<T>(v.clone()).map(|_| ())
+}
+
+/// A mapping holding only `key: value`. Checked against a struct whose every field has a
+/// default, it checks that one key on its own: a file with several bad keys gets one problem per
+/// key, not just the first.
+pub(crate) fn one_key(key: &Yaml, value: &Yaml) -> Yaml {
+    let mut one = Mapping::new();
+    one.insert(key.clone(), value.clone());
+    Yaml::Mapping(one)
+}
+
+/// A serde error as the reason of a problem. serde_yaml_ng appends "at line L column C" to some
+/// messages; positions inside a value deserialised on its own are meaningless to the user, so
+/// they are dropped (the problem carries the line where the key is written).
+pub(crate) fn message(e: &serde_yaml_ng::Error) -> String {
+    let s = e.to_string();
+    match s.find(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// The key and the expected keys of an unknown-field error: (`colour`, `match, ignore, …`).
+/// serde reports a `deny_unknown_fields` refusal only as text, in the fixed wording of
+/// `serde::de::Error::unknown_field` ("unknown field `k`, expected one of `a`, `b`"); the rules
+/// loader words it as it always has, with the expected keys taken from the struct itself.
+pub(crate) fn unknown_key(e: &serde_yaml_ng::Error) -> Option<(String, String)> {
+    let s = message(e);
+    let rest = s.strip_prefix("unknown field `")?;
+    let (key, rest) = rest.split_once('`')?;
+    let expected = rest
+        .strip_prefix(", expected ")
+        .unwrap_or("no keys")
+        .replace('`', "");
+    Some((key.to_string(), expected))
+}
+
+/// What kind of value `v` is, for messages: `a list`, `a number`.
+pub(crate) fn kind(v: &Yaml) -> &'static str {
+    match v {
+        Yaml::Null => "null",
+        Yaml::Bool(_) => "a boolean",
+        Yaml::Number(_) => "a number",
+        Yaml::String(_) => "a string",
+        Yaml::Sequence(_) => "a list",
+        Yaml::Mapping(_) => "a mapping",
+        Yaml::Tagged(_) => "a tagged value",
+    }
+}
+
+/// A value as written, shortened for messages: `2`, `"yes"`, `a list`.
+pub(crate) fn short(v: &Yaml) -> String {
+    let s = match v {
+        Yaml::Null => "null".to_string(),
+        Yaml::Bool(b) => b.to_string(),
+        Yaml::Number(n) => n.to_string(),
+        Yaml::String(s) => format!("{s:?}"),
+        Yaml::Sequence(_) => "a list".to_string(),
+        Yaml::Mapping(_) => "a mapping".to_string(),
+        Yaml::Tagged(t) => format!("tagged {}", t.tag),
+    };
+    if s.len() > 60 {
+        format!("{}…", &s[..s.floor_char_boundary(60)])
+    } else {
+        s
+    }
+}
 
 /// An index over the lines of one YAML text. All returned lines are 1-based.
 pub(crate) struct LineIndex<'a> {
@@ -165,6 +295,27 @@ sinks:
     path: x
     keep: 0
 ";
+
+    /// `unknown_key` reads serde's wording of a `deny_unknown_fields` refusal: pin it.
+    #[test]
+    fn unknown_keys_are_read_from_serdes_message() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Two {
+            abs: Option<f64>,
+            rel: Option<f64>,
+        }
+        let v: Yaml = serde_yaml_ng::from_str("within: 1").unwrap();
+        let e = serde_yaml_ng::from_value::<Two>(v).unwrap_err();
+        assert_eq!(
+            unknown_key(&e),
+            Some(("within".into(), "abs or rel".into()))
+        );
+        let v: Yaml = serde_yaml_ng::from_str("abs: x").unwrap();
+        let e = serde_yaml_ng::from_value::<Two>(v).unwrap_err();
+        assert_eq!(unknown_key(&e), None);
+    }
 
     #[test]
     fn finds_nested_keys_and_list_items() {
