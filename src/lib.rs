@@ -6,32 +6,46 @@
 //!   secondary, with capped content decoding. Sources produce these.
 //! - [`compare`]: the pure, synchronous comparator (`Exchange` → `Verdict`): rules
 //!   ([`compare::rules`]), path and endpoint patterns ([`compare::pattern`]), exact numbers
-//!   ([`compare::number`]), structural JSON diff, text diff, signature.
+//!   ([`compare::number`]), structural JSON diff, text diff, signature, the per-exchange noise
+//!   marking ([`compare::noise`]). No I/O, no clock, no state.
+//! - [`yaml`] and [`units`]: what every config section and the rules share — the one
+//!   [`yaml::Problem`] (file, line, rule, reason), and durations, sizes, rates and the serde
+//!   value parsers (`units::de`).
 //! - [`event`]: the published event (`shadowdiff.exchange.v1`), redacted and truncated.
-//! - [`sink`]: the publish seam — everything after the comparator observes verdicts through
-//!   [`sink::Sink`], never blocking the caller; [`sink::file`] writes JSONL with rotation;
-//!   [`sink::kafka`] publishes events to Kafka (rdkafka) with a durable disk spool
-//!   ([`sink::spool`], redb) for when the broker is away; [`stats::publisher`] publishes
-//!   per-endpoint interval statistics (counts, HDR histograms) to the stats topic.
-//! - [`config`]: `shadowdiff.yaml` — parsing, validation (every problem at once, with lines)
-//!   and the built [`config::ProxyConfig`].
-//! - [`ingest`]: sources of exchanges. [`ingest::proxy`] is the inline sidecar (forwarding,
-//!   shadowing, circuit breaker, comparison workers); shadows go out on
-//!   [`ingest::shadow_client`], names resolve through [`ingest::resolve`];
-//!   [`ingest::grouping`] names endpoints.
-//! - [`stats`]: divergence statistics — a [`sink::Sink`] counting verdicts, fields and latency
-//!   (HDR histograms) per endpoint over a sliding window and since start; Wilson intervals and
-//!   the release gate.
-//! - [`aggregate`]: `shadowdiff aggregate`, the fleet view — a Kafka consumer merging every
-//!   sidecar's interval statistics ([`stats::publisher`], `shadowdiff.stats.v1`) and events into
-//!   one [`stats::Stats`], served by the same admin API and UI.
+//! - [`pipeline`]: the seam between sources and everything after the comparator —
+//!   [`pipeline::Observation`], [`pipeline::Sink`], [`pipeline::Fanout`], [`pipeline::Refine`],
+//!   the bounded comparison pool ([`pipeline::pool`]) behind [`pipeline::Pipeline`], the shadow
+//!   memory budget ([`pipeline::budget`]) and the metric families components report
+//!   ([`pipeline::metrics`]). It names no implementation.
+//! - [`sink`]: sinks — [`sink::file`] writes JSONL with rotation; [`sink::kafka`] publishes
+//!   events to Kafka (rdkafka: `config`, `producer`, `pump`) with a durable disk spool
+//!   ([`sink::spool`], redb).
+//! - [`stats`]: divergence statistics — a [`pipeline::Sink`] counting verdicts, fields and
+//!   latency per endpoint ([`stats::EndpointMap`]) over a sliding window and since start; the
+//!   learned noise model ([`stats::noise`], the pipeline's `Refine`); Wilson intervals and the
+//!   release gate; [`stats::publisher`] sends per-endpoint interval statistics to Kafka on the
+//!   Kafka sink's producer.
+//! - [`ingest`]: sources of exchanges. [`ingest::proxy`] is the inline sidecar's request path,
+//!   [`ingest::circuit`] its breaker and `ingest::shadow` the background shadow task; shadows go
+//!   out on [`ingest::shadow_client`], names resolve through [`ingest::resolve`];
+//!   [`ingest::grouping`] names endpoints; [`ingest::config`] is the proxy's config.
+//! - [`config`]: `shadowdiff.yaml` — one struct aggregating each component's own section,
+//!   validated at once (every problem, with lines), and the rules it names.
 //! - [`admin`]: the admin HTTP server — health, `/metrics`, the JSON API over [`stats`], the
 //!   review UI.
-//! - [`units`]: durations, sizes and rates as written in config files and flags.
-//! - [`demo`]: the self-contained demo (sample services with planted findings).
-//! - [`yaml`]: what config and rules validation share — the one [`yaml::Problem`] (file, line,
-//!   rule, reason) and how a key's problem is found and placed on its line.
-//! - [`cli`]: argument parsing and the subcommands; `main.rs` only calls [`cli::main`].
+//! - [`aggregate`]: `shadowdiff aggregate`, the fleet view — a Kafka consumer merging every
+//!   sidecar's interval statistics and events into one [`stats::Stats`].
+//! - [`app`]: the one wiring — [`app::Sidecar::start`] builds statistics, noise, sinks, the
+//!   pipeline, the source and the admin server; [`app::Aggregator`] the fleet view.
+//! - [`demo`]: the self-contained demo (sample services with planted findings), started through
+//!   [`app`].
+//! - [`cli`]: argument parsing and dispatch (`cli/diff.rs`, `cli/gate.rs` render); `main.rs` only
+//!   calls [`cli::main`].
+//!
+//! Layers (a module uses only modules before it; no two modules import each other):
+//! `exchange → yaml → compare → units → event → pipeline → sink → stats → ingest → config →
+//! admin → aggregate → app → demo → cli` (enforced by `tests/layers.rs`). Component configs live with their component;
+//! [`config`] only aggregates them, so nothing below it reads the config file's struct.
 
 pub mod admin;
 pub mod aggregate;
