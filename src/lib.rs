@@ -8,6 +8,9 @@
 //!   ([`compare::rules`]), path and endpoint patterns ([`compare::pattern`]), exact numbers
 //!   ([`compare::number`]), structural JSON diff, text diff, signature.
 //! - [`event`]: the published event (`shadowdiff.exchange.v1`), redacted and truncated.
+//! - [`redact`]: everything that makes a published string safe (`redact:`): header values,
+//!   JSON paths in bodies and in every difference containing them, query parameters, the
+//!   e-mail/card/bearer detectors, the size cap.
 //! - [`sink`]: the publish seam — everything after the comparator observes verdicts through
 //!   [`sink::Sink`], never blocking the caller; [`sink::file`] writes JSONL with rotation;
 //!   [`sink::kafka`] publishes events to Kafka (rdkafka) with a durable disk spool
@@ -43,6 +46,7 @@ pub mod event;
 pub mod exchange;
 pub mod ingest;
 pub mod pipeline;
+pub mod redact;
 pub mod sink;
 pub mod stats;
 pub mod units;

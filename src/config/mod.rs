@@ -15,6 +15,7 @@ mod tests;
 
 use crate::compare::pattern::EndpointPattern;
 use crate::compare::rules::RuleSet;
+use crate::redact::RedactConfig;
 use crate::sink::kafka::KafkaConfig;
 use crate::yaml_lines::LineIndex;
 use http::{HeaderName, HeaderValue, Method};
@@ -80,6 +81,7 @@ pub struct Config {
     pub grouping: GroupingConfig,
     pub publish: PublishConfig,
     pub sinks: SinksConfig,
+    /// `redact:`, owned by the redaction module ([`RedactConfig`]: every key and its default).
     pub redact: RedactConfig,
     /// How long shutdown waits for in-flight requests, shadows and sinks. Default `10s`.
     #[serde(deserialize_with = "de::duration")]
@@ -305,7 +307,8 @@ impl Default for GroupingConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PublishConfig {
-    /// Bodies larger than this are published truncated. Default `16KiB`.
+    /// Every published value (a body, a difference's value or excerpt, a header value, a query)
+    /// larger than this is published truncated (`src/redact/mod.rs`). Default `16KiB`.
     #[serde(deserialize_with = "de::size")]
     pub max_body_bytes: usize,
 }
@@ -353,31 +356,6 @@ impl Default for FileSinkConfig {
             rotate_bytes: 100 << 20,
             keep: 5,
             queue: 4096,
-        }
-    }
-}
-
-/// `redact:` — what is never published. `authorization`, `cookie`, `set-cookie` and
-/// `proxy-authorization` are always redacted, whatever this says.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RedactConfig {
-    /// Header names whose values are never published. Default the four above.
-    #[serde(deserialize_with = "de::header_names")]
-    pub headers: Vec<HeaderName>,
-    /// JSON paths (rules syntax, `*` and `**`) whose values are never published. Default none.
-    #[serde(deserialize_with = "de::path_patterns")]
-    pub paths: Vec<crate::compare::pattern::PathPattern>,
-}
-
-impl Default for RedactConfig {
-    fn default() -> Self {
-        Self {
-            headers: crate::compare::ALWAYS_REDACTED
-                .iter()
-                .map(|h| HeaderName::from_static(h))
-                .collect(),
-            paths: Vec::new(),
         }
     }
 }

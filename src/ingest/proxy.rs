@@ -17,11 +17,11 @@ use super::resolve::{DNS_TTL, HyperResolver, Resolver};
 use super::shadow_client::{ShadowClient, ShadowError, ShadowRequest};
 use crate::compare::{Comparator, CompareOptions, SkipReason};
 use crate::config::{HostPolicy, ProxyConfig, Upstream};
-use crate::event::Redaction;
 use crate::exchange::{self, Exchange, Outcome, SendOffsets, UpstreamError};
 use crate::pipeline::Sink;
 use crate::pipeline::budget::{Budget, Reservation};
 use crate::pipeline::pool::{self, Job, Pool};
+use crate::redact::Redaction;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -118,15 +118,7 @@ pub async fn start(
             max_differences: f.compare.max_differences,
         },
     );
-    let redaction = Redaction::new(
-        f.redact
-            .headers
-            .iter()
-            .map(|h| h.as_str().to_string())
-            .collect(),
-        f.redact.paths.clone(),
-        f.publish.max_body_bytes,
-    );
+    let redaction = Redaction::from_config(&f.redact, f.publish.max_body_bytes);
     let pool = Pool::start(
         pool::Context {
             comparator,
