@@ -455,6 +455,20 @@ fn every_published_value_is_capped_numbers_included() {
 }
 
 #[test]
+fn the_comparators_excerpt_bounds_a_huge_number_before_any_event_is_built() {
+    let big = "9".repeat(1_000_000);
+    let ex = json_ex(&format!(r#"{{"n":{big}}}"#), r#"{"n":1}"#);
+    let cmp = Comparator::new(Arc::new(RuleSet::default()), CompareOptions::default());
+    let v = cmp.compare(&ex);
+    let p = v.differences[0].primary.as_str().unwrap();
+    assert!(
+        p.len() < 1100 && p.ends_with("(1000000 chars)"),
+        "{}",
+        p.len()
+    );
+}
+
+#[test]
 fn scrubbing_is_idempotent() {
     let r = red("{paths: [/t]}", 1 << 12);
     for s in [
