@@ -44,6 +44,12 @@ const KEY_EMAIL: &str = "ann.key@example.com";
 const KEY_CARD: &str = "4012888888881881";
 const PATH_EMAIL: &str = "ann.path@example.com";
 const PATH_CARD: &str = "5105105105105100";
+const NUMBER_CARD: &str = "378282246310005"; // a card written as a JSON number
+const QUERY_EMAIL_ENCODED: &str = "bob.enc%40example.com";
+// A candidate answering broken JSON that holds a redacted key's value.
+const BROKEN_TOKEN: &str = "brk-TOKEN-HHH";
+// A key below a redacted node (/vault): part of its value.
+const VAULT_KEY: &str = "vk-KEYNAME-III";
 
 /// 200,000 digits: published whole, it would bypass `publish.max_body_bytes`.
 static BIG: LazyLock<String> = LazyLock::new(|| "1234567890".repeat(20_000));
@@ -80,6 +86,10 @@ const SECRETS: &[&str] = &[
     KEY_CARD,
     PATH_EMAIL,
     PATH_CARD,
+    NUMBER_CARD,
+    "bob.enc",
+    BROKEN_TOKEN,
+    VAULT_KEY,
 ];
 
 fn profile(primary: bool) -> String {
@@ -89,6 +99,7 @@ fn profile(primary: bool) -> String {
         "note": format!("paid with {}", if primary { BODY_CARD_P } else { BODY_CARD_C }),
         "by_email": {KEY_EMAIL: {"visits": if primary { 1 } else { 2 }}},
         "by_card": {KEY_CARD: {"limit": if primary { 100 } else { 200 }}},
+        "vault": {VAULT_KEY: if primary { 1 } else { 2 }},
     });
     let mut v = shared;
     if primary {
@@ -96,7 +107,9 @@ fn profile(primary: bool) -> String {
         v["account"] = json!({"secret": ACCOUNT_SECRET, "tier": "gold"});
         v["sessions"] =
             json!([{"id": 1, "token": SESSION_TOKEN_A}, {"id": 2, "token": SESSION_TOKEN_B}]);
+        v["pan"] = serde_json::from_str(NUMBER_CARD).unwrap();
     } else {
+        v["pan"] = json!(0);
         v["account"] = json!("closed");
         v["sessions"] = json!([{"id": 1, "token": SESSION_TOKEN_A}]);
     }
@@ -112,6 +125,11 @@ fn answer(primary: bool, path: &str) -> Response<Body> {
                 .to_string(),
         ),
         "/text" => ("text/plain", "Service temporarily unavailable\n".into()),
+        "/broken" if primary => ("application/json", json!({"user": {"id": 7}}).to_string()),
+        "/broken" => (
+            "application/json",
+            format!(r#"{{"user": {{"id": 7, "token": "{BROKEN_TOKEN}""#),
+        ),
         "/trace" => (
             "message/http",
             format!(
@@ -158,7 +176,7 @@ async fn no_planted_secret_reaches_the_event_file_or_the_api_and_the_events_stay
         "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nprimary: {}\ncandidate: {}\n\
          sinks:\n  file: {{path: {}}}\n\
          publish: {{max_body_bytes: 4KiB}}\n\
-         redact:\n  paths: [/card/number, /account/secret, /**/token]\n",
+         redact:\n  paths: [/card/number, /account/secret, /**/token, /vault]\n",
         primary.upstream(),
         candidate.upstream(),
         events_path.display()
@@ -174,7 +192,7 @@ async fn no_planted_secret_reaches_the_event_file_or_the_api_and_the_events_stay
     let url = |p: &str| format!("http://{}{p}", sidecar.proxy_addr());
 
     let req = Request::get(url(&format!(
-        "/profile/1?access_token={ACCESS_TOKEN}&email={QUERY_EMAIL}&page=2"
+        "/profile/1?access_token={ACCESS_TOKEN}&email={QUERY_EMAIL}&page=2&e2={QUERY_EMAIL_ENCODED}"
     )))
     .header("authorization", format!("Bearer {BEARER_TOKEN}"))
     .header("cookie", format!("sid={COOKIE}"))
@@ -185,6 +203,7 @@ async fn no_planted_secret_reaches_the_event_file_or_the_api_and_the_events_stay
     assert_eq!(parts.status, 200);
     for p in [
         "/text".to_string(),
+        "/broken".to_string(),
         "/trace".to_string(),
         "/big".to_string(),
         format!("/users/{PATH_EMAIL}/cards/{PATH_CARD}"),
@@ -192,7 +211,7 @@ async fn no_planted_secret_reaches_the_event_file_or_the_api_and_the_events_stay
         let (parts, _) = get(&client, &url(&p)).await;
         assert_eq!(parts.status, 200, "{p}");
     }
-    const EXCHANGES: u64 = 5;
+    const EXCHANGES: u64 = 6;
     let stats = sidecar.stats().clone();
     eventually("every exchange compared", || {
         stats
@@ -297,6 +316,8 @@ async fn no_planted_secret_reaches_the_event_file_or_the_api_and_the_events_stay
         ("/by_email/<redacted:email>/visits", "value"),
         ("/by_card/<redacted:card>/limit", "value"),
         ("@headers/x-session", "header"),
+        ("/pan", "value"),
+        ("/vault/<redacted>", "value"),
     ] {
         assert!(
             k.contains(&(path.to_string(), kind.to_string())),
@@ -329,7 +350,7 @@ async fn no_planted_secret_reaches_the_event_file_or_the_api_and_the_events_stay
     );
     assert_eq!(
         profile["request"]["query"],
-        json!("access_token=<redacted>&email=<redacted:email>&page=2")
+        json!("access_token=<redacted>&email=<redacted:email>&page=2&e2=<redacted:email>")
     );
     assert_eq!(
         profile["request"]["headers"]["authorization"],
@@ -352,6 +373,17 @@ async fn no_planted_secret_reaches_the_event_file_or_the_api_and_the_events_stay
         "{detail}"
     );
 
+    // Broken JSON mentioning a redacted key is withheld whole; the difference stays.
+    let broken = by_path("/broken");
+    assert!(
+        broken["candidate"]["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("<withheld:"),
+        "{broken:#}"
+    );
+    assert!(kinds(broken).contains(&(String::new(), "body".to_string())));
+
     // A text diff of headers keeps the header names and the lines that differ.
     let trace = by_path("/trace");
     let detail = diff(trace, "")["detail"].as_str().unwrap().to_string();
@@ -366,6 +398,36 @@ async fn no_planted_secret_reaches_the_event_file_or_the_api_and_the_events_stay
     let user = by_path("/users/<redacted:email>/cards/<redacted:card>");
     assert!(kinds(user).contains(&("/v".to_string(), "value".to_string())));
     assert_eq!(user["endpoint"], "GET /users/<redacted:email>/cards/{id}");
+}
+
+/// The fuzz target's property (`shadowdiff::redact::planted`) over every input of the committed
+/// corpus, so CI checks it on stable without a fuzzer.
+#[test]
+fn the_fuzz_corpus_replays_without_a_leak() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/redact");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut total = shadowdiff::redact::planted::Exercised::default();
+    for f in &files {
+        let data = std::fs::read(f).unwrap();
+        match shadowdiff::redact::planted::check(&data) {
+            Ok(e) => {
+                total.planted += e.planted;
+                total.differences += e.differences;
+                total.body_differences += e.body_differences;
+            }
+            Err(leak) => panic!("{}: {leak}", f.display()),
+        }
+    }
+    assert!(files.len() >= 20, "only {} corpus files", files.len());
+    // Not vacuous: secrets were planted and differences, text ones included, published.
+    assert!(
+        total.planted > 100 && total.differences > 50 && total.body_differences > 0,
+        "{total:?}"
+    );
 }
 
 fn excerpt_around(text: &str, needle: &str) -> String {

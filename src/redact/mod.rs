@@ -36,6 +36,9 @@
 
 mod body;
 mod detect;
+/// The fuzz property, public for `fuzz/` and the corpus replay in `tests/redaction.rs`.
+#[doc(hidden)]
+pub mod planted;
 #[cfg(test)]
 mod tests;
 
