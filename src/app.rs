@@ -14,12 +14,12 @@ use crate::compare::rules::RuleSet;
 use crate::compare::{Comparator, CompareOptions};
 use crate::config::{Config, ConfigErrors};
 use crate::config::{PublishConfig, RedactConfig};
-use crate::event::Redaction;
 use crate::ingest::Counters;
 use crate::ingest::config::ProxyConfig;
 use crate::ingest::proxy::{self, ProxyError, ProxyHandle};
 use crate::pipeline::CompareConfig;
 use crate::pipeline::{Fanout, Pipeline, Refine, Sink, pool};
+use crate::redact::Redaction;
 use crate::sink::file::FileSink;
 use crate::sink::kafka::KafkaSink;
 use crate::stats::GateConfig;
@@ -159,15 +159,7 @@ pub async fn start_proxy(
             max_differences: f.compare.max_differences,
         },
     );
-    let redaction = Redaction::new(
-        f.redact
-            .headers
-            .iter()
-            .map(|h| h.as_str().to_string())
-            .collect(),
-        f.redact.paths.clone(),
-        f.publish.max_body_bytes,
-    );
+    let redaction = Redaction::from_config(&f.redact, f.publish.max_body_bytes);
     let ctx = pool::Context {
         comparator,
         redaction,

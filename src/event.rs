@@ -1,10 +1,15 @@
 //! The published event, `shadowdiff.exchange.v1` (DESIGN.md, "Event schema"): what the file and
-//! Kafka sinks write and what the admin API serves. Built once per published verdict, redacted
-//! and truncated here so no sink can forget to.
+//! Kafka sinks write and what the admin API serves. Built once per published verdict; every
+//! field taken from traffic goes through [`Redaction`] here, so no sink can forget to.
 
-use crate::compare::pattern::{PathPattern, PathSeg};
-use crate::compare::{ALWAYS_REDACTED, Difference, REDACTED, SkipReason, Verdict, VerdictKind};
-use crate::exchange::{self, Exchange, Outcome, Request, Response};
+/// The "no planted secret survives" property over published events (the `redact` fuzz target
+/// and its corpus replay in `tests/redaction.rs`).
+#[doc(hidden)]
+pub mod planted;
+
+use crate::compare::{Difference, SkipReason, Verdict, VerdictKind};
+use crate::exchange::{Exchange, Outcome, Request, Response};
+use crate::redact::Redaction;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -58,195 +63,32 @@ pub struct EventResponse {
     pub error: Option<String>,
 }
 
-/// What is never published, and how much of a body is.
-#[derive(Debug, Clone)]
-pub struct Redaction {
-    /// Lower-cased header names whose values are replaced; always includes [`ALWAYS_REDACTED`].
-    pub headers: Vec<String>,
-    /// Body paths whose values are replaced (in bodies and in differences).
-    pub paths: Vec<PathPattern>,
-    /// Bodies larger than this (decoded, serialised) are published as a truncated string.
-    pub max_body_bytes: usize,
-}
-
-impl Default for Redaction {
-    fn default() -> Self {
-        Self::new(Vec::new(), Vec::new(), 16 << 10)
-    }
-}
-
-impl Redaction {
-    pub fn new(headers: Vec<String>, paths: Vec<PathPattern>, max_body_bytes: usize) -> Self {
-        let mut h: Vec<String> = ALWAYS_REDACTED.iter().map(|s| s.to_string()).collect();
-        for x in headers {
-            let x = x.to_ascii_lowercase();
-            if !h.contains(&x) {
-                h.push(x);
-            }
-        }
-        Self {
-            headers: h,
-            paths,
-            max_body_bytes,
-        }
-    }
-
-    fn headers(&self, map: &http::HeaderMap) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        for name in map.keys() {
-            let n = name.as_str();
-            let v = if self.headers.iter().any(|h| h == n) {
-                REDACTED.to_string()
-            } else {
-                map.get_all(name)
-                    .iter()
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            out.insert(n.to_string(), v);
-        }
-        out
-    }
-
-    /// The body as published: JSON when it parses (with redacted paths), text otherwise,
-    /// a placeholder for binary, truncated to `max_body_bytes`.
-    fn body(&self, headers: &http::HeaderMap, raw: &bytes::Bytes) -> Value {
-        if raw.is_empty() {
-            return Value::Null;
-        }
-        let decoded = match exchange::decode_body(
-            headers,
-            raw,
-            self.max_body_bytes.saturating_mul(64).max(1 << 20),
-        ) {
-            Ok(b) => b,
-            Err(e) => return Value::String(format!("<{} bytes, not decoded: {e}>", raw.len())),
-        };
-        if let Ok(mut v) = serde_json::from_slice::<Value>(&decoded) {
-            self.redact_value(&mut v);
-            if decoded.len() <= self.max_body_bytes {
-                return v;
-            }
-            let text = v.to_string();
-            return Value::String(truncate(&text, self.max_body_bytes));
-        }
-        match std::str::from_utf8(&decoded) {
-            Ok(s) if !s.contains('\0') => Value::String(truncate(s, self.max_body_bytes)),
-            _ => Value::String(format!("<binary, {} bytes>", decoded.len())),
-        }
-    }
-
-    fn redact_value(&self, v: &mut Value) {
-        if self.paths.is_empty() {
-            return;
-        }
-        let mut path = Vec::new();
-        redact_walk(v, &self.paths, &mut path);
-    }
-
-    /// Whether a difference's concrete path falls under a redacted path (or is a redacted header).
-    fn difference(&self, d: &mut Difference) {
-        let hit = match d.path.strip_prefix("@headers/") {
-            Some(h) => self.headers.iter().any(|x| x == h),
-            None => {
-                let segs: Vec<String> = d
-                    .path
-                    .split('/')
-                    .skip(1)
-                    .map(|s| crate::compare::pattern::unescape(s).unwrap_or_default())
-                    .collect();
-                self.paths.iter().any(|p| {
-                    // A redacted path also covers everything beneath it.
-                    (0..=segs.len()).any(|n| p.matches(segs[..n].iter().map(|s| seg_of(s))))
-                })
-            }
-        };
-        if hit {
-            if !d.primary.is_null() {
-                d.primary = Value::String(REDACTED.into());
-            }
-            if !d.candidate.is_null() {
-                d.candidate = Value::String(REDACTED.into());
-            }
-            d.detail = None;
-        }
-    }
-}
-
-fn seg_of(s: &str) -> PathSeg<'_> {
-    match s.parse::<usize>() {
-        Ok(i) if !s.starts_with('+') && (s == "0" || !s.starts_with('0')) => PathSeg::Index(i),
-        _ => PathSeg::Key(s),
-    }
-}
-
-fn redact_walk(v: &mut Value, paths: &[PathPattern], path: &mut Vec<String>) {
-    if paths
-        .iter()
-        .any(|p| p.matches(path.iter().map(|s| seg_of(s))))
-    {
-        *v = Value::String(REDACTED.into());
-        return;
-    }
-    match v {
-        Value::Object(m) => {
-            for (k, child) in m.iter_mut() {
-                path.push(k.clone());
-                redact_walk(child, paths, path);
-                path.pop();
-            }
-        }
-        Value::Array(a) => {
-            for (i, child) in a.iter_mut().enumerate() {
-                path.push(i.to_string());
-                redact_walk(child, paths, path);
-                path.pop();
-            }
-        }
-        _ => {}
-    }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    format!(
-        "{}… (truncated, {} bytes)",
-        &s[..s.floor_char_boundary(max)],
-        s.len()
-    )
-}
-
 /// RFC 3339 UTC with milliseconds.
 pub fn format_ts(ts: SystemTime) -> String {
     humantime::format_rfc3339_millis(ts).to_string()
 }
 
 impl Event {
-    /// Builds the published form of a compared exchange.
+    /// Builds the published form of a compared exchange. Every string taken from traffic
+    /// (endpoint, method, path, query, headers, bodies, differences, notes, errors) is redacted
+    /// and capped by `r`; `id`, `ts`, `source` and `signature` are made by shadowdiff.
     pub fn build(ex: &Exchange, v: &Verdict, instance: &str, r: &Redaction) -> Event {
-        let mut differences = v.differences.clone();
-        for d in &mut differences {
-            r.difference(d);
-        }
         Event {
             schema: SCHEMA.to_string(),
             id: ex.id.clone(),
             ts: format_ts(ex.ts),
             source: ex.source.to_string(),
-            instance: instance.to_string(),
-            endpoint: ex.endpoint.clone(),
+            instance: r.text(instance),
+            endpoint: r.text(&ex.endpoint),
             request: request(&ex.request, r),
             primary: response(&ex.primary, r),
             candidate: Some(outcome(&ex.candidate, r)),
             secondary: ex.secondary.as_ref().map(|o| outcome(o, r)),
             verdict: v.kind,
             skip_reason: v.skip_reason,
-            differences,
+            differences: r.differences(ex, &v.differences),
             signature: v.signature.clone(),
-            notes: v.notes.clone(),
+            notes: v.notes.iter().map(|n| r.text(n)).collect(),
             truncated: v.truncated,
             sends: ex.sends,
         }
@@ -261,9 +103,9 @@ impl Event {
 
 fn request(q: &Request, r: &Redaction) -> EventRequest {
     EventRequest {
-        method: q.method.clone(),
-        path: q.path.clone(),
-        query: q.query.clone(),
+        method: r.text(&q.method),
+        path: r.text(&q.path),
+        query: q.query.as_deref().map(|q| r.query(q)),
         headers: r.headers(&q.headers),
         body: r.body(&q.headers, &q.body),
     }
@@ -287,7 +129,7 @@ fn outcome(o: &Outcome, r: &Redaction) -> EventResponse {
             latency_us: None,
             headers: BTreeMap::new(),
             body: Value::Null,
-            error: Some(e.to_string()),
+            error: Some(r.text(&e.to_string())),
         },
     }
 }
@@ -297,7 +139,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::compare::rules::RuleSet;
-    use crate::compare::{Comparator, CompareOptions};
+    use crate::compare::{Comparator, CompareOptions, REDACTED};
+    use crate::redact::RedactConfig;
     use std::sync::Arc;
 
     fn exchange(p: &str, c: &str) -> Exchange {
@@ -343,14 +186,9 @@ mod tests {
         );
         let cmp = Comparator::new(Arc::new(RuleSet::default()), CompareOptions::default());
         let v = cmp.compare(&ex);
-        let red = Redaction::new(
-            vec!["X-Api-Key".into()],
-            vec![
-                PathPattern::parse("/ssn").unwrap(),
-                PathPattern::parse("/card").unwrap(),
-            ],
-            4096,
-        );
+        let cfg: RedactConfig =
+            serde_yaml_ng::from_str("{headers: [X-Api-Key], paths: [/ssn, /card]}").unwrap();
+        let red = Redaction::from_config(&cfg, 4096);
         let line = Event::build(&ex, &v, "pod-1", &red).to_json_line();
         for secret in [
             "secret-token",
@@ -370,13 +208,14 @@ mod tests {
         assert_eq!(ev.schema, SCHEMA);
         assert_eq!(ev.ts, "1970-01-01T00:00:00.000Z");
         assert_eq!(ev.verdict, VerdictKind::Mismatch);
-        // The /ssn and /card/number differences are still reported, with values redacted.
+        // The /ssn and /card/number differences are still reported, with values redacted (and
+        // the keys below the redacted /card too: they are part of its value).
         let ssn = ev.differences.iter().find(|d| d.path == "/ssn").unwrap();
         assert_eq!(ssn.primary, Value::String(REDACTED.into()));
         let card = ev
             .differences
             .iter()
-            .find(|d| d.path == "/card/number")
+            .find(|d| d.path == "/card/<redacted>")
             .unwrap();
         assert_eq!(card.candidate, Value::String(REDACTED.into()));
         assert_eq!(ev.primary.latency_us, Some(1500));
@@ -388,7 +227,12 @@ mod tests {
         let ex = exchange(&big, "{}");
         let cmp = Comparator::new(Arc::new(RuleSet::default()), CompareOptions::default());
         let v = cmp.compare(&ex);
-        let ev = Event::build(&ex, &v, "i", &Redaction::new(vec![], vec![], 1000));
+        let ev = Event::build(
+            &ex,
+            &v,
+            "i",
+            &Redaction::from_config(&RedactConfig::default(), 1000),
+        );
         let Value::String(s) = &ev.primary.body else {
             panic!("expected truncated string, got {:?}", ev.primary.body)
         };

@@ -12,6 +12,9 @@
 //!   [`yaml::Problem`] (file, line, rule, reason), and durations, sizes, rates and the serde
 //!   value parsers (`units::de`).
 //! - [`event`]: the published event (`shadowdiff.exchange.v1`), redacted and truncated.
+//! - [`redact`]: everything that makes a published string safe (`redact:`): header values,
+//!   JSON paths in bodies and in every difference containing them, query parameters, the
+//!   e-mail/card/bearer detectors, the size cap.
 //! - [`pipeline`]: the seam between sources and everything after the comparator —
 //!   [`pipeline::Observation`], [`pipeline::Sink`], [`pipeline::Fanout`], [`pipeline::Refine`],
 //!   the bounded comparison pool ([`pipeline::pool`]) behind [`pipeline::Pipeline`], the shadow
@@ -43,9 +46,10 @@
 //!   calls [`cli::main`].
 //!
 //! Layers (a module uses only modules before it; no two modules import each other):
-//! `exchange → yaml → compare → units → event → pipeline → sink → stats → ingest → config →
-//! admin → aggregate → app → demo → cli` (enforced by `tests/layers.rs`). Component configs live with their component;
-//! [`config`] only aggregates them, so nothing below it reads the config file's struct.
+//! `exchange → yaml → compare → units → redact → event → pipeline → sink → stats → ingest →
+//! config → admin → aggregate → app → demo → cli` (enforced by `tests/layers.rs`). Component
+//! configs live with their component; [`config`] only aggregates them, so nothing below it
+//! reads the config file's struct.
 
 pub mod admin;
 pub mod aggregate;
@@ -58,6 +62,7 @@ pub mod event;
 pub mod exchange;
 pub mod ingest;
 pub mod pipeline;
+pub mod redact;
 pub mod sink;
 pub mod stats;
 pub mod units;

@@ -12,6 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["yaml"],
     &["compare"],
     &["units"],
+    &["redact"],
     &["event"],
     &["pipeline"],
     &["sink"],

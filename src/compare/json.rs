@@ -692,6 +692,13 @@ pub fn excerpt(v: &Value) -> Value {
             let cut: String = s.chars().take(MAX_STRING_CHARS).collect();
             Value::String(format!("{cut}… ({} chars)", s.chars().count()))
         }
+        // A number's text is unbounded too (exact big numbers): a million digits must not be
+        // copied into every difference that holds it.
+        Value::Number(n) if n.as_str().len() > MAX_STRING_CHARS => {
+            let t = n.as_str();
+            let cut = t.get(..MAX_STRING_CHARS).unwrap_or(t);
+            Value::String(format!("{cut}… ({} chars)", t.len()))
+        }
         Value::Array(a) if count_nodes(v, MAX_VALUE_NODES + 1) > MAX_VALUE_NODES => {
             Value::String(format!("<array of {} elements>", a.len()))
         }

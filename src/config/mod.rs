@@ -19,13 +19,13 @@ pub use crate::ingest::config::{
 };
 use crate::ingest::grouping::GroupingConfig;
 pub use crate::pipeline::CompareConfig;
+pub use crate::redact::RedactConfig;
 pub use crate::sink::file::FileSinkConfig;
 use crate::sink::kafka::KafkaConfig;
 use crate::stats::StatsConfig;
 use crate::stats::noise::NoiseConfig;
 use crate::units::de;
 use crate::yaml::{self, LineIndex, Problem, check};
-use http::HeaderName;
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value as Yaml};
 use std::net::SocketAddr;
@@ -77,6 +77,7 @@ pub struct Config {
     pub grouping: GroupingConfig,
     pub publish: PublishConfig,
     pub sinks: SinksConfig,
+    /// `redact:`, owned by the redaction module ([`RedactConfig`]: every key and its default).
     pub redact: RedactConfig,
     /// How long shutdown waits for in-flight requests, shadows and sinks. Default `10s`.
     #[serde(deserialize_with = "de::duration")]
@@ -119,7 +120,8 @@ impl Default for Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PublishConfig {
-    /// Bodies larger than this are published truncated. Default `16KiB`.
+    /// Every published value (a body, a difference's value or excerpt, a header value, a query)
+    /// larger than this is published truncated (`src/redact/mod.rs`). Default `16KiB`.
     #[serde(deserialize_with = "de::size")]
     pub max_body_bytes: usize,
 }
@@ -141,31 +143,6 @@ pub struct SinksConfig {
     /// `sinks.kafka:`, owned by the Kafka sink ([`KafkaConfig`]: every key and its default).
     /// Default none.
     pub kafka: Option<KafkaConfig>,
-}
-
-/// `redact:` — what is never published. `authorization`, `cookie`, `set-cookie` and
-/// `proxy-authorization` are always redacted, whatever this says.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RedactConfig {
-    /// Header names whose values are never published. Default the four above.
-    #[serde(deserialize_with = "de::header_names")]
-    pub headers: Vec<HeaderName>,
-    /// JSON paths (rules syntax, `*` and `**`) whose values are never published. Default none.
-    #[serde(deserialize_with = "de::path_patterns")]
-    pub paths: Vec<crate::compare::pattern::PathPattern>,
-}
-
-impl Default for RedactConfig {
-    fn default() -> Self {
-        Self {
-            headers: crate::compare::ALWAYS_REDACTED
-                .iter()
-                .map(|h| HeaderName::from_static(h))
-                .collect(),
-            paths: Vec::new(),
-        }
-    }
 }
 
 /// `log:` — logging to stderr.

@@ -12,8 +12,9 @@
 
 use super::{Observation, Sink};
 use crate::compare::{Comparator, SkipReason, Verdict, VerdictKind};
-use crate::event::{Event, Redaction};
+use crate::event::Event;
 use crate::exchange::Exchange;
+use crate::redact::Redaction;
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -280,7 +281,7 @@ mod tests {
     fn pool(queue: usize, sink: Arc<Counting>) -> Pool {
         let ctx = Context {
             comparator: Comparator::new(Arc::new(RuleSet::default()), CompareOptions::default()),
-            redaction: Redaction::new(Vec::new(), Vec::new(), 1024),
+            redaction: Redaction::from_config(&Default::default(), 1024),
             instance: "t".into(),
             sink,
             refine: Some(Arc::new(NoiseModel::new(
