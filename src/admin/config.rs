@@ -339,6 +339,70 @@ mod tests {
         assert!(!format!("{t:?}").contains("0123"), "Debug hides the token");
     }
 
+    /// `admin:` problems as `check-config` reports them: (line, reason).
+    fn problems(yaml: &str) -> Vec<(Option<usize>, String)> {
+        crate::config::Config::from_yaml(Path::new("shadowdiff.yaml"), yaml)
+            .map(|_| Vec::new())
+            .unwrap_or_else(|e| e.0.into_iter().map(|p| (p.line, p.reason)).collect())
+    }
+
+    #[test]
+    fn config_problems_point_at_their_lines() {
+        let got = problems("listen: 127.0.0.1:8080\nadmin: 0.0.0.0:9901\n");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, Some(2));
+        assert!(
+            got[0]
+                .1
+                .contains("admin.listen: 0.0.0.0:9901 is not a loopback address")
+        );
+
+        let got = problems("admin:\n  allowed_hosts: [x.example]\n  listen: '[::]:9901'\n");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, Some(3), "{got:?}");
+        assert!(got[0].1.contains("token_file is not set"), "{got:?}");
+
+        // Each bad key at its own line, all at once.
+        let got = problems(
+            "admin:\n  listen: nowhere\n  allowed_hosts: ['http://x.example']\n  colour: blue\n",
+        );
+        let lines: Vec<Option<usize>> = got.iter().map(|p| p.0).collect();
+        assert_eq!(lines, [Some(2), Some(3), Some(4)], "{got:?}");
+        assert!(got[0].1.starts_with("admin.listen:"), "{got:?}");
+        assert!(got[1].1.contains("not a URL"), "{got:?}");
+        assert!(got[2].1.contains("unknown field `colour`"), "{got:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent");
+        let got = problems(&format!(
+            "admin:\n  listen: 0.0.0.0:9901\n  token_file: {}\n",
+            missing.display()
+        ));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, Some(3));
+        assert!(
+            got[0].1.contains("admin.token_file: cannot read"),
+            "{got:?}"
+        );
+
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let got = problems(&format!("admin: {{token_file: {}}}\n", empty.display()));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, Some(1));
+        assert!(got[0].1.contains("is empty"), "{got:?}");
+
+        let good = dir.path().join("good");
+        std::fs::write(&good, "0123456789abcdef0123\n").unwrap();
+        assert_eq!(
+            problems(&format!(
+                "admin:\n  listen: 0.0.0.0:9901\n  token_file: {}\n",
+                good.display()
+            )),
+            []
+        );
+    }
+
     #[test]
     fn relative_token_files_follow_the_config_file() {
         let mut c = AdminConfig {
