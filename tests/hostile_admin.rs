@@ -226,15 +226,49 @@ fn write_token(dir: &Path, name: &str, token: &str) -> std::path::PathBuf {
     p
 }
 
+/// Runs `shadowdiff ARGS` to its end. A command expected to refuse to start must not hang the
+/// test when it starts after all: after 60 s it is killed and the test fails saying so.
 fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(BIN);
     c.args(args)
         .current_dir(dir)
-        .env_remove("SHADOWDIFF_ADMIN_TOKEN");
+        .env_remove("SHADOWDIFF_ADMIN_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         c.env(k, v);
     }
-    c.output().unwrap()
+    let mut child = c.spawn().unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = r.read_to_end(&mut b);
+            b
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "shadowdiff {args:?} still running after 60 s (it should have exited):\n{}",
+                String::from_utf8_lossy(&err.join().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }
 
 fn text(o: &Output) -> String {
