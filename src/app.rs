@@ -9,7 +9,7 @@
 //! once it has drained, the comparison pool stops, the sinks flush within the grace period, and
 //! the admin server goes last, so `/metrics` can be scraped until the end.
 
-use crate::admin::{AdminState, MetricsSource};
+use crate::admin::{AdminAccess, AdminConfig, AdminState, MetricsSource};
 use crate::compare::rules::RuleSet;
 use crate::compare::{Comparator, CompareOptions};
 use crate::config::{Config, ConfigErrors};
@@ -81,8 +81,7 @@ impl Settings {
 }
 
 /// The admin address when the config names none.
-pub const DEFAULT_ADMIN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
+pub const DEFAULT_ADMIN: SocketAddr = crate::admin::config::DEFAULT_LISTEN;
 
 /// The inline proxy on its own pipeline: the source, the comparison pool and the sinks.
 pub struct Proxy {
@@ -202,6 +201,10 @@ impl Sidecar {
             default_file_sink,
             admin_fallback,
         } = settings;
+        // The admin settings as they stand after `--admin`: a non-loopback address without a
+        // token, or an unreadable token, stops the start before anything opens.
+        let admin_cfg = cfg.admin.clone().unwrap_or_default();
+        let access = AdminAccess::from_config(&admin_cfg).map_err(ConfigErrors::from)?;
         let stats = Arc::new(Stats::new(cfg.stats.clone(), cfg.grouping.max_endpoints));
         // The statistics sink joins the fan-out so the admin server can read what it counts.
         let sinks = Sinks::build(
@@ -209,7 +212,7 @@ impl Sidecar {
             vec![stats.clone() as Arc<dyn Sink>],
             default_file_sink,
         )?;
-        let admin = cfg.admin.unwrap_or(DEFAULT_ADMIN);
+        let admin = admin_cfg.listen;
         let gate = cfg.gate.clone();
         // The learned noise model: applied to every verdict (a no-op without a secondary answer),
         // and served by the admin API only when a secondary feeds it.
@@ -235,12 +238,13 @@ impl Sidecar {
             })?;
         let ready = Arc::new(AtomicBool::new(false));
         let mut state = admin_state(stats.clone(), ready.clone(), &gate)
+            .with_access(access)
             .with_metrics_source(proxy.counters() as Arc<dyn MetricsSource>);
         for s in sinks.metrics {
             state = state.with_metrics_source(s);
         }
         state.noise = noise.clone();
-        tracing::info!(admin = %admin_addr, "admin API, /metrics and review UI");
+        log_admin(admin_addr, &admin_cfg);
         let (admin_stop, stop_rx) = oneshot::channel::<()>();
         let admin = tokio::spawn(crate::admin::serve(listener, state, async move {
             let _ = stop_rx.await;
@@ -308,7 +312,16 @@ impl Aggregator {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), crate::aggregate::AggregateError> {
         let stats = Arc::new(Stats::new(cfg.stats.clone(), cfg.grouping.max_endpoints));
-        let state = admin_state(stats, Arc::new(AtomicBool::new(false)), &cfg.gate);
+        // Same rules as a sidecar's admin server, for the address the aggregator binds.
+        let admin_cfg = AdminConfig {
+            listen: ac.admin,
+            ..cfg.admin.clone().unwrap_or_default()
+        };
+        let access =
+            AdminAccess::from_config(&admin_cfg).map_err(crate::admin::AdminError::from)?;
+        log_admin(ac.admin, &admin_cfg);
+        let state =
+            admin_state(stats, Arc::new(AtomicBool::new(false)), &cfg.gate).with_access(access);
         crate::aggregate::run(ac, state, shutdown).await
     }
 }
@@ -318,6 +331,17 @@ fn admin_state(stats: Arc<Stats>, ready: Arc<AtomicBool>, gate: &GateConfig) -> 
     let mut state = AdminState::new(stats, ready);
     state.gate = Arc::new(gate.clone());
     state
+}
+
+/// Where the admin server is and how it is guarded; never the token itself.
+fn log_admin(addr: SocketAddr, c: &AdminConfig) {
+    let hosts: Vec<String> = c.allowed_hosts.iter().map(|h| h.to_string()).collect();
+    tracing::info!(
+        admin = %addr,
+        token = c.token_file.is_some(),
+        allowed_hosts = ?hosts,
+        "admin API, /metrics and review UI"
+    );
 }
 
 async fn bind_admin(addr: SocketAddr, fallback: bool) -> Result<tokio::net::TcpListener, AppError> {

@@ -13,6 +13,7 @@ use crate::compare::rules::RuleSet;
 use crate::config::{Config, ConfigErrors, LogFormat, Upstream};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -127,6 +128,11 @@ pub struct GateArgs {
     /// Give up after this long.
     #[arg(long, default_value = "10s", value_parser = crate::units::parse_duration)]
     pub timeout: std::time::Duration,
+    /// A file holding the admin API's bearer token (the server's `admin.token_file`). Without
+    /// it, the token is read from the SHADOWDIFF_ADMIN_TOKEN environment variable, if set; it is
+    /// never given on the command line, where `ps` would show it.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 fn parse_rate_arg(s: &str) -> Result<String, String> {
@@ -308,8 +314,10 @@ fn init_logging(cfg: &crate::config::LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only on a terminal: in a log file or a collector they are noise.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match cfg.format {
         LogFormat::Json => b.json().try_init(),
@@ -357,7 +365,7 @@ fn run_proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         cfg.rules = Some(v);
     }
     if let Some(v) = args.admin {
-        cfg.admin = Some(v);
+        set_admin_listen(&mut cfg, v);
     }
     init_logging(&cfg.log);
     let settings = match Settings::load(cfg) {
@@ -382,7 +390,7 @@ fn run_proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_aggregate(args: AggregateArgs) -> anyhow::Result<ExitCode> {
-    let file = match load_config(args.config.as_deref()) {
+    let mut file = match load_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
@@ -411,18 +419,33 @@ fn run_aggregate(args: AggregateArgs) -> anyhow::Result<ExitCode> {
     if let Some(g) = args.group {
         ac.group = g;
     }
-    if let Some(a) = args.admin.or(file.admin) {
-        ac.admin = a;
+    if let Some(v) = args.admin {
+        set_admin_listen(&mut file, v);
+    }
+    if let Some(a) = &file.admin {
+        ac.admin = a.listen;
     }
     // Fail on bad librdkafka settings before anything runs.
     let probe: Result<rdkafka::consumer::BaseConsumer, _> = ac.client_config().create();
     if let Err(e) = probe {
         bail!("kafka consumer configuration: {e}");
     }
-    runtime("shadowdiff-agg")?.block_on(Aggregator::run(
+    let run = runtime("shadowdiff-agg")?.block_on(Aggregator::run(
         &file,
         ac,
         crate::app::shutdown_signal(),
-    ))?;
-    Ok(ExitCode::SUCCESS)
+    ));
+    match run {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(crate::aggregate::AggregateError::Admin(crate::admin::AdminError::Config(e))) => {
+            print_problems(&e.into());
+            Ok(ExitCode::from(64))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `--admin ADDR` replaces `admin.listen` and keeps the token and allowed hosts of the file.
+fn set_admin_listen(cfg: &mut Config, addr: std::net::SocketAddr) {
+    cfg.admin.get_or_insert_with(Default::default).listen = addr;
 }

@@ -47,7 +47,7 @@
 //!
 //! Layers (a module uses only modules before it; no two modules import each other):
 //! `exchange → yaml → compare → units → redact → event → pipeline → sink → stats → ingest →
-//! config → admin → aggregate → app → demo → cli` (enforced by `tests/layers.rs`). Component
+//! admin → config → aggregate → app → demo → cli` (enforced by `tests/layers.rs`). Component
 //! configs live with their component; [`config`] only aggregates them, so nothing below it
 //! reads the config file's struct.
 

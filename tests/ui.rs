@@ -2,6 +2,10 @@
 //! driven by playwright-core) reviews the mismatch feed the way QA does, and every figure it reads
 //! on the page is checked against the JSON API. The browser side is `tests/ui/review.mjs`.
 //!
+//! A second test puts the admin API behind a bearer token (`admin.token_file`) in front of
+//! `shadowdiff proxy` and opens the page as `/#token=...`: `tests/ui/token.mjs` checks that the
+//! data loads, every API request carries the token, and the token leaves the address bar.
+//!
 //! Needs `/usr/bin/chromium`, `node` and `target/ui-test/node_modules` (all installed by
 //! `scripts/install-test-deps.sh`). Without them the test says why and passes, unless
 //! `SHADOWDIFF_REQUIRE_BROWSER=1` (set by `scripts/test.sh`), where a missing piece is a failure.
@@ -62,11 +66,16 @@ fn free_port() -> u16 {
 /// A blocking `GET` on loopback, returning status and body (the admin server closes after a
 /// `Connection: close` request, so reading to the end is the whole answer).
 fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    http_get_with(addr, path, "")
+}
+
+/// [`http_get`] with extra header lines (each ending in `\r\n`).
+fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
@@ -114,10 +123,10 @@ fn wait_with_deadline(child: &mut KillOnDrop, limit: Duration) -> Option<std::pr
     }
 }
 
-#[test]
-fn a_reviewer_finds_the_planted_regression_in_the_browser() {
-    let modules = match prerequisites() {
-        Ok(m) => m,
+/// The playwright-core modules, or `None` (after saying why) when the browser test is skipped.
+fn modules_or_skip() -> Option<PathBuf> {
+    match prerequisites() {
+        Ok(m) => Some(m),
         Err(why) if std::env::var_os("SHADOWDIFF_REQUIRE_BROWSER").is_some() => {
             panic!("browser test required but {why}: run scripts/install-test-deps.sh")
         }
@@ -125,8 +134,15 @@ fn a_reviewer_finds_the_planted_regression_in_the_browser() {
             eprintln!(
                 "skipping the review UI browser test: {why} (scripts/install-test-deps.sh installs it)"
             );
-            return;
+            None
         }
+    }
+}
+
+#[test]
+fn a_reviewer_finds_the_planted_regression_in_the_browser() {
+    let Some(modules) = modules_or_skip() else {
+        return;
     };
     let root = manifest_dir();
     let out_dir = root.join("target/ui-test");
@@ -223,5 +239,159 @@ fn a_reviewer_finds_the_planted_regression_in_the_browser() {
         screenshot.exists(),
         "no screenshot at {}",
         screenshot.display()
+    );
+}
+
+/// A tiny HTTP/1.1 server on 127.0.0.1: every request gets `body` as JSON, then the connection
+/// closes. Its threads end with the test process.
+fn json_server(body: &'static str) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn the_ui_takes_its_token_from_the_fragment_and_forgets_the_url() {
+    let Some(modules) = modules_or_skip() else {
+        return;
+    };
+    const TOKEN: &str = "ui-token+with/base64=chars-0123456789";
+    const EXCHANGES: u64 = 6;
+    let root = manifest_dir();
+    let primary = json_server(r#"{"id":1,"total":9.99,"tags":["a","b"]}"#);
+    let secondary = json_server(r#"{"id":1,"total":9.99,"tags":["a","b"]}"#);
+    let candidate = json_server(r#"{"id":1,"total":10.99,"tags":["a","b"]}"#);
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let cfg = dir.path().join("shadowdiff.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: {listen}\nprimary: http://{primary}\ncandidate: http://{candidate}\n\
+             secondary: http://{secondary}\nsinks:\n  file: {{path: {}}}\n\
+             admin:\n  listen: {admin}\n  token_file: {}\n",
+            dir.path().join("events.jsonl").display(),
+            token_file.display()
+        ),
+    )
+    .unwrap();
+    let mut sidecar = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
+            .args(["proxy", "--config", cfg.to_str().unwrap()])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let log = Arc::new(Mutex::new(String::new()));
+    {
+        let stderr = sidecar.0.stderr.take().unwrap();
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                log.lock().push_str(&line);
+                log.lock().push('\n');
+            }
+        });
+    }
+    // Ready when /healthz answers (no token needed there).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(http_get(admin, "/healthz"), Ok((200, _))) {
+        if let Some(status) = sidecar.0.try_wait().unwrap() {
+            panic!("the sidecar exited ({status}):\n{}", log.lock());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no /healthz in time:\n{}",
+            log.lock()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let auth = format!("Authorization: Bearer {TOKEN}\r\n");
+    assert_eq!(
+        http_get(admin, "/api/v1/summary").unwrap().0,
+        401,
+        "the API must want the token"
+    );
+    for i in 0..EXCHANGES {
+        let mut s = TcpStream::connect(listen).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET /orders/{i} HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    // Every exchange compared: from then on the figures are final.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok((200, body)) = http_get_with(admin, "/api/v1/summary?window=all&top=1", &auth) {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if v["totals"]["exchanges"].as_u64() == Some(EXCHANGES) {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sidecar did not count {EXCHANGES} exchanges:\n{}",
+            log.lock()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let mut node = KillOnDrop(
+        Command::new("node")
+            .arg(root.join("tests/ui/token.mjs"))
+            .env("ADMIN_URL", format!("http://{admin}"))
+            .env("ADMIN_TOKEN", TOKEN)
+            .env("PLAYWRIGHT_MODULES", &modules)
+            .env("CHROMIUM", CHROMIUM)
+            .env("EXPECTED_EXCHANGES", EXCHANGES.to_string())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    match wait_with_deadline(&mut node, Duration::from_secs(180)) {
+        Some(s) => assert!(
+            s.success(),
+            "tests/ui/token.mjs failed ({s}); its output is above"
+        ),
+        None => panic!("tests/ui/token.mjs did not finish in 180s"),
+    }
+    assert!(
+        !log.lock().contains(TOKEN),
+        "the token reached the log:\n{}",
+        log.lock()
     );
 }

@@ -1,12 +1,23 @@
 //! A small client of the admin API, for `shadowdiff gate`. Plain HTTP only: the admin listener is
 //! loopback (or a private network) by design, and no TLS stack is worth pulling in for it.
+//!
+//! The request's `Host` is the URL's authority (hyper sets it), so the server's `Host` rule
+//! passes for `http://127.0.0.1:PORT`, `http://localhost:PORT`, the listen address, or a name in
+//! the server's `admin.allowed_hosts`. With a token ([`token_from`]), it goes in
+//! `Authorization: Bearer`.
 
+use super::config::{AdminConfigError, AdminToken, read_token_file};
 use crate::stats::GateReport;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use std::path::Path;
 use std::time::Duration;
+
+/// The environment variable `shadowdiff gate` reads the admin token from when no
+/// `--token-file` is given.
+pub const TOKEN_ENV: &str = "SHADOWDIFF_ADMIN_TOKEN";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -24,6 +35,29 @@ pub enum ClientError {
     },
     #[error("{url} answered something that is not a gate report: {reason}")]
     BadAnswer { url: String, reason: String },
+    #[error("{url} answered {status}: {reason}")]
+    Refused {
+        url: String,
+        status: u16,
+        reason: &'static str,
+    },
+    #[error(transparent)]
+    Token(#[from] AdminConfigError),
+    #[error("{TOKEN_ENV}: the token {0}")]
+    TokenEnv(super::config::TokenError),
+}
+
+/// The admin token to send: `--token-file` when given, else `SHADOWDIFF_ADMIN_TOKEN` when set
+/// (`env` is its value), else none.
+pub fn token_from(
+    file: Option<&Path>,
+    env: Option<&str>,
+) -> Result<Option<AdminToken>, ClientError> {
+    match (file, env) {
+        (Some(f), _) => Ok(Some(read_token_file(f)?)),
+        (None, Some(v)) => AdminToken::new(v).map(Some).map_err(ClientError::TokenEnv),
+        (None, None) => Ok(None),
+    }
 }
 
 /// What to ask the gate; `None` leaves the server's default.
@@ -85,10 +119,11 @@ pub fn gate_url(base: &str, q: &GateQuery) -> Result<String, ClientError> {
     Ok(url)
 }
 
-/// Fetches and parses a gate report.
+/// Fetches and parses a gate report, with the bearer token when one is given.
 pub async fn fetch_gate(
     base: &str,
     q: &GateQuery,
+    token: Option<&AdminToken>,
     timeout: Duration,
 ) -> Result<GateReport, ClientError> {
     let url = gate_url(base, q)?;
@@ -98,10 +133,24 @@ pub async fn fetch_gate(
             url: url.clone(),
             reason: e.to_string(),
         })?;
+    let mut req = http::Request::get(uri);
+    if let Some(t) = token {
+        req = req.header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", t.expose()),
+        );
+    }
+    // The token was checked to be visible ASCII, so the header cannot fail to build.
+    let req = req
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| ClientError::Url {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let fetch = async {
         let resp = client
-            .get(uri)
+            .request(req)
             .await
             .map_err(|e| ClientError::Unreachable {
                 url: url.clone(),
@@ -126,6 +175,26 @@ pub async fn fetch_gate(
                 url: url.clone(),
                 timeout,
             })??;
+    let refused = match status.as_u16() {
+        401 if token.is_none() => Some(
+            "the admin API wants a bearer token: give --token-file FILE or set SHADOWDIFF_ADMIN_TOKEN",
+        ),
+        401 => {
+            Some("the admin API refused the token (compare it with the server's admin.token_file)")
+        }
+        421 => Some(
+            "the admin API does not answer to this host name (DNS rebinding protection): use its \
+             address or localhost, or add the name to the server's admin.allowed_hosts",
+        ),
+        _ => None,
+    };
+    if let Some(reason) = refused {
+        return Err(ClientError::Refused {
+            url,
+            status: status.as_u16(),
+            reason,
+        });
+    }
     if !status.is_success() {
         let text = String::from_utf8_lossy(&body);
         // The API's errors are `{"error": ..., "parameter": ...}`: show the message alone.
@@ -174,5 +243,26 @@ mod tests {
         );
         assert!(gate_url("https://x", &q).is_err());
         assert!(gate_url("127.0.0.1:9901", &q).is_err());
+    }
+
+    #[test]
+    fn the_token_comes_from_the_file_before_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t");
+        std::fs::write(&f, "from-the-file-0123456789\n").unwrap();
+        let t = token_from(Some(&f), Some("from-the-environment-0123")).unwrap();
+        assert_eq!(t.unwrap().expose(), "from-the-file-0123456789");
+        let t = token_from(None, Some(" from-the-environment-0123 ")).unwrap();
+        assert_eq!(t.unwrap().expose(), "from-the-environment-0123");
+        assert_eq!(token_from(None, None).unwrap(), None);
+        let e = token_from(None, Some("")).unwrap_err().to_string();
+        assert!(
+            e.contains("SHADOWDIFF_ADMIN_TOKEN") && e.contains("empty"),
+            "{e}"
+        );
+        let e = token_from(Some(&dir.path().join("absent")), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot read"), "{e}");
     }
 }

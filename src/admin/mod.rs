@@ -4,10 +4,17 @@
 //!
 //! Every JSON shape is documented in `docs/api.md`. Query parameters are checked strictly: an
 //! unknown or malformed one is a 400 naming it, never a silent default.
+//!
+//! Access ([`access`]): every request must name this server in `Host` (against DNS rebinding),
+//! and with `admin.token_file` set every data route wants the bearer token ([`config`]).
 
+pub mod access;
 pub mod client;
+pub mod config;
 pub mod metrics;
 
+pub use access::AdminAccess;
+pub use config::{AdminConfig, AdminConfigError, AdminToken};
 pub use metrics::{MetricFamily, MetricKind, MetricsSource};
 
 use crate::compare::VerdictKind;
@@ -36,6 +43,9 @@ pub struct AdminState {
     pub gate: Arc<GateConfig>,
     /// Learned noise, when the sidecar has a secondary (`/api/v1/noise`, `/api/v1/noise/rules`).
     pub noise: Option<Arc<crate::stats::noise::NoiseModel>>,
+    /// Who may ask: the `Host` allow-list and the bearer token. Default: loopback names and the
+    /// connection's own address, no token.
+    pub access: Arc<AdminAccess>,
 }
 
 impl AdminState {
@@ -46,7 +56,14 @@ impl AdminState {
             metrics_sources: Vec::new(),
             gate: Arc::default(),
             noise: None,
+            access: Arc::default(),
         }
+    }
+
+    /// Sets the access rules (see [`AdminAccess::from_config`]).
+    pub fn with_access(mut self, access: AdminAccess) -> Self {
+        self.access = Arc::new(access);
+        self
     }
 
     /// Registers a source of extra metrics (see [`MetricsSource`]).
@@ -64,10 +81,16 @@ impl AdminState {
 pub enum AdminError {
     #[error("admin server: {0}")]
     Io(#[from] std::io::Error),
+    /// The `admin:` settings cannot be used (a configuration problem: exit 64).
+    #[error(transparent)]
+    Config(#[from] AdminConfigError),
 }
 
-/// The router, for callers that mount it themselves (tests, the aggregate command).
+/// The router, for callers that mount it themselves (tests). The access rules of
+/// `state.access` guard every route; mounted without [`serve`]'s per-connection address, the
+/// `Host` rule knows only the configured listen address.
 pub fn router(state: AdminState) -> Router {
+    let access = state.access.clone();
     Router::new()
         .route("/", get(ui))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -81,6 +104,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/noise", get(noise))
         .route("/api/v1/noise/rules", get(noise_rules))
         .with_state(state)
+        // After the routes, so it wraps them all (and the 404 fallback).
+        .layer(axum::middleware::from_fn_with_state(access, access::guard))
 }
 
 /// Serves the admin API on `listener` until `shutdown` completes. Bind port 0 in tests and read
@@ -90,7 +115,9 @@ pub async fn serve(
     state: AdminState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AdminError> {
-    axum::serve(listener, router(state))
+    // Each connection's local address feeds the `Host` rule (see `access`).
+    let app = router(state).into_make_service_with_connect_info::<access::LocalAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
@@ -167,7 +194,9 @@ async fn readyz(State(st): State<AdminState>) -> Response {
 }
 
 async fn metrics_route(State(st): State<AdminState>) -> Response {
-    let body = metrics::render(&st.stats, st.default_window(), &st.metrics_sources);
+    let mut sources = st.metrics_sources.clone();
+    sources.push(st.access.clone());
+    let body = metrics::render(&st.stats, st.default_window(), &sources);
     (
         [(
             header::CONTENT_TYPE,

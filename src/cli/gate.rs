@@ -6,7 +6,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 pub(super) fn run(args: &GateArgs) -> anyhow::Result<ExitCode> {
-    use crate::admin::client::{GateQuery, fetch_gate};
+    use crate::admin::client::{GateQuery, TOKEN_ENV, fetch_gate, token_from};
+    let env = std::env::var(TOKEN_ENV).ok();
+    let token = token_from(args.token_file.as_deref(), env.as_deref())?;
     let q = GateQuery {
         max_divergence: args.max_divergence.clone(),
         min_samples: args.min_samples,
@@ -17,7 +19,7 @@ pub(super) fn run(args: &GateArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let report = rt.block_on(fetch_gate(&args.url, &q, args.timeout))?;
+    let report = rt.block_on(fetch_gate(&args.url, &q, token.as_ref(), args.timeout))?;
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;

@@ -13,6 +13,7 @@
 #[cfg(test)]
 mod tests;
 
+use crate::admin::config::{AdminConfig, AdminConfigError};
 use crate::compare::rules::{RuleErrors, RuleSet};
 pub use crate::ingest::config::{
     CircuitConfig, HostPolicy, OverloadConfig, ProxyConfig, RouteConfig, ShadowConfig,
@@ -47,6 +48,17 @@ impl From<RuleErrors> for ConfigErrors {
     }
 }
 
+/// The admin settings as they stand at start (after `--admin`), with no file line to point at.
+impl From<AdminConfigError> for ConfigErrors {
+    fn from(e: AdminConfigError) -> Self {
+        ConfigErrors(vec![Problem::new(
+            Path::new("<config>"),
+            None,
+            e.to_string(),
+        )])
+    }
+}
+
 /// The whole file. Every field is optional; defaults are given per field.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -62,8 +74,10 @@ pub struct Config {
     pub candidate: Option<Upstream>,
     /// A second legacy instance, for noise cancellation. Default none.
     pub secondary: Option<Upstream>,
-    /// Admin API, metrics and UI address. Default `127.0.0.1:9901`; `null` disables it.
-    pub admin: Option<SocketAddr>,
+    /// Admin API, metrics and UI: an address, or `{listen, token_file, allowed_hosts}`
+    /// ([`AdminConfig`]: every key and its default). Default `127.0.0.1:9901`, no token.
+    #[serde(deserialize_with = "crate::admin::config::deserialize_admin")]
+    pub admin: Option<AdminConfig>,
     /// Rules file or folder of `*.yaml`, relative to this file's folder. Default `diff-rules/`
     /// when that folder exists, else no rules.
     pub rules: Option<PathBuf>,
@@ -98,7 +112,7 @@ impl Default for Config {
             primary: None,
             candidate: None,
             secondary: None,
-            admin: Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
+            admin: Some(AdminConfig::default()),
             rules: None,
             instance: None,
             shadow: ShadowConfig::default(),
@@ -181,9 +195,10 @@ const SECTIONS: &[(&[&str], Check, &[&str])] = &[
         check::<Config>,
         &[
             "shadow", "compare", "grouping", "publish", "sinks", "redact", "log", "stats", "gate",
-            "noise",
+            "noise", "admin",
         ],
     ),
+    (&["admin"], check::<AdminConfig>, &[]),
     (&["shadow"], check::<ShadowConfig>, &["circuit", "overload"]),
     (&["shadow", "circuit"], check::<CircuitConfig>, &[]),
     (&["shadow", "overload"], check::<OverloadConfig>, &[]),
@@ -279,7 +294,7 @@ impl Config {
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
         }
-        let cfg: Config = match serde_yaml_ng::from_value(doc) {
+        let mut cfg: Config = match serde_yaml_ng::from_value(doc) {
             Ok(c) => c,
             Err(e) => {
                 problems.push(at(None, yaml::message(&e)));
@@ -305,6 +320,16 @@ impl Config {
                 lines.key_path(&["sinks", "kafka", "stats_interval"]),
                 "sinks.kafka.stats_interval: at least 100ms".into(),
             ));
+        }
+        // A token file is relative to the config file, like the rules; read now, so
+        // `check-config` reports an unreadable or empty one.
+        if let Some(a) = &mut cfg.admin {
+            if let Some(dir) = file.parent() {
+                a.resolve_paths(dir);
+            }
+            if let Err(e) = a.token() {
+                problems.push(at(lines.key_path(&["admin", e.key()]), e.to_string()));
+            }
         }
         if cfg.stats.bucket > cfg.stats.window {
             problems.push(at(

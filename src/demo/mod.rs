@@ -79,7 +79,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         primary: Some(upstream(legacy)?),
         candidate: Some(upstream(candidate)?),
         secondary: secondary.map(upstream).transpose()?,
-        admin: Some(opts.admin),
+        admin: Some(opts.admin.into()),
         instance: Some("demo".into()),
         ..Config::default()
     };
