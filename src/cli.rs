@@ -2,19 +2,18 @@
 //! built objects (rules, comparator) before any work starts; errors exit 2 (64 for
 //! `check-config`, as DESIGN.md fixes).
 
+mod check;
 mod diff;
 mod gate;
+mod serve;
 
 pub use diff::render_human;
 pub use gate::render_gate;
 
-use crate::app::{Aggregator, AppError, Settings, Sidecar};
 use crate::compare::rules::RuleSet;
-use crate::config::{Config, ConfigErrors, LogFormat, Upstream};
-use anyhow::{Context, bail};
+use crate::config::{ConfigErrors, Upstream};
 use clap::{Parser, Subcommand};
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -233,15 +232,15 @@ pub fn main() -> ExitCode {
                 ExitCode::from(64)
             }
         },
-        Command::CheckConfig { file } => check_config(&file),
-        Command::Proxy(args) => match run_proxy(*args) {
+        Command::CheckConfig { file } => check::run(&file),
+        Command::Proxy(args) => match serve::proxy(*args) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("shadowdiff proxy: error: {e:#}");
                 ExitCode::from(2)
             }
         },
-        Command::Aggregate(args) => match run_aggregate(args) {
+        Command::Aggregate(args) => match serve::aggregate(args) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("shadowdiff aggregate: error: {e:#}");
@@ -258,194 +257,10 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Every problem of a config, one a line, then the count (stderr).
 fn print_problems(e: &ConfigErrors) {
     for p in &e.0 {
         eprintln!("{p}");
     }
     eprintln!("{} problem(s)", e.0.len());
-}
-
-fn check_config(file: &Path) -> ExitCode {
-    match Config::check_file(file) {
-        Ok((cfg, rules)) => {
-            let show = |u: &Option<Upstream>| {
-                u.as_ref()
-                    .map(|u| u.to_string())
-                    .unwrap_or_else(|| "(not set: give --primary/--candidate)".into())
-            };
-            println!("{}: ok", file.display());
-            println!("  listen     {}", cfg.listen);
-            println!("  primary    {}", show(&cfg.primary));
-            println!("  candidate  {}", show(&cfg.candidate));
-            if let Some(s) = &cfg.secondary {
-                println!("  secondary  {s}");
-            }
-            println!(
-                "  rules      {} rule(s), {} endpoint template(s){}",
-                rules.rules.len(),
-                rules.endpoints.len(),
-                cfg.rules_path()
-                    .map(|p| format!(" from {}", p.display()))
-                    .unwrap_or_default()
-            );
-            println!(
-                "  shadow     methods {:?}, {} route(s), sample {}, timeout {:?}, max_in_flight {}",
-                cfg.shadow
-                    .methods
-                    .iter()
-                    .map(|m| m.as_str())
-                    .collect::<Vec<_>>(),
-                cfg.shadow.routes.len(),
-                cfg.shadow.sample,
-                cfg.shadow.timeout,
-                cfg.shadow.max_in_flight
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            print_problems(&e);
-            ExitCode::from(64)
-        }
-    }
-}
-
-/// Installs the `tracing` subscriber: `RUST_LOG` wins over the config's level.
-fn init_logging(cfg: &crate::config::LogConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour codes only on a terminal: in a log file or a collector they are noise.
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let _ = match cfg.format {
-        LogFormat::Json => b.json().try_init(),
-        LogFormat::Human => b.try_init(),
-    };
-}
-
-/// Reads `--config` (or the defaults); a bad file prints its problems and yields exit 64.
-fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
-    match path {
-        Some(p) => Config::load(p).map_err(|e| {
-            print_problems(&e);
-            ExitCode::from(64)
-        }),
-        None => Ok(Config::default()),
-    }
-}
-
-fn runtime(name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name(name)
-        .build()
-        .context("cannot start the async runtime")
-}
-
-fn run_proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
-    let mut cfg = match load_config(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    if let Some(v) = args.listen {
-        cfg.listen = v;
-    }
-    if let Some(v) = args.primary {
-        cfg.primary = Some(v);
-    }
-    if let Some(v) = args.candidate {
-        cfg.candidate = Some(v);
-    }
-    if let Some(v) = args.secondary {
-        cfg.secondary = Some(v);
-    }
-    if let Some(v) = args.rules {
-        cfg.rules = Some(v);
-    }
-    if let Some(v) = args.admin {
-        set_admin_listen(&mut cfg, v);
-    }
-    init_logging(&cfg.log);
-    let settings = match Settings::load(cfg) {
-        Ok(s) => s,
-        Err(e) => {
-            print_problems(&e);
-            return Ok(ExitCode::from(64));
-        }
-    };
-    let run = runtime("shadowdiff")?.block_on(async move {
-        let sidecar = Sidecar::start(settings, crate::app::shutdown_signal()).await?;
-        sidecar.join().await
-    });
-    match run {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(AppError::Config(e)) => {
-            print_problems(&e);
-            Ok(ExitCode::from(64))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn run_aggregate(args: AggregateArgs) -> anyhow::Result<ExitCode> {
-    let mut file = match load_config(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    init_logging(&file.log);
-    let kafka = file.sinks.kafka.clone();
-    let Some(brokers) = args
-        .brokers
-        .clone()
-        .or_else(|| kafka.as_ref().map(|k| k.brokers.clone()))
-    else {
-        bail!("--brokers is required (or sinks.kafka.brokers in --config)");
-    };
-    let mut ac = crate::aggregate::AggregateConfig::new(brokers);
-    if let Some(k) = &kafka {
-        ac.topic = k.topic.clone();
-        ac.stats_topic = k.stats_topic.clone();
-        // Security settings (TLS, SASL) are shared; producer-only ones are ignored by librdkafka.
-        ac.options = k.options.clone();
-    }
-    if let Some(t) = args.topic {
-        ac.topic = t;
-    }
-    if let Some(t) = args.stats_topic {
-        ac.stats_topic = t;
-    }
-    if let Some(g) = args.group {
-        ac.group = g;
-    }
-    if let Some(v) = args.admin {
-        set_admin_listen(&mut file, v);
-    }
-    if let Some(a) = &file.admin {
-        ac.admin = a.listen;
-    }
-    // Fail on bad librdkafka settings before anything runs.
-    let probe: Result<rdkafka::consumer::BaseConsumer, _> = ac.client_config().create();
-    if let Err(e) = probe {
-        bail!("kafka consumer configuration: {e}");
-    }
-    let run = runtime("shadowdiff-agg")?.block_on(Aggregator::run(
-        &file,
-        ac,
-        crate::app::shutdown_signal(),
-    ));
-    match run {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(crate::aggregate::AggregateError::Admin(crate::admin::AdminError::Config(e))) => {
-            print_problems(&e.into());
-            Ok(ExitCode::from(64))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// `--admin ADDR` replaces `admin.listen` and keeps the token and allowed hosts of the file.
-fn set_admin_listen(cfg: &mut Config, addr: std::net::SocketAddr) {
-    cfg.admin.get_or_insert_with(Default::default).listen = addr;
 }

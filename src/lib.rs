@@ -42,8 +42,9 @@
 //!   pipeline, the source and the admin server; [`app::Aggregator`] the fleet view.
 //! - [`demo`]: the self-contained demo (sample services with planted findings), started through
 //!   [`app`].
-//! - [`cli`]: argument parsing and dispatch (`cli/diff.rs`, `cli/gate.rs` render); `main.rs` only
-//!   calls [`cli::main`].
+//! - [`cli`]: argument parsing and dispatch; `cli/serve.rs` runs `proxy` and `aggregate`
+//!   through [`app`], `cli/check.rs`, `cli/diff.rs` and `cli/gate.rs` the other commands;
+//!   `main.rs` only calls [`cli::main`].
 //!
 //! Layers (a module uses only modules before it; no two modules import each other):
 //! `exchange → yaml → compare → units → redact → event → pipeline → sink → stats → ingest →

@@ -345,9 +345,10 @@ impl Drop for AggregateConsumer {
     }
 }
 
-/// `/metrics` additions of the aggregator.
-pub fn metrics_source(counters: Arc<AggregateCounters>) -> Arc<dyn crate::admin::MetricsSource> {
-    Arc::new(move || {
+/// `/metrics` additions of the aggregator, reported by its own counters.
+impl crate::admin::MetricsSource for AggregateCounters {
+    fn collect(&self) -> Vec<MetricFamily> {
+        let counters = self;
         let mut m = MetricFamily::counter(
             "shadowdiff_aggregate_messages_total",
             "Messages consumed by the aggregator per topic and outcome",
@@ -363,7 +364,7 @@ pub fn metrics_source(counters: Arc<AggregateCounters>) -> Arc<dyn crate::admin:
                 counters.partitions.load(Ordering::Relaxed) as f64,
             ),
         ]
-    })
+    }
 }
 
 /// Runs the aggregator until `shutdown` completes: binds the admin address (before consuming,
@@ -381,7 +382,8 @@ pub async fn run(
             source,
         })?;
     let counters = Arc::new(AggregateCounters::default());
-    state = state.with_metrics_source(metrics_source(Arc::clone(&counters)));
+    state =
+        state.with_metrics_source(Arc::clone(&counters) as Arc<dyn crate::admin::MetricsSource>);
     let mut consumer =
         AggregateConsumer::start(&cfg, state.stats.clone(), counters, state.ready.clone())?;
     tracing::info!(

@@ -40,11 +40,12 @@ pub fn mark(candidate: &mut [Difference], noise: &[Difference]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::Value;
 
-    fn d(field: &str, kind: DiffKind) -> Difference {
+    /// A difference on `field` (its path: `*` as index 0); shared with the learned model's tests.
+    pub(crate) fn d(field: &str, kind: DiffKind) -> Difference {
         Difference {
             path: field.replace('*', "0"),
             field: field.into(),

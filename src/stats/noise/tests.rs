@@ -1,18 +1,6 @@
 use super::*;
 use crate::compare::noise::mark;
-use serde_json::Value;
-
-fn d(field: &str, kind: DiffKind) -> Difference {
-    Difference {
-        path: field.replace('*', "0"),
-        field: field.into(),
-        kind,
-        primary: Value::Null,
-        candidate: Value::Null,
-        noise: false,
-        detail: None,
-    }
-}
+use crate::compare::noise::tests::d;
 
 fn verdict(cand: Vec<Difference>, sec: Vec<Difference>) -> Verdict {
     let mut v = Verdict::skipped(crate::compare::SkipReason::SampledOut);

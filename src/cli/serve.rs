@@ -1,0 +1,151 @@
+//! The long-running commands, `proxy` and `aggregate`: the config file and the flags over it,
+//! logging, a runtime, then the app's wiring ([`crate::app`]).
+
+use super::{AggregateArgs, ProxyArgs, print_problems};
+use crate::app::{Aggregator, AppError, Settings, Sidecar};
+use crate::config::{Config, LogFormat};
+use anyhow::{Context, bail};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Installs the `tracing` subscriber: `RUST_LOG` wins over the config's level.
+fn init_logging(cfg: &crate::config::LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only on a terminal: in a log file or a collector they are noise.
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match cfg.format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Human => b.try_init(),
+    };
+}
+
+/// Reads `--config` (or the defaults); a bad file prints its problems and yields exit 64.
+fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
+    match path {
+        Some(p) => Config::load(p).map_err(|e| {
+            print_problems(&e);
+            ExitCode::from(64)
+        }),
+        None => Ok(Config::default()),
+    }
+}
+
+fn runtime(name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(name)
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub(super) fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = match load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    if let Some(v) = args.listen {
+        cfg.listen = v;
+    }
+    if let Some(v) = args.primary {
+        cfg.primary = Some(v);
+    }
+    if let Some(v) = args.candidate {
+        cfg.candidate = Some(v);
+    }
+    if let Some(v) = args.secondary {
+        cfg.secondary = Some(v);
+    }
+    if let Some(v) = args.rules {
+        cfg.rules = Some(v);
+    }
+    if let Some(v) = args.admin {
+        set_admin_listen(&mut cfg, v);
+    }
+    init_logging(&cfg.log);
+    let settings = match Settings::load(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            print_problems(&e);
+            return Ok(ExitCode::from(64));
+        }
+    };
+    let run = runtime("shadowdiff")?.block_on(async move {
+        let sidecar = Sidecar::start(settings, crate::app::shutdown_signal()).await?;
+        sidecar.join().await
+    });
+    match run {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(AppError::Config(e)) => {
+            print_problems(&e);
+            Ok(ExitCode::from(64))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(super) fn aggregate(args: AggregateArgs) -> anyhow::Result<ExitCode> {
+    let mut file = match load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    init_logging(&file.log);
+    let kafka = file.sinks.kafka.clone();
+    let Some(brokers) = args
+        .brokers
+        .clone()
+        .or_else(|| kafka.as_ref().map(|k| k.brokers.clone()))
+    else {
+        bail!("--brokers is required (or sinks.kafka.brokers in --config)");
+    };
+    let mut ac = crate::aggregate::AggregateConfig::new(brokers);
+    if let Some(k) = &kafka {
+        ac.topic = k.topic.clone();
+        ac.stats_topic = k.stats_topic.clone();
+        // Security settings (TLS, SASL) are shared; producer-only ones are ignored by librdkafka.
+        ac.options = k.options.clone();
+    }
+    if let Some(t) = args.topic {
+        ac.topic = t;
+    }
+    if let Some(t) = args.stats_topic {
+        ac.stats_topic = t;
+    }
+    if let Some(g) = args.group {
+        ac.group = g;
+    }
+    if let Some(v) = args.admin {
+        set_admin_listen(&mut file, v);
+    }
+    if let Some(a) = &file.admin {
+        ac.admin = a.listen;
+    }
+    // Fail on bad librdkafka settings before anything runs.
+    let probe: Result<rdkafka::consumer::BaseConsumer, _> = ac.client_config().create();
+    if let Err(e) = probe {
+        bail!("kafka consumer configuration: {e}");
+    }
+    let run = runtime("shadowdiff-agg")?.block_on(Aggregator::run(
+        &file,
+        ac,
+        crate::app::shutdown_signal(),
+    ));
+    match run {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(crate::aggregate::AggregateError::Admin(crate::admin::AdminError::Config(e))) => {
+            print_problems(&e.into());
+            Ok(ExitCode::from(64))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `--admin ADDR` replaces `admin.listen` and keeps the token and allowed hosts of the file.
+fn set_admin_listen(cfg: &mut Config, addr: std::net::SocketAddr) {
+    cfg.admin.get_or_insert_with(Default::default).listen = addr;
+}
