@@ -79,21 +79,26 @@ impl FieldCounts {
         }
     }
 
+    /// Every (field, kind) counted at least once, with its count: what the summary and the
+    /// interval messages both publish.
+    pub(super) fn nonzero(&self) -> impl Iterator<Item = (&str, DiffKind, &FieldCount)> {
+        self.map.iter().flat_map(|(f, kinds)| {
+            kinds
+                .iter()
+                .zip(DiffKind::ALL)
+                .filter(|(c, _)| c.raw > 0)
+                .map(move |(c, k)| (&**f, k, c))
+        })
+    }
+
     pub(super) fn top(&self, n: usize) -> Vec<FieldStat> {
         let mut v: Vec<FieldStat> = self
-            .map
-            .iter()
-            .flat_map(|(f, kinds)| {
-                kinds
-                    .iter()
-                    .zip(DiffKind::ALL)
-                    .filter(|(c, _)| c.raw > 0)
-                    .map(|(c, k)| FieldStat {
-                        field: f.to_string(),
-                        kind: k,
-                        count: c.raw,
-                        noise: c.noise,
-                    })
+            .nonzero()
+            .map(|(f, kind, c)| FieldStat {
+                field: f.to_string(),
+                kind,
+                count: c.raw,
+                noise: c.noise,
             })
             .collect();
         v.sort_by(|a, b| {

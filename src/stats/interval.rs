@@ -126,19 +126,12 @@ impl IntervalDelta {
             .collect();
         let mut fields: Vec<WireField> = self
             .fields
-            .map
-            .iter()
-            .flat_map(|(f, kinds)| {
-                kinds
-                    .iter()
-                    .zip(DiffKind::ALL)
-                    .filter(|(c, _)| c.raw > 0)
-                    .map(|(c, kind)| WireField {
-                        field: f.to_string(),
-                        kind,
-                        count: c.raw,
-                        noise: c.noise,
-                    })
+            .nonzero()
+            .map(|(f, kind, c)| WireField {
+                field: f.to_string(),
+                kind,
+                count: c.raw,
+                noise: c.noise,
             })
             .collect();
         fields.sort_by(|a, b| a.field.cmp(&b.field).then(a.kind.cmp(&b.kind)));

@@ -489,13 +489,8 @@ mod tests {
     use crate::compare::{SkipReason, Verdict};
 
     fn unreachable() -> KafkaConfig {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         KafkaConfig {
-            brokers: format!("127.0.0.1:{port}"),
+            brokers: crate::sink::kafka::testing::unreachable_brokers().unwrap(),
             delivery_timeout: Duration::from_millis(300),
             ..KafkaConfig::default()
         }

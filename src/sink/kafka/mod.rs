@@ -349,6 +349,13 @@ pub mod testing {
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
 
+    /// A bootstrap address nobody listens on: the broker is down from the start.
+    pub fn unreachable_brokers() -> std::io::Result<String> {
+        // Bound and dropped at once: nothing listens on that port afterwards.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        Ok(addr.to_string())
+    }
+
     /// A mismatch event whose serialised form is about `body_bytes` + 700 bytes.
     pub fn sample_event(id: &str, endpoint: &str, body_bytes: usize) -> Event {
         let body =

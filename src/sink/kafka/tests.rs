@@ -3,14 +3,8 @@ use super::*;
 use std::time::Instant;
 
 fn unreachable_config(spool: &std::path::Path) -> KafkaConfig {
-    // A port nobody listens on: the broker is down from the start.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     KafkaConfig {
-        brokers: format!("127.0.0.1:{port}"),
+        brokers: super::testing::unreachable_brokers().unwrap(),
         spool_dir: spool.to_path_buf(),
         delivery_timeout: Duration::from_secs(2),
         ..KafkaConfig::default()
