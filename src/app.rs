@@ -219,6 +219,15 @@ impl Sidecar {
         let model = Arc::new(NoiseModel::new(cfg.noise, cfg.grouping.max_endpoints));
         let noise = cfg.secondary.is_some().then(|| model.clone());
         let pc = cfg.into_proxy(rules)?;
+        // The admin address is bound before the proxy opens its port: a taken admin port fails
+        // the start with nothing serving.
+        let listener = bind_admin(admin, admin_fallback).await?;
+        let admin_addr = listener
+            .local_addr()
+            .map_err(|source| AppError::AdminBind {
+                addr: admin,
+                source,
+            })?;
         let stage = StageConfig::from_config(&cfg);
         let proxy = start_proxy(
             pc,
@@ -229,13 +238,6 @@ impl Sidecar {
         )
         .await?;
 
-        let listener = bind_admin(admin, admin_fallback).await?;
-        let admin_addr = listener
-            .local_addr()
-            .map_err(|source| AppError::AdminBind {
-                addr: admin,
-                source,
-            })?;
         let ready = Arc::new(AtomicBool::new(false));
         let mut state = admin_state(stats.clone(), ready.clone(), &gate)
             .with_access(access)
