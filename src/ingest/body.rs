@@ -115,7 +115,10 @@ where
                     if let Some(d) = f.data_ref() {
                         this.keep(d);
                     }
-                    if this.inner.is_end_stream() {
+                    // Trailers are always the last frame (a chunked request's trailer section):
+                    // the body is complete, and hyper's client drops it right after writing
+                    // them, before the inner body can say it ended.
+                    if f.is_trailers() || this.inner.is_end_stream() {
                         this.finish(Ok(()));
                     }
                 }
@@ -223,6 +226,26 @@ mod tests {
         assert_eq!((copy.len(), budget.used()), (10, 10));
         drop(held);
         assert_eq!(budget.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn trailers_end_the_copy_even_if_the_body_is_dropped_right_after() {
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"hello"))),
+            Ok(Frame::trailers(http::HeaderMap::new())),
+        ];
+        let (mut tee, rx) = TeeBody::new(
+            StreamBody::new(futures_lite_stream(frames)),
+            25,
+            Reservation::default(),
+        );
+        while let Some(f) = tee.frame().await {
+            if f.unwrap().is_trailers() {
+                break; // as hyper's client does: nothing follows trailers
+            }
+        }
+        drop(tee);
+        assert_eq!(rx.await.unwrap().unwrap().0, "hello");
     }
 
     fn futures_lite_stream<T>(v: Vec<T>) -> futures_util::stream::Iter<std::vec::IntoIter<T>> {

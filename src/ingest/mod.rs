@@ -9,6 +9,7 @@
 //! - [`overload`]: shedding shadows while the I/O threads are saturated.
 //! - [`shadow_client`]: the lean HTTP/1.1 client shadows go out on.
 //! - [`resolve`]: upstream name lookups, cached and one at a time.
+//! - [`semantics`]: requests refused before forwarding (CONNECT, Host), and the one Host sent.
 
 pub mod body;
 pub mod circuit;
@@ -17,6 +18,7 @@ pub mod grouping;
 pub mod overload;
 pub mod proxy;
 pub mod resolve;
+pub mod semantics;
 mod shadow;
 pub mod shadow_client;
 
@@ -42,6 +44,8 @@ pub struct Counters {
     pub buffered: std::sync::Arc<crate::pipeline::budget::Budget>,
     /// Shadow admission under saturation (`shadow.overload`), written by its controller.
     pub overload: std::sync::Arc<overload::Overload>,
+    /// Requests answered by the proxy itself (400/405), by reason; never forwarded.
+    pub refused: semantics::RefusedCounts,
     skipped: [AtomicU64; SkipReason::ALL.len()],
 }
 
@@ -95,6 +99,13 @@ impl crate::pipeline::metrics::MetricsSource for Counters {
                 "shadowdiff_io_busy_ratio",
                 "Busy share of the proxy's I/O threads over the last 100 ms, of the cores the process may use",
                 self.overload.busy_ratio(),
+            ),
+            semantics::Refused::ALL.iter().fold(
+                MetricFamily::counter(
+                    "shadowdiff_requests_refused_total",
+                    "Client requests answered by the proxy itself and never forwarded (CONNECT: 405; missing, repeated or invalid Host: 400), by reason",
+                ),
+                |f, r| f.with(&[("reason", r.as_str())], self.refused.get(*r) as f64),
             ),
             MetricFamily::gauge(
                 "shadowdiff_shadow_buffered_bytes",

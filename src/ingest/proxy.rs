@@ -15,6 +15,7 @@ use super::circuit::Circuit;
 use super::config::{ProxyConfig, Upstream};
 use super::grouping::Grouper;
 use super::resolve::{DNS_TTL, HyperResolver, Resolver};
+use super::semantics::{self, Refused};
 use super::shadow::{Admitted, PrimaryCopy, ShadowJob, Shadows, run_shadow};
 use super::shadow_client::ShadowClient;
 use crate::compare::SkipReason;
@@ -375,6 +376,13 @@ async fn handle(
     let started = Instant::now();
     let ts = SystemTime::now();
     let (mut head, body) = req.into_parts();
+    // Before anything else sees it: neither the primary nor a shadow gets a request the RFCs
+    // say to refuse, and every one that goes out carries exactly one Host.
+    if let Err(r) = semantics::settle_host(&mut head) {
+        inner.counters.refused.add(r);
+        tracing::debug!(reason = r.as_str(), method = %head.method, "request refused");
+        return Ok(refused(r));
+    }
     let endpoint = inner
         .grouper
         .endpoint(head.method.as_str(), head.uri.path());
@@ -387,13 +395,6 @@ async fn handle(
     };
 
     strip_hop_by_hop(&mut head.headers);
-    // HTTP/2 clients send the authority as `:authority`; HTTP/1.1 upstreams need it as Host.
-    if !head.headers.contains_key(header::HOST)
-        && let Some(a) = head.uri.authority()
-        && let Ok(v) = HeaderValue::from_str(a.as_str())
-    {
-        head.headers.insert(header::HOST, v);
-    }
     let pq = head
         .uri
         .path_and_query()
@@ -465,6 +466,25 @@ async fn handle(
         None => TeeBody::passthrough(body),
     };
     Ok(Response::from_parts(parts, Either::Left(body)))
+}
+
+/// The proxy's own answer to a request it does not forward; the connection is closed after it,
+/// since a client that sent a malformed request may not agree with us on where the next begins.
+fn refused(r: Refused) -> Response<ProxyBody> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(format!(
+        "shadowdiff: {r}\n"
+    )))));
+    *resp.status_mut() = r.status();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if r == Refused::Connect {
+        h.insert(header::ALLOW, HeaderValue::from_static(semantics::ALLOW));
+    }
+    resp
 }
 
 fn bad_gateway(primary: &Upstream, reason: &str) -> Response<ProxyBody> {
