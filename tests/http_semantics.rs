@@ -78,7 +78,10 @@ async fn requests_the_rfcs_refuse_never_reach_the_primary_and_host_is_settled() 
     .await;
     assert_eq!(status(&a), 200, "{a}");
     let seen = primary.next().await;
-    assert_eq!((seen.uri.as_str(), host(&seen)), ("/abs", vec!["a.example".to_string()]));
+    assert_eq!(
+        (seen.uri.as_str(), host(&seen)),
+        ("/abs", vec!["a.example".to_string()])
+    );
     assert_eq!(host(&candidate.next().await), ["a.example"]);
 
     // Refused: answered by the proxy, connection closed, never forwarded.
@@ -181,14 +184,20 @@ async fn a_chunked_request_with_trailers_is_forwarded_whole_and_shadowed() {
     // The primary gets the body and its trailer section, as the client sent them.
     let raw = primary_saw.await.unwrap().to_ascii_lowercase();
     assert!(raw.contains("hello") && raw.contains(" world"), "{raw}");
-    assert!(raw.contains("\r\n0\r\nx-checksum: 5eb63bbbe0\r\n\r\n"), "{raw}");
+    assert!(
+        raw.contains("\r\n0\r\nx-checksum: 5eb63bbbe0\r\n\r\n"),
+        "{raw}"
+    );
     // The candidate gets the body (trailers are not sent to shadows: README, "HTTP semantics").
     assert_eq!(candidate.next().await.body, "hello world");
     // Compared, not skipped; the bodies agree (only the two servers' `date` headers differ).
     let seen = sink.wait_for(1).await;
     assert_ne!(seen[0].kind, VerdictKind::Skipped, "{seen:#?}");
     assert!(
-        seen[0].differences.iter().all(|d| d.path == "@headers/date"),
+        seen[0]
+            .differences
+            .iter()
+            .all(|d| d.path == "@headers/date"),
         "{seen:#?}"
     );
     proxy.shutdown().await;

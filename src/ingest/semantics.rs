@@ -158,7 +158,12 @@ mod tests {
 
     #[test]
     fn the_absolute_form_authority_wins_over_host_without_its_userinfo() {
-        let mut p = parts("GET", "http://a.example/x", Version::HTTP_11, &["b.example"]);
+        let mut p = parts(
+            "GET",
+            "http://a.example/x",
+            Version::HTTP_11,
+            &["b.example"],
+        );
         settle_host(&mut p).unwrap();
         assert_eq!(hosts(&p), ["a.example"]);
         let mut p = parts(
@@ -202,11 +207,19 @@ mod tests {
 
     #[test]
     fn invalid_hosts_are_refused() {
-        for h in ["a b", "a/b", "u@a", "a:99x", ":80", "a:80:80", "a:99999", "a:-1"] {
+        for h in [
+            "a b", "a/b", "u@a", "a:99x", ":80", "a:80:80", "a:99999", "a:-1",
+        ] {
             let mut p = parts("GET", "/x", Version::HTTP_11, &[h]);
             assert_eq!(settle_host(&mut p), Err(Refused::InvalidHost), "{h}");
         }
-        for h in ["a", "a:80", "[::1]:8080", "10.0.0.1", "xn--bcher-kva.example"] {
+        for h in [
+            "a",
+            "a:80",
+            "[::1]:8080",
+            "10.0.0.1",
+            "xn--bcher-kva.example",
+        ] {
             let mut p = parts("GET", "/x", Version::HTTP_11, &[h]);
             assert_eq!(settle_host(&mut p), Ok(()), "{h}");
         }
@@ -214,7 +227,12 @@ mod tests {
 
     #[test]
     fn connect_is_refused_with_405() {
-        let mut p = parts("CONNECT", "a.example:443", Version::HTTP_11, &["a.example:443"]);
+        let mut p = parts(
+            "CONNECT",
+            "a.example:443",
+            Version::HTTP_11,
+            &["a.example:443"],
+        );
         assert_eq!(settle_host(&mut p), Err(Refused::Connect));
         assert_eq!(Refused::Connect.status(), 405);
     }
