@@ -31,11 +31,14 @@ impl Drop for Process {
 
 impl Process {
     /// Starts `cmd` (the binary, or a wrapper such as `prlimit` that execs it) in `dir`, its
-    /// stderr collected, and waits until `/healthz` answers on `admin`.
+    /// stderr collected (`RUST_LOG=info` unless `cmd` sets it), and waits until `/healthz`
+    /// answers on `admin`.
     pub fn start(mut cmd: Command, dir: &Path, admin: SocketAddr) -> Process {
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "info");
+        }
         let mut child = cmd
             .current_dir(dir)
-            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -59,18 +62,31 @@ impl Process {
             admin,
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        p.poll(Duration::from_secs(30), "/healthz to answer", |p| {
             if let Some(s) = p.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("shadowdiff exited ({s}) before serving:\n{}", p.log());
             }
-            if http_get(admin, "/healthz").is_some_and(|a| a.status == 200) {
-                return p;
+            http_get(admin, "/healthz").filter(|a| a.status == 200)
+        });
+        p
+    }
+
+    /// Calls `f` every 20 ms until it gives a value; fails the test after `within`.
+    fn poll<T>(
+        &mut self,
+        within: Duration,
+        what: &str,
+        mut f: impl FnMut(&mut Self) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(v) = f(self) {
+                return v;
             }
             assert!(
                 Instant::now() < deadline,
-                "no /healthz on {admin} within 30 s:\n{}",
-                p.log()
+                "no {what} within {within:?}:\n{}",
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -103,20 +119,11 @@ impl Process {
 
     /// Waits for it to exit; fails the test after `within`.
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        let c = self.child.as_mut().unwrap();
-        loop {
-            if let Some(s) = c.try_wait().unwrap() {
-                self.child = None;
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running after {within:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let s = self.poll(within, "exit", |p| {
+            p.child.as_mut().unwrap().try_wait().unwrap()
+        });
+        self.child = None;
+        s
     }
 
     /// CPU time used so far (user + system), in clock ticks (1/100 s on Linux).
