@@ -29,7 +29,9 @@
 //!   release gate; [`stats::publisher`] sends per-endpoint interval statistics to Kafka on the
 //!   Kafka sink's producer.
 //! - [`ingest`]: sources of exchanges. [`ingest::proxy`] is the inline sidecar's request path,
-//!   [`ingest::circuit`] its breaker and `ingest::shadow` the background shadow task; shadows go
+//!   [`ingest::inbound`] its client connections under `limits:` (timeouts, connection cap, head
+//!   size, accept back-off, descriptor budget), [`ingest::circuit`] its breaker and
+//!   `ingest::shadow` the background shadow task; shadows go
 //!   out on [`ingest::shadow_client`], names resolve through [`ingest::resolve`];
 //!   [`ingest::grouping`] names endpoints; [`ingest::config`] is the proxy's config.
 //! - [`config`]: `shadowdiff.yaml` — one struct aggregating each component's own section,

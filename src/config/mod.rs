@@ -16,7 +16,7 @@ mod tests;
 use crate::admin::config::{AdminConfig, AdminConfigError};
 use crate::compare::rules::{RuleErrors, RuleSet};
 pub use crate::ingest::config::{
-    CircuitConfig, HostPolicy, OverloadConfig, ProxyConfig, RouteConfig, ShadowConfig,
+    CircuitConfig, HostPolicy, LimitsConfig, OverloadConfig, ProxyConfig, RouteConfig, ShadowConfig,
 };
 use crate::ingest::grouping::GroupingConfig;
 pub use crate::pipeline::CompareConfig;
@@ -85,6 +85,9 @@ pub struct Config {
     /// `shadowdiff`.
     pub instance: Option<String>,
     pub shadow: ShadowConfig,
+    /// `limits:`, owned by the proxy's inbound side ([`LimitsConfig`]: every key and its
+    /// default).
+    pub limits: LimitsConfig,
     pub compare: CompareConfig,
     /// `grouping:`, owned by the grouping ([`crate::ingest::grouping::GroupingConfig`]); its
     /// `max_endpoints` caps the statistics and the noise model too.
@@ -116,6 +119,7 @@ impl Default for Config {
             rules: None,
             instance: None,
             shadow: ShadowConfig::default(),
+            limits: LimitsConfig::default(),
             compare: CompareConfig::default(),
             grouping: GroupingConfig::default(),
             publish: PublishConfig::default(),
@@ -194,14 +198,15 @@ const SECTIONS: &[(&[&str], Check, &[&str])] = &[
         &[],
         check::<Config>,
         &[
-            "shadow", "compare", "grouping", "publish", "sinks", "redact", "log", "stats", "gate",
-            "noise", "admin",
+            "shadow", "limits", "compare", "grouping", "publish", "sinks", "redact", "log",
+            "stats", "gate", "noise", "admin",
         ],
     ),
     (&["admin"], check::<AdminConfig>, &[]),
     (&["shadow"], check::<ShadowConfig>, &["circuit", "overload"]),
     (&["shadow", "circuit"], check::<CircuitConfig>, &[]),
     (&["shadow", "overload"], check::<OverloadConfig>, &[]),
+    (&["limits"], check::<LimitsConfig>, &[]),
     (&["compare"], check::<CompareConfig>, &[]),
     (&["grouping"], check::<GroupingConfig>, &[]),
     (&["publish"], check::<PublishConfig>, &[]),
@@ -427,6 +432,7 @@ impl Config {
             rules: Arc::new(rules),
             instance,
             shadow: self.shadow.clone(),
+            limits: self.limits.clone(),
             grouping: self.grouping.clone(),
             shutdown_grace: self.shutdown_grace,
         })

@@ -1,5 +1,6 @@
-//! The inline proxy's configuration: the `shadow:` section of the config file (owned here, held by
-//! [`crate::config::Config`]) and [`ProxyConfig`], what [`super::proxy::start`] runs with.
+//! The inline proxy's configuration: the `shadow:` and `limits:` sections of the config file
+//! (owned here, held by [`crate::config::Config`]) and [`ProxyConfig`], what
+//! [`super::proxy::start`] runs with.
 
 use super::grouping::GroupingConfig;
 use crate::compare::pattern::EndpointPattern;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What the proxy runs with: where it listens, the upstreams, the compiled rules (for endpoint
-/// names), the instance name and the `shadow:` and `grouping:` sections. Built from the config
+/// names), the instance name and the `shadow:`, `limits:` and `grouping:` sections. Built from the config
 /// file by [`crate::config::Config::into_proxy`]; the comparison stage's settings (`compare:`,
 /// `redact:`, `publish:`) go to the pipeline instead ([`crate::app`]).
 #[derive(Debug, Clone)]
@@ -25,6 +26,7 @@ pub struct ProxyConfig {
     pub rules: Arc<RuleSet>,
     pub instance: String,
     pub shadow: ShadowConfig,
+    pub limits: LimitsConfig,
     pub grouping: GroupingConfig,
     /// How long shutdown waits for in-flight requests and shadows.
     pub shutdown_grace: Duration,
@@ -41,6 +43,7 @@ impl ProxyConfig {
             rules: Arc::new(RuleSet::default()),
             instance: "shadowdiff".into(),
             shadow: ShadowConfig::default(),
+            limits: LimitsConfig::default(),
             grouping: GroupingConfig::default(),
             shutdown_grace: Duration::from_secs(10),
         }
@@ -180,4 +183,53 @@ impl Default for OverloadConfig {
             after: Duration::from_secs(1),
         }
     }
+}
+
+/// `limits:` — the client side of the proxy: how long a connection may take to send a head or
+/// sit idle, how many are served at once, how large a head may be (`src/ingest/inbound.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// A request head not complete this long after the connection opened (or, on a kept-alive
+    /// connection, after the head's first byte): the connection is closed. Default `10s`.
+    #[serde(deserialize_with = "de::positive_duration")]
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection (HTTP/1.1 between requests, HTTP/2 with no stream open) with no
+    /// request for this long is closed. Default `60s`.
+    #[serde(deserialize_with = "de::positive_duration")]
+    pub idle_timeout: Duration,
+    /// Client connections served at once; beyond, new connections wait in the listen backlog
+    /// (and idle kept-alive connections are closed to make room). Lowered at start when the
+    /// descriptor limit (`RLIMIT_NOFILE`) cannot hold it. Default `10000`.
+    #[serde(deserialize_with = "de::positive")]
+    pub max_connections: usize,
+    /// Largest request head (request line and headers); larger: `431` and the connection closed.
+    /// At least `8KiB` (hyper's smallest read buffer). Default `64KiB`.
+    #[serde(deserialize_with = "head_bytes")]
+    pub max_header_bytes: usize,
+}
+
+/// hyper's smallest read buffer: a smaller head cap would make it panic.
+pub const MIN_HEADER_BYTES: usize = 8 << 10;
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            max_header_bytes: 64 << 10,
+        }
+    }
+}
+
+fn head_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = de::size(d)?;
+    if n < MIN_HEADER_BYTES {
+        return Err(serde::de::Error::custom(format!(
+            "{} is below the smallest head hyper reads, 8KiB",
+            crate::units::format_size(n as u64)
+        )));
+    }
+    Ok(n)
 }

@@ -1,7 +1,10 @@
 //! Helpers for the integration tests: real backends on 127.0.0.1 port 0 that record what they
 //! receive, a counting sink that tests can wait on, HTTP/1.1 and h2c clients, and finding the
-//! real components `scripts/install-test-deps.sh` installs (skip without them, fail under `CI`).
+//! real components `scripts/install-test-deps.sh` installs (skip without them, fail under `CI`);
+//! [`process`] runs the real binary as a child.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod process;
 
 use bytes::Bytes;
 use http::{Request, Response};
