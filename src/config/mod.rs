@@ -222,9 +222,7 @@ fn lookup<'v>(doc: &'v Yaml, path: &[&str]) -> Option<&'v Yaml> {
 impl Config {
     /// Reads and validates a config file (not its rules: see [`Config::load_rules`]).
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![Problem::new(path, None, format!("cannot read: {e}"))])
-        })?;
+        let text = yaml::read(path).map_err(|p| ConfigErrors(vec![p]))?;
         let mut cfg = Self::from_yaml(path, &text)?;
         // Relative rules paths are relative to the config file, like includes in most servers.
         if let (Some(r), Some(dir)) = (&cfg.rules, path.parent())
@@ -271,10 +269,11 @@ impl Config {
                     for (i, item) in items.iter().enumerate() {
                         if let Err(e) = check::<RouteConfig>(item) {
                             problems.push(at(
-                                starts
-                                    .get(i)
-                                    .copied()
-                                    .or(lines.key_path(&["shadow", "routes"])),
+                                starts.get(i).copied().or_else(|| {
+                                    yaml::room(&problems, 0)
+                                        .then(|| lines.key_path(&["shadow", "routes"]))
+                                        .flatten()
+                                }),
                                 format!("shadow.routes[{i}]: {}", yaml::message(&e)),
                             ));
                         }
@@ -284,14 +283,19 @@ impl Config {
                 if let Err(e) = check_section(&yaml::one_key(k, v)) {
                     let mut full: Vec<&str> = path.to_vec();
                     full.push(key);
+                    // Locating scans the section: only for problems that will be listed.
+                    let line = yaml::room(&problems, 0)
+                        .then(|| lines.key_path(&full))
+                        .flatten();
                     problems.push(at(
-                        lines.key_path(&full),
+                        line,
                         format!("{}: {}", full.join("."), yaml::message(&e)),
                     ));
                 }
             }
         }
         if !problems.is_empty() {
+            yaml::cap(file, &mut problems, 0);
             return Err(ConfigErrors(problems));
         }
         let mut cfg: Config = match serde_yaml_ng::from_value(doc) {
@@ -367,9 +371,9 @@ impl Config {
             Ok(c) => c,
             Err(mut errs) => {
                 // Still report rule problems when the rules path itself could be read.
-                if let Some(rules) = std::fs::read_to_string(path)
+                if let Some(rules) = yaml::read(path)
                     .ok()
-                    .and_then(|t| serde_yaml_ng::from_str::<Yaml>(&t).ok())
+                    .and_then(|t| yaml::parse(path, &t).ok())
                     .and_then(|d| d.get("rules").and_then(|r| r.as_str().map(PathBuf::from)))
                 {
                     let rules = match path.parent() {

@@ -83,6 +83,14 @@ fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 
 /// Compiles one rules text into `set`, adding every problem found to `problems`.
 pub(super) fn file(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Vec<Problem>) {
+    let first = problems.len();
+    compile(file, text, set, problems, first);
+    yaml::cap(file, problems, first);
+}
+
+/// [`file`], with the problems of this file starting at `first`: each is located only while
+/// it will be listed ([`yaml::room`]).
+fn compile(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Vec<Problem>, first: usize) {
     let doc = match yaml::parse(file, text) {
         Ok(d) => d,
         Err(p) => {
@@ -121,13 +129,17 @@ pub(super) fn file(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Ve
         ),
         None => {}
     }
+    let mut bad = 0;
     for e in raw.endpoints.iter().flatten() {
         match EndpointPattern::parse(e) {
             Ok(p) => set.endpoints.push(p),
-            Err(err) => problem(
-                lines.find_after("endpoints:", e),
-                format!("endpoints: {err}"),
-            ),
+            Err(err) => {
+                bad += 1;
+                let line = (bad <= yaml::MAX_PROBLEMS)
+                    .then(|| lines.find_after("endpoints:", e))
+                    .flatten();
+                problem(line, format!("endpoints: {err}"))
+            }
         }
     }
     let starts = lines.list_item_starts("rules");
@@ -141,10 +153,12 @@ pub(super) fn file(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Ve
             set.rules.push(rule);
         }
         for (key, reason) in found {
+            let room = yaml::room(problems, first);
             problems.push(Problem {
                 file: file.to_path_buf(),
                 // A key not found on its own line (a flow mapping) is placed at the rule.
                 line: key
+                    .filter(|_| room)
                     .and_then(|k| lines.key_between(&k, start, end))
                     .or(start),
                 rule: Some(label.clone()),
