@@ -93,7 +93,8 @@ pub struct Config {
     pub sinks: SinksConfig,
     /// `redact:`, owned by the redaction module ([`RedactConfig`]: every key and its default).
     pub redact: RedactConfig,
-    /// How long shutdown waits for in-flight requests, shadows and sinks. Default `10s`.
+    /// How long shutdown waits for in-flight requests, shadows and sinks; `0s` stops at once.
+    /// Default `10s`.
     #[serde(deserialize_with = "de::duration")]
     pub shutdown_grace: Duration,
     pub log: LogConfig,
@@ -135,8 +136,9 @@ impl Default for Config {
 #[serde(deny_unknown_fields, default)]
 pub struct PublishConfig {
     /// Every published value (a body, a difference's value or excerpt, a header value, a query)
-    /// larger than this is published truncated (`src/redact/mod.rs`). Default `16KiB`.
-    #[serde(deserialize_with = "de::size")]
+    /// larger than this is published truncated (`src/redact/mod.rs`); at least 1 byte.
+    /// Default `16KiB`.
+    #[serde(deserialize_with = "de::positive_size")]
     pub max_body_bytes: usize,
 }
 
