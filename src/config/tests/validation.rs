@@ -214,7 +214,7 @@ fn hostile_yaml_is_refused_with_file_and_line() {
         let prev = format!("*x{}", i - 1);
         laughs.push_str(&format!(
             "x{i}: &x{i} [{}]\n",
-            vec![prev.as_str(); 10].join(", ")
+            [prev.as_str(); 10].join(", ")
         ));
     }
     let e = parse(&format!("{laughs}noise: {{}}\n")).unwrap_err().0;
