@@ -74,30 +74,26 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<Yaml, Problem> {
     })
 }
 
-/// Most problems listed per file. Locating a problem's line scans the file, so a file of
-/// 50,000 bad keys would take minutes to report whole; past this many, problems are counted,
-/// not located, and one line says how many more there were.
+/// Most problems listed per file. Locating a problem's line scans the file and checking a key
+/// costs a deserialisation, so a file of 50,000 bad keys took minutes to report whole; past
+/// this many, checking stops and one line says so.
 pub const MAX_PROBLEMS: usize = 100;
 
-/// Whether a problem found now (the problems of this file starting at `first`) is still
-/// listed, and so worth locating.
+/// Whether checking goes on: the problems of this file (from `first` on) have not passed
+/// [`MAX_PROBLEMS`] yet. One more than the cap is let in, so [`cap`] can tell that it stopped.
 pub(crate) fn room(problems: &[Problem], first: usize) -> bool {
-    problems.len() - first < MAX_PROBLEMS
+    problems.len() - first <= MAX_PROBLEMS
 }
 
-/// Keeps the first [`MAX_PROBLEMS`] problems of this file (those from `first` on) and says how
-/// many more there were.
+/// Keeps the first [`MAX_PROBLEMS`] problems of this file (those from `first` on), and says
+/// that checking stopped there when it did.
 pub(crate) fn cap(file: &Path, problems: &mut Vec<Problem>, first: usize) {
-    let n = problems.len() - first;
-    if n > MAX_PROBLEMS {
+    if problems.len() - first > MAX_PROBLEMS {
         problems.truncate(first + MAX_PROBLEMS);
         problems.push(Problem::new(
             file,
             None,
-            format!(
-                "{} more problems not listed (the first {MAX_PROBLEMS} are)",
-                n - MAX_PROBLEMS
-            ),
+            format!("more problems not listed: checking stopped after the first {MAX_PROBLEMS}"),
         ));
     }
 }

@@ -253,11 +253,14 @@ impl Config {
                 return Err(ConfigErrors(problems));
             }
         };
-        for (path, check_section, nested) in SECTIONS {
+        'sections: for (path, check_section, nested) in SECTIONS {
             let Some(Yaml::Mapping(section)) = lookup(&doc, path) else {
                 continue; // absent, or not a mapping: reported by the parent's check
             };
             for (k, v) in section {
+                if !yaml::room(&problems, 0) {
+                    break 'sections;
+                }
                 let key = k.as_str().unwrap_or("?");
                 if nested.contains(&key) && matches!(v, Yaml::Mapping(_)) {
                     continue; // checked key by key as its own section
@@ -270,12 +273,14 @@ impl Config {
                     let starts = lines.list_items_at(&["shadow", "routes"]);
                     for (i, item) in items.iter().enumerate() {
                         if let Err(e) = check::<RouteConfig>(item) {
+                            if !yaml::room(&problems, 0) {
+                                break 'sections;
+                            }
                             problems.push(at(
-                                starts.get(i).copied().or_else(|| {
-                                    yaml::room(&problems, 0)
-                                        .then(|| lines.key_path(&["shadow", "routes"]))
-                                        .flatten()
-                                }),
+                                starts
+                                    .get(i)
+                                    .copied()
+                                    .or(lines.key_path(&["shadow", "routes"])),
                                 format!("shadow.routes[{i}]: {}", yaml::message(&e)),
                             ));
                         }
@@ -285,12 +290,8 @@ impl Config {
                 if let Err(e) = check_section(&yaml::one_key(k, v)) {
                     let mut full: Vec<&str> = path.to_vec();
                     full.push(key);
-                    // Locating scans the section: only for problems that will be listed.
-                    let line = yaml::room(&problems, 0)
-                        .then(|| lines.key_path(&full))
-                        .flatten();
                     problems.push(at(
-                        line,
+                        lines.key_path(&full),
                         format!("{}: {}", full.join("."), yaml::message(&e)),
                     ));
                 }

@@ -88,8 +88,8 @@ pub(super) fn file(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Ve
     yaml::cap(file, problems, first);
 }
 
-/// [`file`], with the problems of this file starting at `first`: each is located only while
-/// it will be listed ([`yaml::room`]).
+/// [`file`], with the problems of this file starting at `first`: checking stops once they pass
+/// the cap ([`yaml::room`]).
 fn compile(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Vec<Problem>, first: usize) {
     let doc = match yaml::parse(file, text) {
         Ok(d) => d,
@@ -133,17 +133,22 @@ fn compile(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Vec<Proble
     for e in raw.endpoints.iter().flatten() {
         match EndpointPattern::parse(e) {
             Ok(p) => set.endpoints.push(p),
+            // Past the cap, checking stops (the count is all `yaml::cap` needs).
+            Err(_) if bad > yaml::MAX_PROBLEMS => break,
             Err(err) => {
                 bad += 1;
-                let line = (bad <= yaml::MAX_PROBLEMS)
-                    .then(|| lines.find_after("endpoints:", e))
-                    .flatten();
-                problem(line, format!("endpoints: {err}"))
+                problem(
+                    lines.find_after("endpoints:", e),
+                    format!("endpoints: {err}"),
+                )
             }
         }
     }
     let starts = lines.list_item_starts("rules");
     for (i, item) in raw.rules.iter().flatten().enumerate() {
+        if !yaml::room(problems, first) {
+            break;
+        }
         let start = starts.get(i).copied();
         let end = starts.get(i + 1).copied();
         let scope = item.get("match").and_then(|m| m.as_str()).unwrap_or("?");
