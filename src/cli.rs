@@ -62,7 +62,7 @@ pub struct AggregateArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Bootstrap brokers, host:port[,host:port] (required here or in the config file).
-    #[arg(long)]
+    #[arg(long, value_parser = brokers_arg)]
     pub brokers: Option<String>,
     /// Events topic (default shadowdiff.events).
     #[arg(long)]
@@ -263,4 +263,9 @@ fn print_problems(e: &ConfigErrors) {
         eprintln!("{p}");
     }
     eprintln!("{} problem(s)", e.0.len());
+}
+
+/// `--brokers`, checked as `sinks.kafka.brokers` is.
+fn brokers_arg(s: &str) -> Result<String, String> {
+    crate::units::de::check_brokers(s).map(|()| s.to_string())
 }

@@ -12,6 +12,9 @@ use serde_json::json;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+/// Numbers at the edges: huge exponents, tolerances beyond f64 (issue 12, "Validation").
+mod numbers;
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------

@@ -96,7 +96,8 @@ pub struct Config {
     pub sinks: SinksConfig,
     /// `redact:`, owned by the redaction module ([`RedactConfig`]: every key and its default).
     pub redact: RedactConfig,
-    /// How long shutdown waits for in-flight requests, shadows and sinks. Default `10s`.
+    /// How long shutdown waits for in-flight requests, shadows and sinks; `0s` stops at once.
+    /// Default `10s`.
     #[serde(deserialize_with = "de::duration")]
     pub shutdown_grace: Duration,
     pub log: LogConfig,
@@ -139,8 +140,9 @@ impl Default for Config {
 #[serde(deny_unknown_fields, default)]
 pub struct PublishConfig {
     /// Every published value (a body, a difference's value or excerpt, a header value, a query)
-    /// larger than this is published truncated (`src/redact/mod.rs`). Default `16KiB`.
-    #[serde(deserialize_with = "de::size")]
+    /// larger than this is published truncated (`src/redact/mod.rs`); at least 1 byte.
+    /// Default `16KiB`.
+    #[serde(deserialize_with = "de::positive_size")]
     pub max_body_bytes: usize,
 }
 
@@ -227,9 +229,7 @@ fn lookup<'v>(doc: &'v Yaml, path: &[&str]) -> Option<&'v Yaml> {
 impl Config {
     /// Reads and validates a config file (not its rules: see [`Config::load_rules`]).
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![Problem::new(path, None, format!("cannot read: {e}"))])
-        })?;
+        let text = yaml::read(path).map_err(|p| ConfigErrors(vec![p]))?;
         let mut cfg = Self::from_yaml(path, &text)?;
         // Relative rules paths are relative to the config file, like includes in most servers.
         if let (Some(r), Some(dir)) = (&cfg.rules, path.parent())
@@ -258,11 +258,14 @@ impl Config {
                 return Err(ConfigErrors(problems));
             }
         };
-        for (path, check_section, nested) in SECTIONS {
+        'sections: for (path, check_section, nested) in SECTIONS {
             let Some(Yaml::Mapping(section)) = lookup(&doc, path) else {
                 continue; // absent, or not a mapping: reported by the parent's check
             };
             for (k, v) in section {
+                if !yaml::room(&problems, 0) {
+                    break 'sections;
+                }
                 let key = k.as_str().unwrap_or("?");
                 if nested.contains(&key) && matches!(v, Yaml::Mapping(_)) {
                     continue; // checked key by key as its own section
@@ -275,6 +278,9 @@ impl Config {
                     let starts = lines.list_items_at(&["shadow", "routes"]);
                     for (i, item) in items.iter().enumerate() {
                         if let Err(e) = check::<RouteConfig>(item) {
+                            if !yaml::room(&problems, 0) {
+                                break 'sections;
+                            }
                             problems.push(at(
                                 starts
                                     .get(i)
@@ -297,6 +303,7 @@ impl Config {
             }
         }
         if !problems.is_empty() {
+            yaml::cap(file, &mut problems, 0);
             return Err(ConfigErrors(problems));
         }
         let mut cfg: Config = match serde_yaml_ng::from_value(doc) {
@@ -372,9 +379,9 @@ impl Config {
             Ok(c) => c,
             Err(mut errs) => {
                 // Still report rule problems when the rules path itself could be read.
-                if let Some(rules) = std::fs::read_to_string(path)
+                if let Some(rules) = yaml::read(path)
                     .ok()
-                    .and_then(|t| serde_yaml_ng::from_str::<Yaml>(&t).ok())
+                    .and_then(|t| yaml::parse(path, &t).ok())
                     .and_then(|d| d.get("rules").and_then(|r| r.as_str().map(PathBuf::from)))
                 {
                     let rules = match path.parent() {

@@ -1,5 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use super::*;
+
+/// Ports, durations, sizes and the YAML limits (issue 12, "Validation").
+mod validation;
 use http::Method;
 
 const DESIGN_EXAMPLE: &str = r#"

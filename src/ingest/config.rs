@@ -64,21 +64,21 @@ pub struct ShadowConfig {
     /// Fraction of eligible requests mirrored, `0.25` or `25%`. Default `1.0`.
     #[serde(deserialize_with = "de::rate")]
     pub sample: f64,
-    /// Deadline for a candidate/secondary answer (whole body). Default `5s`.
-    #[serde(deserialize_with = "de::duration")]
+    /// Deadline for a candidate/secondary answer (whole body); more than 0. Default `5s`.
+    #[serde(deserialize_with = "de::positive_duration")]
     pub timeout: Duration,
     /// Shadow requests in flight at most; beyond, dropped as `shadow_queue_full`. Default `1024`.
     #[serde(deserialize_with = "de::positive")]
     pub max_in_flight: usize,
     /// Largest request or response body kept for comparison; larger bodies pass through
-    /// untouched and the exchange is `body_too_large`. Default `4MiB`.
-    #[serde(deserialize_with = "de::size")]
+    /// untouched and the exchange is `body_too_large`; at least 1 byte. Default `4MiB`.
+    #[serde(deserialize_with = "de::positive_size")]
     pub max_body_bytes: usize,
     /// All the bytes shadows may hold at once (request and response copies, candidate and
     /// secondary answers, until compared); a copy that would cross it is given up and the
     /// exchange is `memory_budget`. `max_in_flight × max_body_bytes` bounds nothing useful on its
-    /// own (1024 × 4 MiB × 4 copies). Default `64MiB`.
-    #[serde(deserialize_with = "de::size")]
+    /// own (1024 × 4 MiB × 4 copies). At least 1 byte. Default `64MiB`.
+    #[serde(deserialize_with = "de::positive_size")]
     pub max_buffered_bytes: usize,
     /// Headers removed from shadow requests (e.g. `authorization` when the candidate must not
     /// see credentials). Default none.
@@ -148,8 +148,9 @@ pub struct CircuitConfig {
     /// Consecutive candidate failures (transport error, timeout or 5xx) that open the circuit;
     /// `0` disables the breaker. Default `5`.
     pub failures: u32,
-    /// How long the circuit stays open before one probe is let through. Default `10s`.
-    #[serde(deserialize_with = "de::duration")]
+    /// How long the circuit stays open before one probe is let through; more than 0 (`failures:
+    /// 0` is how the breaker is turned off). Default `10s`.
+    #[serde(deserialize_with = "de::positive_duration")]
     pub cooldown: Duration,
 }
 
@@ -171,7 +172,8 @@ pub struct OverloadConfig {
     /// start to shed, `0.9` or `90%`; `100%` turns shedding off. Default `90%`.
     #[serde(deserialize_with = "de::rate")]
     pub busy: f64,
-    /// How long the share must stay above `busy` before shedding starts. Default `1s`.
+    /// How long the share must stay above `busy` before shedding starts; `0s` sheds on the
+    /// first busy sample. Default `1s`.
     #[serde(deserialize_with = "de::duration")]
     pub after: Duration,
 }

@@ -83,6 +83,14 @@ fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 
 /// Compiles one rules text into `set`, adding every problem found to `problems`.
 pub(super) fn file(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Vec<Problem>) {
+    let first = problems.len();
+    compile(file, text, set, problems, first);
+    yaml::cap(file, problems, first);
+}
+
+/// [`file`], with the problems of this file starting at `first`: checking stops once they pass
+/// the cap ([`yaml::room`]).
+fn compile(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Vec<Problem>, first: usize) {
     let doc = match yaml::parse(file, text) {
         Ok(d) => d,
         Err(p) => {
@@ -121,17 +129,26 @@ pub(super) fn file(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Ve
         ),
         None => {}
     }
+    let mut bad = 0;
     for e in raw.endpoints.iter().flatten() {
         match EndpointPattern::parse(e) {
             Ok(p) => set.endpoints.push(p),
-            Err(err) => problem(
-                lines.find_after("endpoints:", e),
-                format!("endpoints: {err}"),
-            ),
+            // Past the cap, checking stops (the count is all `yaml::cap` needs).
+            Err(_) if bad > yaml::MAX_PROBLEMS => break,
+            Err(err) => {
+                bad += 1;
+                problem(
+                    lines.find_after("endpoints:", e),
+                    format!("endpoints: {err}"),
+                )
+            }
         }
     }
     let starts = lines.list_item_starts("rules");
     for (i, item) in raw.rules.iter().flatten().enumerate() {
+        if !yaml::room(problems, first) {
+            break;
+        }
         let start = starts.get(i).copied();
         let end = starts.get(i + 1).copied();
         let scope = item.get("match").and_then(|m| m.as_str()).unwrap_or("?");
@@ -141,10 +158,12 @@ pub(super) fn file(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Ve
             set.rules.push(rule);
         }
         for (key, reason) in found {
+            let room = yaml::room(problems, first);
             problems.push(Problem {
                 file: file.to_path_buf(),
                 // A key not found on its own line (a flow mapping) is placed at the rule.
                 line: key
+                    .filter(|_| room)
                     .and_then(|k| lines.key_between(&k, start, end))
                     .or(start),
                 rule: Some(label.clone()),
