@@ -123,6 +123,30 @@ fn wait_with_deadline(child: &mut KillOnDrop, limit: Duration) -> Option<std::pr
     }
 }
 
+/// Runs `tests/ui/SCRIPT` in node against the admin server at `admin`, with the browser's
+/// settings and `env`; fails when it fails or takes over 180 s (its output goes to the test's).
+fn browse(script: &str, modules: &Path, admin: SocketAddr, env: &[(&str, &std::ffi::OsStr)]) {
+    let mut node = KillOnDrop(
+        Command::new("node")
+            .arg(manifest_dir().join("tests/ui").join(script))
+            .env("ADMIN_URL", format!("http://{admin}"))
+            .env("PLAYWRIGHT_MODULES", modules)
+            .env("CHROMIUM", CHROMIUM)
+            .envs(env.iter().copied())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    match wait_with_deadline(&mut node, Duration::from_secs(180)) {
+        Some(s) => assert!(
+            s.success(),
+            "tests/ui/{script} failed ({s}); its output is above"
+        ),
+        None => panic!("tests/ui/{script} did not finish in 180s"),
+    }
+}
+
 /// The playwright-core modules, or `None` (after saying why) when the browser test is skipped.
 fn modules_or_skip() -> Option<PathBuf> {
     match prerequisites() {
@@ -213,28 +237,16 @@ fn a_reviewer_finds_the_planted_regression_in_the_browser() {
     eprintln!("demo ready in {:?} at http://{admin}/", started.elapsed());
 
     let browsing = Instant::now();
-    let mut node = KillOnDrop(
-        Command::new("node")
-            .arg(root.join("tests/ui/review.mjs"))
-            .env("ADMIN_URL", format!("http://{admin}"))
-            .env("PLAYWRIGHT_MODULES", &modules)
-            .env("CHROMIUM", CHROMIUM)
-            .env("SCREENSHOT", &screenshot)
-            .env("EXPECTED_EXCHANGES", expected.to_string())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
+    browse(
+        "review.mjs",
+        &modules,
+        admin,
+        &[
+            ("SCREENSHOT", screenshot.as_os_str()),
+            ("EXPECTED_EXCHANGES", expected.to_string().as_ref()),
+        ],
     );
-    let status = wait_with_deadline(&mut node, Duration::from_secs(180));
     eprintln!("browser review took {:?}", browsing.elapsed());
-    match status {
-        Some(s) => assert!(
-            s.success(),
-            "tests/ui/review.mjs failed ({s}); its output is above"
-        ),
-        None => panic!("tests/ui/review.mjs did not finish in 180s"),
-    }
     assert!(
         screenshot.exists(),
         "no screenshot at {}",
@@ -278,7 +290,6 @@ fn the_ui_takes_its_token_from_the_fragment_and_forgets_the_url() {
     };
     const TOKEN: &str = "ui-token+with/base64=chars-0123456789";
     const EXCHANGES: u64 = 6;
-    let root = manifest_dir();
     let primary = json_server(r#"{"id":1,"total":9.99,"tags":["a","b"]}"#);
     let secondary = json_server(r#"{"id":1,"total":9.99,"tags":["a","b"]}"#);
     let candidate = json_server(r#"{"id":1,"total":10.99,"tags":["a","b"]}"#);
@@ -369,26 +380,15 @@ fn the_ui_takes_its_token_from_the_fragment_and_forgets_the_url() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let mut node = KillOnDrop(
-        Command::new("node")
-            .arg(root.join("tests/ui/token.mjs"))
-            .env("ADMIN_URL", format!("http://{admin}"))
-            .env("ADMIN_TOKEN", TOKEN)
-            .env("PLAYWRIGHT_MODULES", &modules)
-            .env("CHROMIUM", CHROMIUM)
-            .env("EXPECTED_EXCHANGES", EXCHANGES.to_string())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
+    browse(
+        "token.mjs",
+        &modules,
+        admin,
+        &[
+            ("ADMIN_TOKEN", TOKEN.as_ref()),
+            ("EXPECTED_EXCHANGES", EXCHANGES.to_string().as_ref()),
+        ],
     );
-    match wait_with_deadline(&mut node, Duration::from_secs(180)) {
-        Some(s) => assert!(
-            s.success(),
-            "tests/ui/token.mjs failed ({s}); its output is above"
-        ),
-        None => panic!("tests/ui/token.mjs did not finish in 180s"),
-    }
     assert!(
         !log.lock().contains(TOKEN),
         "the token reached the log:\n{}",
