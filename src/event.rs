@@ -129,7 +129,7 @@ fn outcome(o: &Outcome, r: &Redaction) -> EventResponse {
             latency_us: None,
             headers: BTreeMap::new(),
             body: Value::Null,
-            error: Some(r.text(&e.to_string())),
+            error: Some(r.quoted(&e.to_string())),
         },
     }
 }

@@ -6,10 +6,16 @@
 //! `shadowdiff proxy` and opens the page as `/#token=...`: `tests/ui/token.mjs` checks that the
 //! data loads, every API request carries the token, and the token leaves the address bar.
 //!
+//! A third feeds `shadowdiff proxy` the planted personal data of `tests/pii/` and opens every
+//! event in the detail view (`tests/ui/pii.mjs`): nothing Chromium rendered may hold a secret.
+//!
 //! Needs `/usr/bin/chromium`, `node` and `target/ui-test/node_modules` (all installed by
 //! `scripts/install-test-deps.sh`). Without them the test says why and passes, unless
 //! `SHADOWDIFF_REQUIRE_BROWSER=1` (set by `scripts/test.sh`), where a missing piece is a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod pii;
 
 use crossbeam_channel as mpsc;
 use parking_lot::Mutex;
@@ -394,4 +400,39 @@ fn the_ui_takes_its_token_from_the_fragment_and_forgets_the_url() {
         "the token reached the log:\n{}",
         log.lock()
     );
+}
+
+#[test]
+fn the_detail_view_of_every_planted_mismatch_shows_no_secret() {
+    let Some(modules) = modules_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "  file: {{path: {}}}\n",
+        dir.path().join("events.jsonl").display()
+    );
+    let proxy = pii::RealProxy::start(dir.path(), &sinks, false, &[]);
+    let admin = proxy.admin;
+    proxy.drive_and_wait();
+
+    let out = dir.path().join("rendered.txt");
+    browse("pii.mjs", &modules, admin, &[("OUT", out.as_os_str())]);
+    let rendered = std::fs::read(&out).unwrap();
+    pii::assert_no_secret("the review UI as Chromium rendered it", &rendered);
+    // Not vacuous: every event was rendered, with its redacted differences.
+    let text = String::from_utf8_lossy(&rendered);
+    assert_eq!(
+        text.matches("[[shadowdiff-detail-view ").count() as u64,
+        pii::exchanges(),
+        "one detail view per event"
+    );
+    for shown in [
+        "/by_email/<redacted:email>/visits",
+        "GET /users/<redacted:email>/cards/{id}",
+        "/vault/<redacted>",
+        "code=<redacted>",
+    ] {
+        assert!(text.contains(shown), "{shown} not rendered");
+    }
 }
