@@ -60,8 +60,10 @@ pub const FORM_PASSWORD: &str = "form-PASSWORD-KKK";
 pub const BROKEN_TOKEN: &str = "brk-TOKEN-HHH";
 // A key below a redacted node (/vault): part of its value.
 pub const VAULT_KEY: &str = "vk-KEYNAME-III";
-// A chunk-size line the shadow client cannot parse and quotes in its error.
+// Chunk-size lines the shadow client cannot parse and quotes in its error: one with an e-mail
+// address, one with a redacted key's value (the whole error is withheld then).
 pub const CHUNK_EMAIL: &str = "ann.chunk@example.com";
+pub const CHUNK_TOKEN: &str = "chk-TOKEN-LLL";
 
 /// 200,000 digits: published whole, it would bypass `publish.max_body_bytes`.
 pub static BIG: LazyLock<String> = LazyLock::new(|| "1234567890".repeat(20_000));
@@ -113,6 +115,7 @@ pub const SECRETS: &[&str] = &[
     BROKEN_TOKEN,
     VAULT_KEY,
     CHUNK_EMAIL,
+    CHUNK_TOKEN,
 ];
 
 /// The config text of this world, after `listen`, `admin`, the upstreams and the sinks:
@@ -216,6 +219,7 @@ pub fn requests() -> Vec<(&'static str, String, Vec<String>, String)> {
         get(format!("/sessions/jwt={PATH_JWT}")),
         get(format!("/files;access_token={MATRIX_TOKEN}")),
         get("/chunk".into()),
+        get("/chunk-token".into()),
         (
             "POST",
             "/login".into(),
@@ -357,12 +361,17 @@ fn serve(primary: bool, mut s: TcpStream) {
         }
         buf.drain(..head_len + body_len);
         let path = path_of(&target);
-        if path == "/chunk" && !primary {
+        let bad_chunk = match path.as_str() {
+            "/chunk" => Some(format!("zz {CHUNK_EMAIL}")),
+            "/chunk-token" => Some(format!(r#"{{"token": "{CHUNK_TOKEN}"}}"#)),
+            _ => None,
+        };
+        if let Some(line) = bad_chunk.filter(|_| !primary) {
             // Not a chunk size: the shadow client gives up and quotes the line in its error.
             let _ = write!(
                 s,
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
-                 transfer-encoding: chunked\r\nconnection: close\r\n\r\nzz {CHUNK_EMAIL}\r\n{{}}\r\n0\r\n\r\n"
+                 transfer-encoding: chunked\r\nconnection: close\r\n\r\n{line}\r\n{{}}\r\n0\r\n\r\n"
             );
             return;
         }
@@ -605,6 +614,13 @@ pub fn assert_events_say_what_differed(events: &[Value]) {
         error.contains("chunk size") && error.contains("<redacted:email>"),
         "{error}"
     );
+
+    // ... and one that quotes a redacted key's value: withheld whole.
+    let error = by_path("/chunk-token")["candidate"]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(error.starts_with("<withheld:"), "{error}");
 
     // The form body: the password's value hidden, the rest shown.
     let login = by_path("/login");
