@@ -168,9 +168,15 @@ pub struct DiffArgs {
     pub left: PathBuf,
     /// Candidate side, same forms as LEFT.
     pub right: PathBuf,
-    /// Rules file or folder; without it, no normalisation beyond the built-in semantics.
+    /// Rules file or folder; without it, the config's rules (with --config), else no
+    /// normalisation beyond the built-in semantics.
     #[arg(long)]
     pub rules: Option<PathBuf>,
+    /// Config file (`shadowdiff.yaml`): its `redact:` and `publish:` sections redact the output
+    /// as the sidecar redacts events (without it, the default redaction), and its `rules:` apply
+    /// unless --rules is given.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Endpoint whose scoped rules apply, e.g. "GET /orders/{id}"; without it only `"*"` rules apply.
     #[arg(long)]
     pub endpoint: Option<String>,

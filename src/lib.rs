@@ -14,7 +14,8 @@
 //! - [`event`]: the published event (`shadowdiff.exchange.v1`), redacted and truncated.
 //! - [`redact`]: everything that makes a published string safe (`redact:`): header values,
 //!   JSON paths in bodies and in every difference containing them, query parameters, the
-//!   e-mail/card/bearer detectors, the size cap.
+//!   e-mail/card/bearer detectors, the size cap; and the published names of differences
+//!   (`redact/names.rs`), which statistics count by.
 //! - [`pipeline`]: the seam between sources and everything after the comparator —
 //!   [`pipeline::Observation`], [`pipeline::Sink`], [`pipeline::Fanout`], [`pipeline::Refine`],
 //!   the bounded comparison pool ([`pipeline::pool`]) behind [`pipeline::Pipeline`], the shadow
@@ -33,7 +34,7 @@
 //!   size, accept back-off, descriptor budget), [`ingest::circuit`] its breaker and
 //!   `ingest::shadow` the background shadow task; shadows go
 //!   out on [`ingest::shadow_client`], names resolve through [`ingest::resolve`];
-//!   [`ingest::grouping`] names endpoints; [`ingest::config`] is the proxy's config.
+//!   [`ingest::grouping`] names endpoints (redacted); [`ingest::config`] is the proxy's config.
 //! - [`config`]: `shadowdiff.yaml` — one struct aggregating each component's own section,
 //!   validated at once (every problem, with lines), and the rules it names.
 //! - [`admin`]: the admin HTTP server — health, `/metrics`, the JSON API over [`stats`], the

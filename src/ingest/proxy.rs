@@ -177,7 +177,11 @@ impl Inner {
         let candidate = shadow_client(&cfg.candidate);
         let secondary = cfg.secondary.as_ref().map(shadow_client);
         let permits_total = u32::try_from(cfg.shadow.max_in_flight).unwrap_or(u32::MAX >> 3);
-        let grouper = Grouper::new(cfg.rules.clone(), cfg.grouping.max_endpoints);
+        let grouper = Grouper::new(
+            cfg.rules.clone(),
+            cfg.grouping.max_endpoints,
+            pipeline.redaction().clone(),
+        );
         // The budget lives in the counters so `/metrics` can read what is held.
         let budget = Arc::clone(&counters.buffered);
         let shadows = Arc::new(Shadows {

@@ -169,8 +169,13 @@ async fn shadow(shadows: &Shadows, mut job: ShadowJob, probe: &mut ProbeGuard) {
         shadows.circuit.record(healthy, probe.armed);
         probe.armed = false;
     }
-    if let Ok((Err(e), _)) = &cand {
-        tracing::debug!(side = "candidate", endpoint = %job.endpoint, error = %e, "shadow request failed");
+    if let Ok((Err(e), _)) = &cand
+        && tracing::enabled!(tracing::Level::DEBUG)
+    {
+        // The error may quote the answer (`invalid answer: chunk size "…"`): logged redacted
+        // (and redacted only when logged: a failing candidate fails thousands of times).
+        let error = shadows.pipeline.redaction().quoted(&e.to_string());
+        tracing::debug!(side = "candidate", endpoint = %job.endpoint, %error, "shadow request failed");
     }
     // No copy: the primary failed (counted as primary_error where it happened) or the client left.
     let Some(primary) = primary else {

@@ -224,6 +224,9 @@ fn handle(job: Job, ctx: &Context) {
 fn process(ex: &Exchange, ctx: &Context) {
     // The comparator also does noise cancellation when a secondary answered.
     let mut v = ctx.comparator.compare(ex);
+    // Difference paths and fields as the event publishes them: the learned noise model and
+    // every sink count by them, and what they count is published (summary, noise, Kafka).
+    let mut raw = ctx.redaction.name_differences(&mut v);
     // Learned noise: what the statistics over many exchanges say of each field (no-op without
     // a secondary answer).
     if let Some(r) = &ctx.refine {
@@ -233,7 +236,11 @@ fn process(ex: &Exchange, ctx: &Context) {
         v.kind,
         VerdictKind::Mismatch | VerdictKind::CandidateError | VerdictKind::Noise
     )
-    .then(|| Arc::new(Event::build(ex, &v, &ctx.instance, &ctx.redaction)));
+    .then(|| {
+        raw.with_raw(&mut v, |v| {
+            Arc::new(Event::build(ex, v, &ctx.instance, &ctx.redaction))
+        })
+    });
     ctx.sink.observe(&Observation {
         ts: ex.ts,
         endpoint: &ex.endpoint,
