@@ -346,8 +346,8 @@ limits:
     let errs = parse(text).unwrap_err().0;
     let shown: Vec<String> = errs.iter().map(|p| p.to_string()).collect();
     for want in [
-        "shadowdiff.yaml:2: limits.header_read_timeout: must be longer than 0s",
-        "shadowdiff.yaml:3: limits.idle_timeout: must be longer than 0s",
+        "shadowdiff.yaml:2: limits.header_read_timeout: must be longer than 0",
+        "shadowdiff.yaml:3: limits.idle_timeout: must be longer than 0",
         "shadowdiff.yaml:4: limits.max_connections: must be at least 1",
         "shadowdiff.yaml:5: limits.max_header_bytes: 4KiB is below the smallest head hyper reads, 8KiB",
         "shadowdiff.yaml:6: limits.max_bodies: unknown field",

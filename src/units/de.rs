@@ -72,15 +72,6 @@ pub(crate) fn opt_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D
     rate(d).map(Some)
 }
 
-/// A duration that must not be zero: a zero timeout would close everything at once.
-pub(crate) fn positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let v = duration(d)?;
-    if v.is_zero() {
-        return Err(D::Error::custom("must be longer than 0s"));
-    }
-    Ok(v)
-}
-
 pub(crate) fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     let n = u64::deserialize(d)?;
     if n == 0 {
