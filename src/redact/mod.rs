@@ -171,6 +171,8 @@ static QUERY_PAIR: std::sync::LazyLock<Option<Regex>> = std::sync::LazyLock::new
 
 impl Redaction {
     pub fn from_config(cfg: &RedactConfig, max_body_bytes: usize) -> Self {
+        detect::compile_now();
+        std::sync::LazyLock::force(&QUERY_PAIR);
         let mut headers: Vec<String> = ALWAYS_REDACTED.iter().map(|s| s.to_string()).collect();
         for h in &cfg.headers {
             let h = h.as_str().to_ascii_lowercase();
