@@ -9,8 +9,9 @@
 //!   ([`compare::number`]), structural JSON diff, text diff, signature, the per-exchange noise
 //!   marking ([`compare::noise`]). No I/O, no clock, no state.
 //! - [`yaml`] and [`units`]: what every config section and the rules share — the one
-//!   [`yaml::Problem`] (file, line, rule, reason), and durations, sizes, rates and the serde
-//!   value parsers (`units::de`).
+//!   [`yaml::Problem`] (file, line, rule, reason), the limits a text meets before it is parsed
+//!   (`yaml/limits.rs`: size, nesting depth, alias expansion), and durations, sizes, rates and
+//!   the serde value parsers (`units::de`: ports, positive durations and sizes).
 //! - [`event`]: the published event (`shadowdiff.exchange.v1`), redacted and truncated.
 //! - [`redact`]: everything that makes a published string safe (`redact:`): header values,
 //!   JSON paths in bodies and in every difference containing them, query parameters, the

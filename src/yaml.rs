@@ -13,6 +13,14 @@
 mod limits;
 
 pub(crate) use limits::read;
+
+/// The deepest nesting the pre-parse scan counts in `text`, or where it passed [`MAX_DEPTH`]
+/// as `(line, depth)`: for the `config` fuzz target's property that the scan never counts less
+/// than the parser nests.
+#[doc(hidden)]
+pub fn scanned_depth(text: &str) -> Result<usize, (usize, usize)> {
+    limits::depth_within(text, MAX_DEPTH)
+}
 pub use limits::{MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES};
 
 use serde::de::DeserializeOwned;
@@ -66,11 +74,20 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<Yaml, Problem> {
     limits::check(file, text)?;
     limits::expansion(file, text)?;
     serde_yaml_ng::from_str(text).map_err(|e| {
-        Problem::new(
-            file,
-            e.location().map(|l| l.line()),
-            format!("not valid YAML: {e}"),
-        )
+        // Errors without a position are about the document as a whole; a second document is
+        // pointed at where it starts.
+        let line = e.location().map(|l| l.line()).unwrap_or_else(|| {
+            let mut markers = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| l.starts_with("---"));
+            let opens = text
+                .lines()
+                .find(|l| !l.trim().is_empty() && !l.starts_with('#') && !l.starts_with('%'))
+                .is_some_and(|l| l.starts_with("---"));
+            markers.nth(usize::from(opens)).map_or(1, |(i, _)| i + 1)
+        });
+        Problem::new(file, Some(line), format!("not valid YAML: {e}"))
     })
 }
 
@@ -249,9 +266,16 @@ impl<'a> LineIndex<'a> {
     /// block of the previous one (lines indented deeper, up to the next line at its indent or
     /// less). When a key is not written in block style (a flow mapping such as
     /// `circuit: {failures: 0}`), the deepest key found is returned, which is where the value is.
+    ///
+    /// When the first key is not written in block style either (the whole file is one flow
+    /// mapping), the first line that mentions the last key is returned, else line 1: a problem
+    /// always has a line to point at.
     pub(crate) fn key_path(&self, path: &[&str]) -> Option<usize> {
         let (first, rest) = path.split_first()?;
-        let mut at = self.top_key(first)? - 1;
+        let Some(top) = self.top_key(first) else {
+            return Some(self.mention(path.last().unwrap_or(first)).unwrap_or(1));
+        };
+        let mut at = top - 1;
         for key in rest {
             match self.child_key(at, key) {
                 Some(i) => at = i,
@@ -259,6 +283,25 @@ impl<'a> LineIndex<'a> {
             }
         }
         Some(at + 1)
+    }
+
+    /// The first line where `key` is written as a key (`key:`, in flow style too), else the
+    /// first that holds it at all.
+    pub(crate) fn mention(&self, key: &str) -> Option<usize> {
+        let as_key = |l: &&str| {
+            [
+                format!("{key}:"),
+                format!("\"{key}\":"),
+                format!("'{key}':"),
+            ]
+            .iter()
+            .any(|k| l.contains(k.as_str()))
+        };
+        self.lines
+            .iter()
+            .position(as_key)
+            .or_else(|| self.lines.iter().position(|l| l.contains(key)))
+            .map(|i| i + 1)
     }
 
     /// 0-based index of `key:` inside the block of the line at 0-based `parent`.

@@ -300,3 +300,33 @@ async fn a_million_digit_number_is_published_capped() {
         );
     }
 }
+
+/// The `config` fuzz target's corpus (seeds and what fuzzing found), replayed on stable: the
+/// property of `shadowdiff::config::fuzz` holds for every file.
+#[test]
+fn the_config_fuzz_corpus_replays() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/config");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut total = shadowdiff::config::fuzz::Exercised::default();
+    for f in &files {
+        let data = std::fs::read(f).unwrap();
+        match shadowdiff::config::fuzz::check(&data) {
+            Ok(e) => total += e,
+            Err(e) => panic!("{}: {e}", f.display()),
+        }
+    }
+    assert!(files.len() >= 20, "only {} corpus files", files.len());
+    // Not vacuous: configs and rules both accepted and refused, depths compared and refused.
+    assert!(
+        total.configs_accepted > 3
+            && total.configs_refused > 10
+            && total.rules_accepted > 3
+            && total.rules_refused > 10
+            && total.depth_compared > 20,
+        "{total:?}"
+    );
+}

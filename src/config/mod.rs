@@ -10,6 +10,9 @@
 //! problems added. The machinery and the [`Problem`] type are shared with the rules loader
 //! ([`crate::yaml`]).
 
+/// The property of the `config` fuzz target and its corpus replay.
+#[doc(hidden)]
+pub mod fuzz;
 #[cfg(test)]
 mod tests;
 
@@ -318,7 +321,7 @@ impl Config {
             && p.authority() == c.authority()
         {
             problems.push(at(
-                lines.top_key("candidate"),
+                lines.key_path(&["candidate"]),
                 format!(
                     "candidate: {} is the primary too; shadow copies would hit production twice",
                     c

@@ -97,12 +97,14 @@ pub(crate) fn check(file: &Path, text: &str) -> Result<(), Problem> {
 /// NEL, LS and PS too). Text it takes for a scalar must be a scalar to libyaml as well, or
 /// the count could be fooled; text libyaml would refuse anyway may be counted either way.
 pub(crate) fn depth(text: &str) -> Result<(), (usize, usize)> {
-    depth_within(text, MAX_DEPTH)
+    depth_within(text, MAX_DEPTH).map(|_| ())
 }
 
-fn depth_within(text: &str, max: usize) -> Result<(), (usize, usize)> {
+/// [`depth`] against `max`; `Ok` holds the deepest nesting counted.
+pub(crate) fn depth_within(text: &str, max: usize) -> Result<usize, (usize, usize)> {
     let mut s = Scan {
         max,
+        deepest: 0,
         b: text.as_bytes(),
         pos: 0,
         idx: 0,
@@ -113,7 +115,7 @@ fn depth_within(text: &str, max: usize) -> Result<(), (usize, usize)> {
         key: None,
         key_allowed: true,
     };
-    s.run().map_err(|d| (s.line, d))
+    s.run().map(|()| s.deepest).map_err(|d| (s.line, d))
 }
 
 /// Whether the scan goes on after a scalar: `Stop` where libyaml reports an error (nothing after
@@ -127,6 +129,8 @@ enum Next {
 struct Scan<'t> {
     /// The deepest nesting accepted.
     max: usize,
+    /// The deepest nesting seen so far.
+    deepest: usize,
     b: &'t [u8],
     pos: usize,
     /// Characters before `pos` (libyaml's mark index: simple keys go stale after 1024).
@@ -216,8 +220,9 @@ impl Scan<'_> {
             && self.blankz(3)
     }
 
-    fn check(&self) -> Result<(), usize> {
+    fn check(&mut self) -> Result<(), usize> {
         let d = self.indents.len() + self.flow;
+        self.deepest = self.deepest.max(d);
         if d > self.max { Err(d) } else { Ok(()) }
     }
 

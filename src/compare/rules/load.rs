@@ -115,11 +115,11 @@ fn compile(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Vec<Proble
     let mut problem = |line: Option<usize>, reason: String| {
         problems.push(Problem::new(file, line, reason));
     };
-    let raw: RawFile = by_key(&top, |key, reason| problem(lines.top_key(key), reason));
+    let raw: RawFile = by_key(&top, |key, reason| problem(lines.key_path(&[key]), reason));
     match raw.version {
         Some(1) => {}
         Some(v) => problem(
-            lines.top_key("version"),
+            lines.key_path(&["version"]),
             format!("unsupported version {v}: only 1 is known"),
         ),
         // Absent or null; anything else was refused by `by_key` and is reported already.
@@ -138,7 +138,9 @@ fn compile(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Vec<Proble
             Err(err) => {
                 bad += 1;
                 problem(
-                    lines.find_after("endpoints:", e),
+                    lines
+                        .find_after("endpoints:", e)
+                        .or_else(|| lines.key_path(&["endpoints"])),
                     format!("endpoints: {err}"),
                 )
             }
@@ -165,7 +167,8 @@ fn compile(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Vec<Proble
                 line: key
                     .filter(|_| room)
                     .and_then(|k| lines.key_between(&k, start, end))
-                    .or(start),
+                    .or(start)
+                    .or_else(|| lines.key_path(&["rules"])),
                 rule: Some(label.clone()),
                 reason,
             });

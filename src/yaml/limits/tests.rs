@@ -156,7 +156,7 @@ fn the_count_tracks_the_parsed_depth() {
     ] {
         let v: Yaml = serde_yaml_ng::from_str(text).unwrap();
         let real = value_depth(&v);
-        assert_eq!(depth_within(text, real), Ok(()), "{text}");
+        assert!(depth_within(text, real).is_ok(), "{text}");
         assert!(depth_within(text, real.div_ceil(2) - 1).is_err(), "{text}");
     }
 }
