@@ -6,11 +6,13 @@
 //! - [`circuit`]: the candidate's circuit breaker.
 //! - [`grouping`]: endpoint names for exchanges.
 //! - [`body`]: a body wrapper that keeps a bounded copy of what streams through it.
+//! - [`buffer`]: buffers whose allocations are reserved in the shadow memory budget first.
 //! - [`overload`]: shedding shadows while the I/O threads are saturated.
 //! - [`shadow_client`]: the lean HTTP/1.1 client shadows go out on.
 //! - [`resolve`]: upstream name lookups, cached and one at a time.
 
 pub mod body;
+pub mod buffer;
 pub mod circuit;
 pub mod config;
 pub mod grouping;

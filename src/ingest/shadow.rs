@@ -165,7 +165,10 @@ async fn shadow(shadows: &Shadows, mut job: ShadowJob, probe: &mut ProbeGuard) {
         None => (None, None),
     };
     let healthy = matches!(&cand, Ok((Ok(r), _)) if r.status < 500);
-    if cand.is_ok() {
+    // An answer over the cap is the candidate's failure only when the primary's fits: whether
+    // it does is known once the primary's body has passed.
+    let too_large = matches!(&cand, Ok((Err(UpstreamError::TooLarge(_)), _)));
+    if cand.is_ok() && !too_large {
         shadows.circuit.record(healthy, probe.armed);
         probe.armed = false;
     }
@@ -173,10 +176,23 @@ async fn shadow(shadows: &Shadows, mut job: ShadowJob, probe: &mut ProbeGuard) {
         tracing::debug!(side = "candidate", endpoint = %job.endpoint, error = %e, "shadow request failed");
     }
     // No copy: the primary failed (counted as primary_error where it happened) or the client left.
-    let Some(primary) = primary else {
+    let primary_copy = match primary {
+        Some(mut p) => Some(((&mut p.body).await, p)),
+        None => None,
+    };
+    if too_large {
+        let both = matches!(&primary_copy, Some((Ok(Err(CaptureError::TooLarge(_))), _)));
+        if !both {
+            shadows.circuit.record(false, probe.armed);
+            probe.armed = false;
+        }
+    }
+    let Some((copy, primary)) = primary_copy else {
         return;
     };
-    let Some((pbody, done, h)) = take_copy(shadows, &job.endpoint, primary.body.await) else {
+    // A primary answer over the cap is `body_too_large` whatever the candidate did: nothing
+    // could be compared.
+    let Some((pbody, done, h)) = take_copy(shadows, &job.endpoint, copy) else {
         return;
     };
     held.absorb(h);
@@ -189,18 +205,12 @@ async fn shadow(shadows: &Shadows, mut job: ShadowJob, probe: &mut ProbeGuard) {
             });
             (c, s)
         }
-        (Err(Dropped::OverBudget), _) | (_, Err(Dropped::OverBudget)) => {
+        // The budget is shared with every other shadow and copy: an answer it cannot hold says
+        // how loaded the sidecar is, not what the candidate did. Skipped, never held against it.
+        (Err(OverBudget), _) | (_, Err(OverBudget)) => {
             shadows.skip(
                 &job.endpoint,
                 SkipReason::MemoryBudget,
-                Some(done - job.started),
-            );
-            return;
-        }
-        _ => {
-            shadows.skip(
-                &job.endpoint,
-                SkipReason::BodyTooLarge,
                 Some(done - job.started),
             );
             return;
@@ -261,14 +271,9 @@ fn take_copy(
     None
 }
 
-/// Why a shadow answer is not kept for comparison.
+/// A shadow answer not kept because keeping it would cross `shadow.max_buffered_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dropped {
-    /// Larger than `max_body_bytes`.
-    TooLarge,
-    /// Keeping it would cross `max_buffered_bytes`.
-    OverBudget,
-}
+struct OverBudget;
 
 /// Headers to keep beyond the request: hyper's header values are slices of the connection's
 /// read buffer, so a clone would pin that whole buffer (8 KiB and up) for as long as the shadow
@@ -286,12 +291,15 @@ fn detached(h: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// Sends one shadow request and reads its answer under the shadow timeout. An answer that
+/// crosses `max_body_bytes` or the deadline stops being read at once and its connection is
+/// closed (never pooled): the outcome is then an error that says which (`TooLarge`, `Timeout`).
 async fn send_shadow(
     shadows: &Shadows,
     client: &ShadowClient,
     job: &ShadowJob,
     body: &Bytes,
-) -> (Instant, Result<(Outcome, Reservation), Dropped>) {
+) -> (Instant, Result<(Outcome, Reservation), OverBudget>) {
     let s = &shadows.cfg;
     let mut h = job.headers.clone();
     for n in &s.strip_headers {
@@ -326,8 +334,8 @@ async fn send_shadow(
                 body: a.body,
                 latency: started.elapsed(),
             })),
-            Ok(Err(ShadowError::TooLarge(_))) => Err(Dropped::TooLarge),
-            Ok(Err(ShadowError::OverBudget)) => Err(Dropped::OverBudget),
+            Ok(Err(ShadowError::TooLarge(cap))) => Ok(Err(UpstreamError::TooLarge(cap))),
+            Ok(Err(ShadowError::OverBudget)) => Err(OverBudget),
             Ok(Err(ShadowError::Upstream(e))) => Ok(Err(e)),
         };
     // Bytes of an answer that is not kept (failed, timed out, dropped) come back here.
