@@ -359,5 +359,8 @@ mod wire;
 
 use wire::*;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(test)]
 mod tests;
