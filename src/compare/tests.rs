@@ -443,6 +443,29 @@ fn rule_unordered_applies_nested_rules_inside_elements() {
     );
 }
 
+/// Found by the `compare` fuzz target: equality within a tolerance is not transitive, so
+/// pairing leftovers greedily (first equal element) reported elements that had a partner.
+#[test]
+fn unordered_with_tolerance_pairs_every_element_that_has_a_partner() {
+    let y = rules(
+        "  - match: \"*\"\n    unordered: [\"/xs\"]\n    tolerance: {\"/xs/*\": {abs: 0.5}}\n",
+    );
+    // 5 is within 0.5 of both; 5.55 only of 5.425.
+    let (p, c) = (r#"{"xs":[5,5.55]}"#, r#"{"xs":[5.425,4.875]}"#);
+    assert_match(&diff_json(&y, None, p, c));
+    assert_match(&diff_json(&y, None, c, p));
+    // The fuzzer's own input: three of the candidates could pair with the first 5.
+    assert_match(&diff_json(
+        &y,
+        None,
+        r#"{"xs":[5,5.55,5,5,0.0e99999999999999999999,null]}"#,
+        r#"{"xs":[5.425,4.875,4.875,-0.125,null,4.875]}"#,
+    ));
+    // Still a difference when no pairing exists.
+    let v = diff_json(&y, None, r#"{"xs":[5,5.55]}"#, r#"{"xs":[5.425,6.2]}"#);
+    assert_eq!(v.differences.len(), 2, "{:?}", v.differences);
+}
+
 #[test]
 fn unordered_hundred_thousand_reversed_is_match() {
     let y = rules("  - match: \"*\"\n    unordered: [\"/xs\"]\n");

@@ -367,5 +367,8 @@ mod wire;
 
 use wire::*;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(test)]
 mod tests;
