@@ -261,8 +261,13 @@ pub(super) fn equivalent(
         }
         Value::Number(n) => {
             let t = n.as_str();
+            // Only a number f64 holds has a tolerance (`compare::number`): one that underflows
+            // to 0 (`1e-99999999999999999999`) is compared exactly, so it is never moved.
+            let mantissa = t.split(['e', 'E']).next().unwrap_or(t);
+            let underflows = t.parse::<f64>().is_ok_and(|x| x == 0.0)
+                && mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b));
             let moved = |by: f64| -> Option<Value> {
-                let x: f64 = t.parse().ok()?;
+                let x: f64 = t.parse().ok().filter(|_| !underflows)?;
                 let y = x + by;
                 (x.abs() < 1e15 && y.is_finite())
                     .then(|| Value::Number(Number::from_string_unchecked(y.to_string())))
