@@ -131,7 +131,12 @@ fn wait_with_deadline(child: &mut KillOnDrop, limit: Duration) -> Option<std::pr
 
 /// Runs `tests/ui/SCRIPT` in node against the admin server at `admin`, with the browser's
 /// settings and `env`; fails when it fails or takes over 180 s (its output goes to the test's).
+/// One browser at a time: three Chromiums at once on a 2-core machine starve each other and the
+/// sidecars they read (the page-width check failed now and then under that load).
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
+
 fn browse(script: &str, modules: &Path, admin: SocketAddr, env: &[(&str, &std::ffi::OsStr)]) {
+    let _one = ONE_BROWSER.lock();
     let mut node = KillOnDrop(
         Command::new("node")
             .arg(manifest_dir().join("tests/ui").join(script))
