@@ -14,7 +14,9 @@ mod wire;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+/// Runs `check` over every file of `fuzz/corpus/<target>` (at least 20), panicking with the
+/// file's name at the first broken property; the results, each passed to `add`.
+fn replay<E>(target: &str, check: impl Fn(&[u8]) -> Result<E, String>, mut add: impl FnMut(E)) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
         .join(target);
@@ -29,13 +31,12 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         files.len(),
         dir.display()
     );
-    files
-        .into_iter()
-        .map(|f| {
-            let data = std::fs::read(&f).unwrap();
-            (f, data)
-        })
-        .collect()
+    for f in files {
+        match check(&std::fs::read(&f).unwrap()) {
+            Ok(e) => add(e),
+            Err(broken) => panic!("{}: {broken}", f.display()),
+        }
+    }
 }
 
 fn shared() -> Option<PathBuf> {
@@ -51,12 +52,7 @@ fn shared() -> Option<PathBuf> {
 #[test]
 fn the_wire_corpus_replays_with_every_property_holding() {
     let mut total = wire::Exercised::default();
-    for (f, data) in corpus("wire") {
-        match wire::check(&data) {
-            Ok(e) => total.add(e),
-            Err(broken) => panic!("{}: {broken}", f.display()),
-        }
-    }
+    replay("wire", wire::check, |e| total.add(e));
     eprintln!("wire corpus: {total:?}");
     // Not vacuous: answers were read back whole (chunked among them), refused over the cap, and
     // malformed ones refused.
@@ -69,12 +65,7 @@ fn the_wire_corpus_replays_with_every_property_holding() {
 #[test]
 fn the_compare_corpus_replays_with_every_property_holding() {
     let mut total = compare::Exercised::default();
-    for (f, data) in corpus("compare") {
-        match compare::check(&data) {
-            Ok(e) => total.add(e),
-            Err(broken) => panic!("{}: {broken}", f.display()),
-        }
-    }
+    replay("compare", compare::check, |e| total.add(e));
     eprintln!("compare corpus: {total:?}");
     // Not vacuous: differences were located, equivalent candidates compared, text compared,
     // changed numbers found.

@@ -759,6 +759,29 @@ fn text_bodies_give_body_differences_with_unified_excerpt() {
     );
 }
 
+/// Found by the `compare` fuzz target: similar 2.7's Myers gives the first op here (a `Delete`)
+/// `new_index` 12 and the next (an `Equal`) 0; the hunk header subtracted one from the other.
+#[test]
+fn text_hunk_headers_survive_a_misplaced_delete() {
+    let (p, c) = (
+        "f\n\n\n\n\n\n\n\n\nalse+",
+        "\n\n\n\n\n]\n\n@\n\n\n\n\n\n\n/0/0/1alue\n\n\n\n\n\n\t\n\n\n\n\n\n\n0\n",
+    );
+    let diffs = text::text_diff(p, c);
+    let detail = diffs[0].detail.as_deref().unwrap();
+    // Line 1 of the primary deleted, with the two blank lines after it as context.
+    assert!(detail.starts_with("@@ -1,3 +1,2 @@\n-f\n"), "{detail}");
+    for d in &diffs {
+        let header = d.detail.as_deref().unwrap().lines().next().unwrap();
+        let numbers: Vec<usize> = header
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|n| !n.is_empty())
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert!(numbers.iter().all(|n| *n <= 40), "{header}");
+    }
+}
+
 #[test]
 fn binary_bodies_equal_or_not() {
     let cmp = comparator("");

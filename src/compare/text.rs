@@ -35,14 +35,11 @@ pub fn text_diff(p: &str, c: &str) -> Vec<Difference> {
             }
             break;
         }
-        let (Some(first), Some(last)) = (group.first(), group.last()) else {
+        if group.is_empty() {
             continue;
-        };
-        let (old_start, new_start) = (first.old_range().start, first.new_range().start);
-        let (old_len, new_len) = (
-            last.old_range().end - old_start,
-            last.new_range().end - new_start,
-        );
+        }
+        let (old_start, old_len) = span(group.iter().map(|op| op.old_range()));
+        let (new_start, new_len) = span(group.iter().map(|op| op.new_range()));
         let mut detail = format!(
             "@@ -{},{} +{},{} @@\n",
             old_start + 1,
@@ -87,6 +84,26 @@ pub fn text_diff(p: &str, c: &str) -> Vec<Difference> {
         });
     }
     out
+}
+
+/// Where a hunk's lines start on one side, and how many: from its ops' non-empty ranges only.
+/// similar 2.7's Myers can give a `Delete` a wrong `new_index` (mitsuhiko/similar#78, fixed in
+/// 3.1): taking the first op's start and the last op's end then underflowed, a panic in debug
+/// builds and a length near 2^64 in release ones (found by the `compare` fuzz target).
+fn span(ranges: impl Iterator<Item = std::ops::Range<usize>>) -> (usize, usize) {
+    let (mut first, mut start, mut end) = (None, usize::MAX, 0);
+    for r in ranges {
+        first.get_or_insert(r.start);
+        if !r.is_empty() {
+            start = start.min(r.start);
+            end = end.max(r.end);
+        }
+    }
+    if start == usize::MAX {
+        (first.unwrap_or(0), 0)
+    } else {
+        (start, end - start)
+    }
 }
 
 fn clip(mut s: String) -> String {
