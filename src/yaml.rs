@@ -304,6 +304,14 @@ impl<'a> LineIndex<'a> {
             .map(|i| i + 1)
     }
 
+    /// The first line starting with a key that is a collection (`[a]: 1`, `{a: b}: 1`, `? …`).
+    pub(crate) fn complex_key(&self) -> Option<usize> {
+        self.lines
+            .iter()
+            .position(|l| l.trim_start().starts_with(['[', '{', '?']))
+            .map(|i| i + 1)
+    }
+
     /// 0-based index of `key:` inside the block of the line at 0-based `parent`.
     fn child_key(&self, parent: usize, key: &str) -> Option<usize> {
         let base = indent_of(self.lines.get(parent)?);
