@@ -14,6 +14,24 @@ mod limits;
 
 pub(crate) use limits::read;
 
+/// Nesting as the parser builds it (a scalar 0, each collection one more than its deepest
+/// element or key): what [`scanned_depth`] is checked against.
+#[doc(hidden)]
+pub fn nesting(v: &Yaml) -> usize {
+    match v {
+        Yaml::Sequence(s) => 1 + s.iter().map(nesting).max().unwrap_or(0),
+        Yaml::Mapping(m) => {
+            1 + m
+                .iter()
+                .map(|(k, v)| nesting(k).max(nesting(v)))
+                .max()
+                .unwrap_or(0)
+        }
+        Yaml::Tagged(t) => nesting(&t.value),
+        _ => 0,
+    }
+}
+
 /// The deepest nesting the pre-parse scan counts in `text`, or where it passed [`MAX_DEPTH`]
 /// as `(line, depth)`: for the `config` fuzz target's property that the scan never counts less
 /// than the parser nests.
