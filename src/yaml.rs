@@ -14,6 +14,24 @@ mod limits;
 
 pub(crate) use limits::read;
 
+/// Nesting as the parser builds it (a scalar 0, each collection one more than its deepest
+/// element or key): what [`scanned_depth`] is checked against.
+#[doc(hidden)]
+pub fn nesting(v: &Yaml) -> usize {
+    match v {
+        Yaml::Sequence(s) => 1 + s.iter().map(nesting).max().unwrap_or(0),
+        Yaml::Mapping(m) => {
+            1 + m
+                .iter()
+                .map(|(k, v)| nesting(k).max(nesting(v)))
+                .max()
+                .unwrap_or(0)
+        }
+        Yaml::Tagged(t) => nesting(&t.value),
+        _ => 0,
+    }
+}
+
 /// The deepest nesting the pre-parse scan counts in `text`, or where it passed [`MAX_DEPTH`]
 /// as `(line, depth)`: for the `config` fuzz target's property that the scan never counts less
 /// than the parser nests.
@@ -301,6 +319,14 @@ impl<'a> LineIndex<'a> {
             .iter()
             .position(as_key)
             .or_else(|| self.lines.iter().position(|l| l.contains(key)))
+            .map(|i| i + 1)
+    }
+
+    /// The first line starting with a key that is a collection (`[a]: 1`, `{a: b}: 1`, `? …`).
+    pub(crate) fn complex_key(&self) -> Option<usize> {
+        self.lines
+            .iter()
+            .position(|l| l.trim_start().starts_with(['[', '{', '?']))
             .map(|i| i + 1)
     }
 

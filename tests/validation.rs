@@ -13,8 +13,7 @@
 
 mod common;
 
-use common::{get, h1_client, json_backend};
-use shadowdiff::app::{Settings, Sidecar};
+use common::{SidecarRun, get, h1_client, json_backend};
 use shadowdiff::config::Config;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -228,13 +227,7 @@ async fn a_million_digit_number_is_published_capped() {
         candidate.upstream(),
         events.display()
     );
-    let config = Config::from_yaml(Path::new("test.yaml"), &yaml).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let sidecar = Sidecar::start(Settings::load(config).unwrap(), async move {
-        let _ = stopped.await;
-    })
-    .await
-    .unwrap();
+    let sidecar = SidecarRun::from_yaml(&yaml).await;
     let client = h1_client();
     let (parts, body) = get(&client, &format!("http://{}/big", sidecar.proxy_addr())).await;
     assert_eq!(parts.status, 200);
@@ -264,11 +257,7 @@ async fn a_million_digit_number_is_published_capped() {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         seen.push((route.to_string(), longest(&v), body.len()));
     }
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), sidecar.join())
-        .await
-        .expect("sidecar did not stop")
-        .unwrap();
+    sidecar.stop().await;
     let text = std::fs::read_to_string(&events).unwrap();
     let line = text.lines().next().expect("one event");
     let ev: serde_json::Value = serde_json::from_str(line).unwrap();

@@ -51,22 +51,6 @@ fn lines(what: &str, problems: &[Problem]) -> Result<(), String> {
     }
 }
 
-/// Nesting as the parser builds it.
-fn nesting(v: &Yaml) -> usize {
-    match v {
-        Yaml::Sequence(s) => 1 + s.iter().map(nesting).max().unwrap_or(0),
-        Yaml::Mapping(m) => {
-            1 + m
-                .iter()
-                .map(|(k, v)| nesting(k).max(nesting(v)))
-                .max()
-                .unwrap_or(0)
-        }
-        Yaml::Tagged(t) => nesting(&t.value),
-        _ => 0,
-    }
-}
-
 /// Checks the property on one input; `Err` describes the failure.
 pub fn check(data: &[u8]) -> Result<Exercised, String> {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -94,7 +78,7 @@ pub fn check(data: &[u8]) -> Result<Exercised, String> {
             match serde_yaml_ng::from_str::<Yaml>(text) {
                 Ok(v) => {
                     ex.depth_compared += 1;
-                    let real = nesting(&v);
+                    let real = yaml::nesting(&v);
                     if scanned < real.div_ceil(2) {
                         return Err(format!(
                             "the scan counted {scanned} levels where the parser nests {real}"

@@ -269,7 +269,23 @@ impl Config {
                 if !yaml::room(&problems, 0) {
                     break 'sections;
                 }
-                let key = k.as_str().unwrap_or("?");
+                // serde (and `as_str`) read a tagged key (`!x shadow:`) as its string, which
+                // would slip past the checks below (they look sections up by plain key).
+                let Some(key) = k.as_str().filter(|_| !matches!(k, Yaml::Tagged(_))) else {
+                    let shown = yaml::short(k);
+                    let line = match k {
+                        Yaml::Sequence(_) | Yaml::Mapping(_) => lines.complex_key(),
+                        _ => lines.mention(shown.trim_start_matches("tagged ")),
+                    };
+                    problems.push(at(
+                        line.or(Some(1)),
+                        format!(
+                            "{}a key must be a plain string, got {shown}",
+                            path.iter().map(|p| format!("{p}: ")).collect::<String>()
+                        ),
+                    ));
+                    continue;
+                };
                 if nested.contains(&key) && matches!(v, Yaml::Mapping(_)) {
                     continue; // checked key by key as its own section
                 }
@@ -312,7 +328,8 @@ impl Config {
         let mut cfg: Config = match serde_yaml_ng::from_value(doc) {
             Ok(c) => c,
             Err(e) => {
-                problems.push(at(None, yaml::message(&e)));
+                // Not expected once every key passed on its own; the file as a whole, then.
+                problems.push(at(Some(1), yaml::message(&e)));
                 return Err(ConfigErrors(problems));
             }
         };

@@ -497,3 +497,39 @@ pub fn http_get(addr: SocketAddr, target: &str) -> std::io::Result<(u16, Vec<u8>
     }
     Ok((status, body))
 }
+/// A whole sidecar (`app::Sidecar`: proxy, pipeline, sinks, admin API) started from a config
+/// text, as `shadowdiff proxy --config` starts it.
+pub struct SidecarRun {
+    sidecar: app::Sidecar,
+    stop: oneshot::Sender<()>,
+}
+
+impl SidecarRun {
+    pub async fn from_yaml(yaml: &str) -> Self {
+        let config =
+            shadowdiff::config::Config::from_yaml(std::path::Path::new("test.yaml"), yaml).unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let sidecar = app::Sidecar::start(app::Settings::load(config).unwrap(), async move {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+        Self { sidecar, stop }
+    }
+
+    /// Stops it as SIGTERM would, and waits (at most 30 s) until everything is flushed.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), self.sidecar.join())
+            .await
+            .expect("sidecar did not stop")
+            .unwrap();
+    }
+}
+
+impl std::ops::Deref for SidecarRun {
+    type Target = app::Sidecar;
+    fn deref(&self) -> &app::Sidecar {
+        &self.sidecar
+    }
+}

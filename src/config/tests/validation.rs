@@ -235,3 +235,13 @@ fn a_file_of_many_bad_keys_lists_the_first_hundred() {
         "more problems not listed: checking stopped after the first 100"
     );
 }
+
+/// Found by fuzzing: a tagged key (`!c- shadow:`) was read as `shadow` by serde but skipped by
+/// the key-by-key checks, and its problem came out without a line.
+#[test]
+fn a_key_that_is_not_a_plain_string_is_a_problem_at_its_line() {
+    let got = problems("listen: 127.0.0.1:1\n!c- shadow: {methods: [\"GE-T\"]}\n[a]: 1\n");
+    expect(&got, 2, "a key must be a plain string, got tagged !c-");
+    expect(&got, 3, "a key must be a plain string, got a list");
+    assert_eq!(got.len(), 2, "{got:#?}");
+}

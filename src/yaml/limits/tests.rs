@@ -5,22 +5,6 @@ fn deep_flow(n: usize) -> String {
     format!("{}{}", "[".repeat(n), "]".repeat(n))
 }
 
-/// The nesting depth libyaml would build, where serde_yaml_ng parses the text.
-fn value_depth(v: &Yaml) -> usize {
-    match v {
-        Yaml::Sequence(s) => 1 + s.iter().map(value_depth).max().unwrap_or(0),
-        Yaml::Mapping(m) => {
-            1 + m
-                .iter()
-                .map(|(k, v)| value_depth(k).max(value_depth(v)))
-                .max()
-                .unwrap_or(0)
-        }
-        Yaml::Tagged(t) => value_depth(&t.value),
-        _ => 0,
-    }
-}
-
 #[test]
 fn every_yaml_file_of_the_project_passes() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -135,7 +119,7 @@ fn hidden_nesting_is_found() {
         // Not vacuous: the parser sees the nesting too (it stops at 128 levels, or at what
         // it refuses first), so what the scan refused was structure.
         if let Ok(v) = serde_yaml_ng::from_str::<Yaml>(&text.replace(&d, &deep_flow(20))) {
-            assert!(value_depth(&v) >= 20, "{text:?}");
+            assert!(crate::yaml::nesting(&v) >= 20, "{text:?}");
         }
     }
 }
@@ -155,7 +139,7 @@ fn the_count_tracks_the_parsed_depth() {
         "? [a, [b]]\n: c\n",
     ] {
         let v: Yaml = serde_yaml_ng::from_str(text).unwrap();
-        let real = value_depth(&v);
+        let real = crate::yaml::nesting(&v);
         assert!(depth_within(text, real).is_ok(), "{text}");
         assert!(depth_within(text, real.div_ceil(2) - 1).is_err(), "{text}");
     }
