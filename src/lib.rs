@@ -30,8 +30,10 @@
 //!   Kafka sink's producer.
 //! - [`ingest`]: sources of exchanges. [`ingest::proxy`] is the inline sidecar's request path,
 //!   [`ingest::circuit`] its breaker and `ingest::shadow` the background shadow task; shadows go
-//!   out on [`ingest::shadow_client`], names resolve through [`ingest::resolve`];
-//!   [`ingest::grouping`] names endpoints; [`ingest::config`] is the proxy's config.
+//!   out on [`ingest::shadow_client`], whose socket work runs on the lower-priority thread of
+//!   [`ingest::background`], into budgeted [`ingest::buffer`]s; names resolve through
+//!   [`ingest::resolve`]; [`ingest::grouping`] names endpoints; [`ingest::config`] is the
+//!   proxy's config.
 //! - [`config`]: `shadowdiff.yaml` — one struct aggregating each component's own section,
 //!   validated at once (every problem, with lines), and the rules it names.
 //! - [`admin`]: the admin HTTP server — health, `/metrics`, the JSON API over [`stats`], the

@@ -5,12 +5,14 @@
 //! - `shadow`: the proxy's background shadow task (candidate, secondary, hand-off to comparison).
 //! - [`circuit`]: the candidate's circuit breaker.
 //! - [`grouping`]: endpoint names for exchanges.
+//! - [`background`]: the shadow I/O thread, at a lower priority than forwarding.
 //! - [`body`]: a body wrapper that keeps a bounded copy of what streams through it.
 //! - [`buffer`]: buffers whose allocations are reserved in the shadow memory budget first.
 //! - [`overload`]: shedding shadows while the I/O threads are saturated.
 //! - [`shadow_client`]: the lean HTTP/1.1 client shadows go out on.
 //! - [`resolve`]: upstream name lookups, cached and one at a time.
 
+pub mod background;
 pub mod body;
 pub mod buffer;
 pub mod circuit;
