@@ -34,9 +34,10 @@
 //!   [`ingest::inbound`] its client connections under `limits:` (timeouts, connection cap, head
 //!   size, accept back-off, descriptor budget), [`ingest::circuit`] its breaker and
 //!   `ingest::shadow` the background shadow task; shadows go out on [`ingest::shadow_client`]
-//!   (whose answer reader `fuzz/` drives through `shadow_client::fuzzing`), names resolve
-//!   through [`ingest::resolve`]; [`ingest::grouping`] names endpoints (redacted);
-//!   [`ingest::config`] is the proxy's config.
+//!   (whose answer reader `fuzz/` drives through `shadow_client::fuzzing`), whose socket work
+//!   runs on the lower-priority thread of [`ingest::background`], into budgeted
+//!   [`ingest::buffer`]s; names resolve through [`ingest::resolve`]; [`ingest::grouping`] names
+//!   endpoints (redacted); [`ingest::config`] is the proxy's config.
 //! - [`config`]: `shadowdiff.yaml` — one struct aggregating each component's own section,
 //!   validated at once (every problem, with lines), and the rules it names.
 //! - [`admin`]: the admin HTTP server — health, `/metrics`, the JSON API over [`stats`], the

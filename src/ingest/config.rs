@@ -71,13 +71,16 @@ pub struct ShadowConfig {
     #[serde(deserialize_with = "de::positive")]
     pub max_in_flight: usize,
     /// Largest request or response body kept for comparison; larger bodies pass through
-    /// untouched and the exchange is `body_too_large`; at least 1 byte. Default `4MiB`.
+    /// untouched and the exchange is `body_too_large`; a candidate (or secondary) answer over it
+    /// stops being read and is a candidate error (a failed secondary). At least 1 byte. Default `4MiB`.
     #[serde(deserialize_with = "de::positive_size")]
     pub max_body_bytes: usize,
     /// All the bytes shadows may hold at once (request and response copies, candidate and
-    /// secondary answers, until compared); a copy that would cross it is given up and the
-    /// exchange is `memory_budget`. `max_in_flight × max_body_bytes` bounds nothing useful on its
-    /// own (1024 × 4 MiB × 4 copies). At least 1 byte. Default `64MiB`.
+    /// secondary answers and the buffers they are read through, counted as allocated, until
+    /// compared); at least 1 byte; a copy that would cross it is given up and the exchange is `memory_budget`.
+    /// `max_in_flight × max_body_bytes` bounds nothing useful on its own (1024 × 4 MiB × 4
+    /// copies). Default `40MiB`: with it full, the rest of the process took 13–18 MiB more
+    /// (`benches/hostile.sh`), and the sidecar must stay within 64 MiB over idle (issue 12).
     #[serde(deserialize_with = "de::positive_size")]
     pub max_buffered_bytes: usize,
     /// Headers removed from shadow requests (e.g. `authorization` when the candidate must not
@@ -107,7 +110,7 @@ impl Default for ShadowConfig {
             timeout: Duration::from_secs(5),
             max_in_flight: 1024,
             max_body_bytes: 4 << 20,
-            max_buffered_bytes: 64 << 20,
+            max_buffered_bytes: 40 << 20,
             strip_headers: Vec::new(),
             set_headers: vec![(
                 HeaderName::from_static("x-shadow-request"),

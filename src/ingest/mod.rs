@@ -7,6 +7,7 @@
 //! - `shadow`: the proxy's background shadow task (candidate, secondary, hand-off to comparison).
 //! - [`circuit`]: the candidate's circuit breaker.
 //! - [`grouping`]: endpoint names for exchanges.
+//! - [`background`]: the shadow I/O thread, at a lower priority than forwarding.
 //! - [`body`]: a body wrapper that keeps a bounded copy of what streams through it.
 //! - [`buffer`]: buffers whose allocations are reserved in the shadow memory budget first.
 //! - [`overload`]: shedding shadows while the I/O threads are saturated.
@@ -14,6 +15,7 @@
 //! - [`resolve`]: upstream name lookups, cached and one at a time.
 //! - [`semantics`]: requests refused before forwarding (CONNECT, Host), and the one Host sent.
 
+pub mod background;
 pub mod body;
 pub mod buffer;
 pub mod circuit;

@@ -10,6 +10,7 @@
 //! down) get wrong.
 
 use super::Counters;
+use super::background::{Background, SHADOW_IO_NICE};
 use super::body::TeeBody;
 use super::circuit::Circuit;
 use super::config::{ProxyConfig, Upstream};
@@ -193,6 +194,7 @@ impl Inner {
             pipeline,
             cancel: CancellationToken::new(),
             budget,
+            io: Background::lowered(SHADOW_IO_NICE),
         });
         Self {
             primary,

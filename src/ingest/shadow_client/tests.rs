@@ -683,3 +683,29 @@ fn endless_answers_stop_at_the_cap_with_what_they_allocated_counted() {
         assert_eq!(budget.used(), 0);
     }
 }
+
+#[test]
+fn a_declared_length_over_the_cap_is_refused_unread() {
+    let head = b"HTTP/1.1 200 OK\r\ncontent-length: 209715200\r\n\r\n";
+    let budget = Budget::new(64 << 20);
+    let mut io = Endless {
+        head: head.to_vec(),
+        unit: b"z".to_vec(),
+        read: 0,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut held = budget.reservation();
+    let r = rt.block_on(read_answer(&mut io, false, 4 << 20, &mut held));
+    assert!(matches!(
+        r,
+        Err(Failure {
+            error: ShadowError::TooLarge(_),
+            ..
+        })
+    ));
+    // The first read only: the head and what came with it.
+    assert_eq!(io.read, FIRST_READ);
+    assert_eq!(budget.peak(), FIRST_READ);
+}
