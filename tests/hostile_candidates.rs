@@ -595,3 +595,89 @@ async fn over_the_cap_is_a_candidate_error_that_opens_the_circuit_unless_the_pri
     assert_eq!(seen[0].kind, VerdictKind::Match, "{seen:#?}");
     proxy.shutdown().await;
 }
+
+/// A candidate whose answers the memory budget cannot hold (endless ones fill it long before one
+/// reaches `max_body_bytes`) is skipped as `memory_budget`, never a candidate error, and the
+/// breaker counts it once the answer has outgrown the primary's: the reading stops after
+/// `failures` of them, for `cooldown`. An answer no bigger than the primary's, refused because
+/// the request's copy filled the budget, is not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_the_budget_cannot_hold_open_the_circuit_without_counting_as_errors() {
+    use common::{TestSink, backend, config, full, start};
+    use shadowdiff::compare::{SkipReason, VerdictKind};
+    use shadowdiff::ingest::circuit::CircuitState;
+    let _serial = SERIAL.lock().await;
+    let primary = json_backend(BODY).await;
+    let candidate = backend(move |_| async move {
+        http::Response::builder()
+            .body(full(vec![b'7'; 512 * 1024]))
+            .unwrap()
+    })
+    .await;
+    let sink = TestSink::new();
+    let mut cfg = config(&primary, candidate.upstream());
+    cfg.shadow.max_buffered_bytes = 256 * 1024;
+    cfg.shadow.circuit.failures = 3;
+    cfg.shadow.circuit.cooldown = Duration::from_secs(60);
+    let proxy = start(cfg, sink.clone()).await;
+    let client = h1_client();
+    // Until the circuit opens (a loaded machine may shed a shadow as `overload` on the way: that
+    // one never reached the candidate, and the breaker hears nothing of it).
+    for i in 0..20 {
+        let (parts, body) = get(&client, &proxy.url(&format!("/big/{i}"))).await;
+        assert_eq!(parts.status, 200);
+        assert!(body == Bytes::from_static(BODY.as_bytes()));
+        sink.wait_for(i + 1).await;
+        if proxy.handle.circuit().state() == CircuitState::Open {
+            break;
+        }
+    }
+    let seen = sink.seen();
+    assert_eq!(
+        proxy.handle.circuit().state(),
+        CircuitState::Open,
+        "{seen:#?}"
+    );
+    assert_eq!(sink.count_skip(SkipReason::MemoryBudget), 3, "{seen:#?}");
+    assert_eq!(sink.count_kind(VerdictKind::CandidateError), 0, "{seen:#?}");
+    proxy.shutdown().await;
+
+    // Large POSTs: the request's copy, the primary's and the candidate's answer (as big as the
+    // primary's) cannot all be held. Skipped every time; the candidate is not blamed.
+    let same = || full(vec![b'5'; 100 * 1024]);
+    let primary =
+        backend(move |_| async move { http::Response::builder().body(same()).unwrap() }).await;
+    let candidate =
+        backend(move |_| async move { http::Response::builder().body(same()).unwrap() }).await;
+    let sink = TestSink::new();
+    let mut cfg = config(&primary, candidate.upstream());
+    cfg.shadow.methods = vec![http::Method::GET, http::Method::POST];
+    // A shadow timing out on a loaded machine would be the candidate's failure: not this case.
+    cfg.shadow.timeout = Duration::from_secs(60);
+    cfg.shadow.max_buffered_bytes = 256 * 1024;
+    cfg.shadow.circuit.failures = 3;
+    cfg.shadow.circuit.cooldown = Duration::from_secs(60);
+    let proxy = start(cfg, sink.clone()).await;
+    // Until four were refused for the budget (more than `failures`), however many a loaded
+    // machine shed on the way.
+    for i in 0..20 {
+        let req = http::Request::post(proxy.url(&format!("/upload/{i}")))
+            .body(full(vec![b'p'; 100 * 1024]))
+            .unwrap();
+        let (parts, body) = common::send(&client, req).await;
+        assert_eq!((parts.status.as_u16(), body.len()), (200, 100 * 1024));
+        sink.wait_for(i + 1).await;
+        if sink.count_skip(SkipReason::MemoryBudget) >= 4 {
+            break;
+        }
+    }
+    let seen = sink.seen();
+    assert_eq!(sink.count_skip(SkipReason::MemoryBudget), 4, "{seen:#?}");
+    assert_eq!(sink.count_kind(VerdictKind::CandidateError), 0, "{seen:#?}");
+    assert_eq!(
+        proxy.handle.circuit().state(),
+        CircuitState::Closed,
+        "{seen:#?}"
+    );
+    proxy.shutdown().await;
+}

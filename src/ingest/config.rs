@@ -79,8 +79,9 @@ pub struct ShadowConfig {
     /// secondary answers and the buffers they are read through, counted as allocated, until
     /// compared); at least 1 byte; a copy that would cross it is given up and the exchange is `memory_budget`.
     /// `max_in_flight × max_body_bytes` bounds nothing useful on its own (1024 × 4 MiB × 4
-    /// copies). Default `40MiB`: with it full, the rest of the process took 13–18 MiB more
-    /// (`benches/hostile.sh`), and the sidecar must stay within 64 MiB over idle (issue 12).
+    /// copies). Default `24MiB`: with it full and 1,024 shadows in flight, peak RSS is about
+    /// idle + 30 MiB + 1.3 × budget (`benches/hostile.sh`), and the sidecar must stay within
+    /// 64 MiB over idle (issue 12).
     #[serde(deserialize_with = "de::positive_size")]
     pub max_buffered_bytes: usize,
     /// Headers removed from shadow requests (e.g. `authorization` when the candidate must not
@@ -110,7 +111,7 @@ impl Default for ShadowConfig {
             timeout: Duration::from_secs(5),
             max_in_flight: 1024,
             max_body_bytes: 4 << 20,
-            max_buffered_bytes: 40 << 20,
+            max_buffered_bytes: 24 << 20,
             strip_headers: Vec::new(),
             set_headers: vec![(
                 HeaderName::from_static("x-shadow-request"),

@@ -195,6 +195,23 @@ async fn shadow(shadows: &Arc<Shadows>, mut job: ShadowJob, probe: &mut ProbeGua
             probe.armed = false;
         }
     }
+    // An answer the budget could not hold is not the candidate's error (below: a skip, never in
+    // the divergence rate). But one that had already outgrown the primary's whole answer is the
+    // breaker's business: a candidate streaming endless or huge answers fills the shared budget
+    // long before any one answer reaches `max_body_bytes`, and only the breaker stops the
+    // reading that costs forwarding its CPU. An answer no bigger than the primary's, refused
+    // because other copies (large POST bodies, say) filled the budget, says nothing of the
+    // candidate and is not counted.
+    if let Err(OverBudget(got)) = &cand {
+        let primary_len = match &primary_copy {
+            Some((Ok(Ok((b, ..))), _)) => Some(b.len()),
+            _ => None,
+        };
+        if primary_len.is_some_and(|p| *got > p) {
+            shadows.circuit.record(false, probe.armed);
+            probe.armed = false;
+        }
+    }
     let Some((copy, primary)) = primary_copy else {
         return;
     };
@@ -214,8 +231,9 @@ async fn shadow(shadows: &Arc<Shadows>, mut job: ShadowJob, probe: &mut ProbeGua
             (c, s)
         }
         // The budget is shared with every other shadow and copy: an answer it cannot hold says
-        // how loaded the sidecar is, not what the candidate did. Skipped, never held against it.
-        (Err(OverBudget), _) | (_, Err(OverBudget)) => {
+        // how loaded the sidecar is, not what the candidate did. Skipped, never a candidate error
+        // (the breaker heard of it above).
+        (Err(OverBudget(_)), _) | (_, Err(OverBudget(_))) => {
             shadows.skip(
                 &job.endpoint,
                 SkipReason::MemoryBudget,
@@ -279,9 +297,10 @@ fn take_copy(
     None
 }
 
-/// A shadow answer not kept because keeping it would cross `shadow.max_buffered_bytes`.
+/// A shadow answer not kept because keeping it would cross `shadow.max_buffered_bytes`; how
+/// many of its body's bytes had arrived by then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct OverBudget;
+struct OverBudget(usize);
 
 /// Headers to keep beyond the request: hyper's header values are slices of the connection's
 /// read buffer, so a clone would pin that whole buffer (8 KiB and up) for as long as the shadow
@@ -345,7 +364,7 @@ async fn send_shadow(
                 latency: started.elapsed(),
             })),
             Ok(Err(ShadowError::TooLarge(cap))) => Ok(Err(UpstreamError::TooLarge(cap))),
-            Ok(Err(ShadowError::OverBudget)) => Err(OverBudget),
+            Ok(Err(ShadowError::OverBudget(n))) => Err(OverBudget(n)),
             Ok(Err(ShadowError::Upstream(e))) => Ok(Err(e)),
         };
         // Bytes of an answer that is not kept (failed, timed out, dropped) come back here.

@@ -64,9 +64,10 @@ pub enum ShadowError {
     /// The answer's body is over the cap (reading stopped there).
     #[error("answer body over {0} bytes")]
     TooLarge(usize),
-    /// Keeping the answer's body would cross the shadow memory budget.
+    /// Keeping the answer's body would cross the shadow memory budget; how many of its bytes
+    /// had arrived (and were held) by then.
     #[error("answer body over the shadow memory budget")]
-    OverBudget,
+    OverBudget(usize),
 }
 
 impl ShadowError {

@@ -291,7 +291,7 @@ fn the_cap_and_the_budget_stop_reading() {
     assert!(matches!(
         r,
         Err(Failure {
-            error: ShadowError::OverBudget,
+            error: ShadowError::OverBudget(_),
             ..
         })
     ));

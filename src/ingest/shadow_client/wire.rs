@@ -121,7 +121,7 @@ pub(super) async fn fill<R: AsyncRead + Unpin>(
     ceiling: usize,
 ) -> Result<usize, ShadowError> {
     if buf.spare() < room && !buf.make_room(room, ceiling) {
-        return Err(ShadowError::OverBudget);
+        return Err(ShadowError::OverBudget(0));
     }
     // `read_buf` fills spare capacity only (there is some): it never grows the buffer.
     io.read_buf(buf.bytes_mut()).await.map_err(ShadowError::io)
@@ -134,7 +134,8 @@ async fn fill_body<R: AsyncRead + Unpin>(
     body: &mut Collector,
     max: usize,
 ) -> Result<usize, ShadowError> {
-    let (segment, room) = body.room().ok_or(ShadowError::OverBudget)?;
+    let held = body.len();
+    let (segment, room) = body.room().ok_or(ShadowError::OverBudget(held))?;
     // Limited to the segment's room: the segment never grows, and never takes more than `max`.
     let mut limited = segment.limit(room.min(max));
     io.read_buf(&mut limited).await.map_err(ShadowError::io)
@@ -191,7 +192,8 @@ pub(super) async fn read_answer<R: AsyncRead + Unpin>(
         Framing::Chunked => read_chunked(io, buf, cap).await?,
         Framing::UntilClose => (read_to_close(io, buf, cap).await?, false),
     };
-    let (body, body_held) = body.freeze().ok_or(ShadowError::OverBudget)?;
+    let got = body.len();
+    let (body, body_held) = body.freeze().ok_or(ShadowError::OverBudget(got))?;
     held.absorb(body_held);
     Ok((
         Answer {
@@ -218,13 +220,13 @@ pub(super) async fn read_length<R: AsyncRead + Unpin>(
         .filter(|n| *n <= cap)
         .ok_or(ShadowError::TooLarge(cap))?;
     let mut body = if n <= EXACT_BODY {
-        Collector::exact(buf.sibling_reservation(), n).ok_or(ShadowError::OverBudget)?
+        Collector::exact(buf.sibling_reservation(), n).ok_or(ShadowError::OverBudget(0))?
     } else {
         buf.collector()
     };
     let have = buf.len().min(n);
     if !body.extend(&buf.as_bytes()[..have]) {
-        return Err(ShadowError::OverBudget);
+        return Err(ShadowError::OverBudget(have));
     }
     let clean = buf.len() <= n;
     // The head's buffer is let go before the rest arrives.
@@ -252,7 +254,7 @@ pub(super) async fn read_chunked<R: AsyncRead + Unpin>(
                 return Err(ShadowError::TooLarge(cap));
             }
             if !body.extend(data) {
-                return Err(ShadowError::OverBudget);
+                return Err(ShadowError::OverBudget(body.len() + data.len()));
             }
             Ok(())
         })?;
@@ -272,8 +274,11 @@ pub(super) async fn read_chunked<R: AsyncRead + Unpin>(
             room,
             CHUNKED_READ.max(MAX_CHUNK_LINE + MIN_READ),
         )
-        .await?
-            == 0
+        .await
+        .map_err(|e| match e {
+            ShadowError::OverBudget(_) => ShadowError::OverBudget(body.len()),
+            e => e,
+        })? == 0
         {
             return Err(ShadowError::closed());
         }
@@ -292,7 +297,7 @@ pub(super) async fn read_to_close<R: AsyncRead + Unpin>(
         return Err(if buf.len() > cap {
             ShadowError::TooLarge(cap)
         } else {
-            ShadowError::OverBudget
+            ShadowError::OverBudget(buf.len())
         });
     }
     drop(buf);
