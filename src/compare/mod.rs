@@ -598,7 +598,7 @@ fn header_diffs(eff: &Effective, p: &HeaderMap, c: &HeaderMap) -> Vec<Difference
     names.dedup();
     let mut out = Vec::new();
     for name in names {
-        if TRANSPORT_HEADERS.contains(&name) || eff.ignore_headers.iter().any(|h| h == name) {
+        if TRANSPORT_HEADERS.contains(&name) || eff.ignore_headers.iter().any(|h| h.matches(name)) {
             continue;
         }
         let (pv, cv) = (joined(p, name), joined(c, name));
