@@ -6,8 +6,9 @@
 //!   secondary, with capped content decoding. Sources produce these.
 //! - [`compare`]: the pure, synchronous comparator (`Exchange` → `Verdict`): rules
 //!   ([`compare::rules`]), path and endpoint patterns ([`compare::pattern`]), exact numbers
-//!   ([`compare::number`]), structural JSON diff, text diff, signature, the per-exchange noise
-//!   marking ([`compare::noise`]). No I/O, no clock, no state.
+//!   ([`compare::number`]), structural JSON diff, text diff (noise judged line by line against
+//!   the secondary's body), signature, the per-exchange noise marking ([`compare::noise`]). No
+//!   I/O, no clock, no state.
 //! - [`yaml`] and [`units`]: what every config section and the rules share — the one
 //!   [`yaml::Problem`] (file, line, rule, reason), and durations, sizes, rates and the serde
 //!   value parsers (`units::de`).
@@ -25,8 +26,9 @@
 //!   ([`sink::spool`], redb).
 //! - [`stats`]: divergence statistics — a [`pipeline::Sink`] counting verdicts, fields and
 //!   latency per endpoint ([`stats::EndpointMap`]) over a sliding window and since start; the
-//!   learned noise model ([`stats::noise`], the pipeline's `Refine`); Wilson intervals and the
-//!   release gate; [`stats::publisher`] sends per-endpoint interval statistics to Kafka on the
+//!   learned noise model ([`stats::noise`], the pipeline's `Refine`, and the rules it suggests
+//!   with their evidence); Wilson intervals and the release gate, a pure function of counts
+//!   judged by default on an anytime-valid confidence sequence (docs/gate.md); [`stats::publisher`] sends per-endpoint interval statistics to Kafka on the
 //!   Kafka sink's producer.
 //! - [`ingest`]: sources of exchanges. [`ingest::proxy`] is the inline sidecar's request path,
 //!   [`ingest::circuit`] its breaker and `ingest::shadow` the background shadow task; shadows go

@@ -18,7 +18,7 @@ pub use config::{AdminConfig, AdminConfigError, AdminToken};
 pub use metrics::{MetricFamily, MetricKind, MetricsSource};
 
 use crate::compare::VerdictKind;
-use crate::stats::{GateConfig, MismatchQuery, Stats, Window};
+use crate::stats::{GateAsk, GateConfig, GateMethod, MinSamplesFor, MismatchQuery, Stats, Window};
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -313,8 +313,23 @@ async fn signatures(State(st): State<AdminState>, Query(q): Params) -> Result<Re
 }
 
 async fn gate(State(st): State<AdminState>, Query(q): Params) -> Result<Response, BadParam> {
-    only(&q, &["max_divergence", "min_samples", "endpoint", "window"])?;
-    let w = window(&st, &q)?;
+    only(
+        &q,
+        &[
+            "max_divergence",
+            "min_samples",
+            "min_samples_for",
+            "method",
+            "endpoint",
+            "window",
+        ],
+    )?;
+    // The confidence sequence's guarantee holds over a growing sample, so the gate's default
+    // window is since start (docs/gate.md); a sliding window is judged only when asked for.
+    let w = match opt(&q, "window") {
+        None => Window::All,
+        Some(_) => window(&st, &q)?,
+    };
     let max_divergence = match opt(&q, "max_divergence").map(crate::units::parse_rate) {
         None => None,
         Some(Ok(r)) => Some(r),
@@ -325,10 +340,20 @@ async fn gate(State(st): State<AdminState>, Query(q): Params) -> Result<Response
         Some(Ok(n)) => Some(n),
         Some(Err(_)) => return Err(bad("min_samples", "min_samples must be a whole number ≥ 0")),
     };
-    let p = st.gate.params(
+    let min_samples_for = opt(&q, "min_samples_for")
+        .map(MinSamplesFor::parse)
+        .transpose()
+        .map_err(|e| bad("min_samples_for", e))?;
+    let method = opt(&q, "method")
+        .map(GateMethod::parse)
+        .transpose()
+        .map_err(|e| bad("method", e))?;
+    let p = st.gate.params(GateAsk {
         max_divergence,
         min_samples,
-        opt(&q, "endpoint").map(str::to_string),
-    );
+        min_samples_for,
+        method,
+        endpoint: opt(&q, "endpoint").map(str::to_string),
+    });
     Ok(axum::Json(st.stats.gate(w, &p)).into_response())
 }

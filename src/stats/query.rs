@@ -3,14 +3,13 @@
 //! so queries cost what observations do not (overall figures are never recorded separately).
 
 use super::counts::{Counts, FieldCounts};
-use super::gate::{self, GateParams, GateReport, GateVerdict, judge};
+use super::gate::{self, GateCounts, GateParams, GateReport, GateVerdict, judge};
 use super::latency::{LatencySet, LatencySummary};
 use super::report::{
     ClusterField, Divergence, EndpointMetrics, EndpointSummary, HistogramBuckets, MismatchQuery,
     SignatureSummary, Summary, Totals,
 };
 use super::store::{EndpointStats, Stats};
-use super::wilson::wilson95;
 use super::window::{Window, WindowError, format_duration};
 use crate::compare::{SkipReason, VerdictKind};
 use crate::event::{Event, format_ts};
@@ -165,7 +164,7 @@ impl Stats {
         }
     }
 
-    /// Evaluates the release gate over a window (docs/api.md, "gate").
+    /// Evaluates the release gate over a window (docs/api.md, "gate"; docs/gate.md).
     pub fn gate(&self, w: Window, p: &GateParams) -> GateReport {
         let now_epoch = self.epoch_now();
         let mut per: BTreeMap<String, Counts> = BTreeMap::new();
@@ -177,47 +176,38 @@ impl Stats {
         if let Some(e) = &p.endpoint {
             per.entry(e.clone()).or_default();
         }
+        let counts = |c: &Counts| GateCounts {
+            divergent: c.divergent(),
+            samples: c.samples(),
+        };
         let mut pool = Counts::default();
         let mut endpoints = Vec::new();
         let mut worst = GateVerdict::Pass;
         for (name, c) in &per {
             pool.add(c);
-            let threshold = p
-                .per_endpoint
-                .get(name)
-                .copied()
-                .unwrap_or(p.max_divergence);
             // An endpoint with nothing compared in the window (only skips — e.g. POSTs that are
             // never mirrored) has nothing to judge and must not hold the gate; it is listed, but
             // not counted in the worst-of, unless it is the endpoint asked for.
-            let l = gate::line(name, c.divergent(), c.samples(), threshold, p.min_samples);
+            let l = gate::line(name, counts(c), &p.rule_for(name));
             if c.samples() > 0 || p.endpoint.is_some() {
                 worst = worst.max(l.verdict);
             }
             endpoints.push(l);
         }
-        let (lo, hi) = wilson95(pool.divergent(), pool.samples());
-        // Gating one endpoint: its own threshold applies to the pool (which is that endpoint).
-        let pool_threshold = p
-            .endpoint
-            .as_ref()
-            .and_then(|e| p.per_endpoint.get(e).copied())
-            .unwrap_or(p.max_divergence);
-        let pool_verdict = judge(
-            pool.divergent(),
-            pool.samples(),
-            pool_threshold,
-            p.min_samples,
-        );
+        // Gating one endpoint: its own overrides apply to the pool (which is that endpoint).
+        let pool_rule = p.pool_rule();
+        let pool_judged = judge(counts(&pool), &pool_rule);
         GateReport {
-            verdict: worst.max(pool_verdict),
-            pool_verdict,
+            verdict: worst.max(pool_judged.verdict),
+            pool_verdict: pool_judged.verdict,
+            method: pool_rule.method,
             divergence_rate: gate::rate(pool.divergent(), pool.samples()),
             divergent: pool.divergent(),
             samples: pool.samples(),
-            ci95: [lo, hi],
-            max_divergence: pool_threshold,
-            min_samples: p.min_samples,
+            ci95: pool_judged.ci95,
+            max_divergence: pool_rule.max_divergence,
+            min_samples: pool_rule.min_samples,
+            min_samples_for: pool_rule.min_samples_for,
             window: w.label(),
             endpoints,
         }
