@@ -5,6 +5,7 @@
 //! differ — no rule can make two identical bodies differ, and most shadow exchanges match.
 //! A mismatch is data in the verdict, never an `Err`.
 
+mod headers;
 mod json;
 pub mod noise;
 pub mod number;
@@ -13,7 +14,6 @@ pub mod rules;
 mod text;
 
 use crate::exchange::{self, DecodeError, Exchange, Request, Response, UpstreamError, decode_body};
-use http::HeaderMap;
 use rules::{Effective, RuleSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -391,7 +391,7 @@ impl Comparator {
                 detail: None,
             });
         }
-        diffs.extend(header_diffs(&eff, &p.headers, &c.headers));
+        diffs.extend(headers::header_diffs(&eff, &p.headers, &c.headers));
         let mut notes = Vec::new();
         let limit = self.opts.max_decoded_bytes;
         let decode = |r: &Response, side: &str, notes: &mut Vec<String>| match decode_body(
@@ -590,48 +590,6 @@ fn parse_json(b: &[u8], media: Option<&str>, side: &str, notes: &mut Vec<String>
             None
         }
     }
-}
-
-fn header_diffs(eff: &Effective, p: &HeaderMap, c: &HeaderMap) -> Vec<Difference> {
-    let mut names: Vec<&str> = p.keys().chain(c.keys()).map(|n| n.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let mut out = Vec::new();
-    for name in names {
-        if TRANSPORT_HEADERS.contains(&name) || eff.ignore_headers.iter().any(|h| h.matches(name)) {
-            continue;
-        }
-        let (pv, cv) = (joined(p, name), joined(c, name));
-        if pv == cv {
-            continue;
-        }
-        let redact = ALWAYS_REDACTED.contains(&name);
-        let show = |v: Option<String>| match v {
-            None => Value::Null,
-            Some(_) if redact => Value::String(REDACTED.into()),
-            Some(s) => Value::String(s),
-        };
-        out.push(Difference {
-            path: format!("@headers/{name}"),
-            field: format!("@headers/{name}"),
-            kind: DiffKind::Header,
-            primary: show(pv),
-            candidate: show(cv),
-            noise: false,
-            detail: None,
-        });
-    }
-    out
-}
-
-fn joined(h: &HeaderMap, name: &str) -> Option<String> {
-    let mut it = h.get_all(name).iter().peekable();
-    it.peek()?;
-    Some(
-        it.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect::<Vec<_>>()
-            .join(", "),
-    )
 }
 
 #[cfg(test)]
