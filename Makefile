@@ -1,5 +1,5 @@
 # The project's task runner. README's two commands are `make run` and `make test`.
-.PHONY: run demo test lint fmt bench build
+.PHONY: run demo test lint fmt bench build fuzz
 
 build:
 	cargo build --release --locked
@@ -21,3 +21,9 @@ fmt:
 
 bench:
 	cargo bench --locked --bench compare
+
+# Every cargo-fuzz target in fuzz/ for FUZZ_SECONDS each, one at a time (nightly and cargo-fuzz;
+# see README, "Fuzzing"): `make fuzz FUZZ_SECONDS=600`.
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh

@@ -56,6 +56,10 @@ else
   target/pyenv/bin/pip install -q confluent-kafka
 fi
 
+# Descriptor limits on the child process (tests/hostile_inbound.rs): prlimit, from util-linux
+# (essential on Debian, so normally present already).
+need_apt util-linux
+
 # Review UI browser test (tests/ui.rs): Debian's Chromium, driven by playwright-core from npm.
 # playwright-core never downloads a browser of its own; the test points it at /usr/bin/chromium.
 # The npm packages land in target/ui-test/ (git-ignored), pinned by tests/ui/package-lock.json.

@@ -417,26 +417,57 @@ impl Sinks {
     }
 }
 
-/// Resolves when SIGTERM or SIGINT arrives: the proxy's and the aggregator's shutdown signal.
-pub async fn shutdown_signal() {
+/// The proxy's and the aggregator's shutdown signal: resolves when SIGTERM or SIGINT arrives.
+///
+/// SIGHUP never stops the process (its default action would kill it, exit 129, without
+/// draining): it is caught and logged; reloading the rules on it comes with issue 14 ("Operate
+/// it"). The handlers are installed when this is called, not when the future is first polled,
+/// so call it inside the runtime, before starting anything: a signal that arrives while the
+/// sidecar starts must not meet the default action.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
-                    _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutdown requested"),
-                }
-            }
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        let watch = |kind: SignalKind, name: &'static str| match signal(kind) {
+            Ok(s) => Some(s),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the process");
-                let _ = tokio::signal::ctrl_c().await;
+                tracing::warn!(signal = name, error = %e, "cannot watch this signal");
+                None
+            }
+        };
+        async fn recv(s: &mut Option<Signal>) -> Option<()> {
+            match s {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        }
+        let mut term = watch(SignalKind::terminate(), "SIGTERM");
+        let mut int = watch(SignalKind::interrupt(), "SIGINT");
+        let mut hup = watch(SignalKind::hangup(), "SIGHUP");
+        async move {
+            loop {
+                tokio::select! {
+                    Some(()) = recv(&mut term) => {
+                        tracing::info!(signal = "SIGTERM", "shutdown requested");
+                        return;
+                    }
+                    Some(()) = recv(&mut int) => {
+                        tracing::info!(signal = "SIGINT", "shutdown requested");
+                        return;
+                    }
+                    Some(()) = recv(&mut hup) => tracing::info!(
+                        signal = "SIGHUP",
+                        "received: reloading the rules on SIGHUP comes with issue 14 (\"Operate it\"); nothing changes, the process keeps serving"
+                    ),
+                    else => std::future::pending::<()>().await,
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

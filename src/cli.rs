@@ -62,7 +62,7 @@ pub struct AggregateArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Bootstrap brokers, host:port[,host:port] (required here or in the config file).
-    #[arg(long)]
+    #[arg(long, value_parser = brokers_arg)]
     pub brokers: Option<String>,
     /// Events topic (default shadowdiff.events).
     #[arg(long)]
@@ -177,9 +177,15 @@ pub struct DiffArgs {
     pub left: PathBuf,
     /// Candidate side, same forms as LEFT.
     pub right: PathBuf,
-    /// Rules file or folder; without it, no normalisation beyond the built-in semantics.
+    /// Rules file or folder; without it, the config's rules (with --config), else no
+    /// normalisation beyond the built-in semantics.
     #[arg(long)]
     pub rules: Option<PathBuf>,
+    /// Config file (`shadowdiff.yaml`): its `redact:` and `publish:` sections redact the output
+    /// as the sidecar redacts events (without it, the default redaction), and its `rules:` apply
+    /// unless --rules is given.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Endpoint whose scoped rules apply, e.g. "GET /orders/{id}"; without it only `"*"` rules apply.
     #[arg(long)]
     pub endpoint: Option<String>,
@@ -272,4 +278,9 @@ fn print_problems(e: &ConfigErrors) {
         eprintln!("{p}");
     }
     eprintln!("{} problem(s)", e.0.len());
+}
+
+/// `--brokers`, checked as `sinks.kafka.brokers` is.
+fn brokers_arg(s: &str) -> Result<String, String> {
+    crate::units::de::check_brokers(s).map(|()| s.to_string())
 }

@@ -88,7 +88,8 @@ impl Event {
             skip_reason: v.skip_reason,
             differences: r.differences(ex, &v.differences),
             signature: v.signature.clone(),
-            notes: v.notes.iter().map(|n| r.text(n)).collect(),
+            // Notes may quote traffic (a candidate error names the answer's bytes).
+            notes: v.notes.iter().map(|n| r.quoted(n)).collect(),
             truncated: v.truncated,
             sends: ex.sends,
         }
@@ -129,7 +130,7 @@ fn outcome(o: &Outcome, r: &Redaction) -> EventResponse {
             latency_us: None,
             headers: BTreeMap::new(),
             body: Value::Null,
-            error: Some(r.text(&e.to_string())),
+            error: Some(r.quoted(&e.to_string())),
         },
     }
 }

@@ -55,6 +55,10 @@ pub enum UpstreamError {
     Refused(String),
     #[error("connection reset or closed: {0}")]
     Reset(String),
+    /// The answer's body crossed the size cap: reading stopped there and the connection was
+    /// closed.
+    #[error("answer body over {0} bytes (shadow.max_body_bytes)")]
+    TooLarge(usize),
     #[error("{0}")]
     Other(String),
 }

@@ -10,12 +10,14 @@
 //!   the secondary's body), signature, the per-exchange noise marking ([`compare::noise`]). No
 //!   I/O, no clock, no state.
 //! - [`yaml`] and [`units`]: what every config section and the rules share — the one
-//!   [`yaml::Problem`] (file, line, rule, reason), and durations, sizes, rates and the serde
-//!   value parsers (`units::de`).
+//!   [`yaml::Problem`] (file, line, rule, reason), the limits a text meets before it is parsed
+//!   (`yaml/limits.rs`: size, nesting depth, alias expansion), and durations, sizes, rates and
+//!   the serde value parsers (`units::de`: ports, positive durations and sizes).
 //! - [`event`]: the published event (`shadowdiff.exchange.v1`), redacted and truncated.
 //! - [`redact`]: everything that makes a published string safe (`redact:`): header values,
 //!   JSON paths in bodies and in every difference containing them, query parameters, the
-//!   e-mail/card/bearer detectors, the size cap.
+//!   e-mail/card/bearer detectors, the size cap; and the published names of differences
+//!   (`redact/names.rs`), which statistics count by.
 //! - [`pipeline`]: the seam between sources and everything after the comparator —
 //!   [`pipeline::Observation`], [`pipeline::Sink`], [`pipeline::Fanout`], [`pipeline::Refine`],
 //!   the bounded comparison pool ([`pipeline::pool`]) behind [`pipeline::Pipeline`], the shadow
@@ -31,9 +33,13 @@
 //!   judged by default on an anytime-valid confidence sequence (docs/gate.md); [`stats::publisher`] sends per-endpoint interval statistics to Kafka on the
 //!   Kafka sink's producer.
 //! - [`ingest`]: sources of exchanges. [`ingest::proxy`] is the inline sidecar's request path,
-//!   [`ingest::circuit`] its breaker and `ingest::shadow` the background shadow task; shadows go
-//!   out on [`ingest::shadow_client`], names resolve through [`ingest::resolve`];
-//!   [`ingest::grouping`] names endpoints; [`ingest::config`] is the proxy's config.
+//!   [`ingest::inbound`] its client connections under `limits:` (timeouts, connection cap, head
+//!   size, accept back-off, descriptor budget), [`ingest::circuit`] its breaker and
+//!   `ingest::shadow` the background shadow task; shadows go out on [`ingest::shadow_client`]
+//!   (whose answer reader `fuzz/` drives through `shadow_client::fuzzing`), whose socket work
+//!   runs on the lower-priority thread of [`ingest::background`], into budgeted
+//!   [`ingest::buffer`]s; names resolve through [`ingest::resolve`]; [`ingest::grouping`] names
+//!   endpoints (redacted); [`ingest::config`] is the proxy's config.
 //! - [`config`]: `shadowdiff.yaml` — one struct aggregating each component's own section,
 //!   validated at once (every problem, with lines), and the rules it names.
 //! - [`admin`]: the admin HTTP server — health, `/metrics`, the JSON API over [`stats`], the

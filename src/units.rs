@@ -11,6 +11,8 @@ use std::time::Duration;
 pub enum UnitError {
     #[error("invalid duration {0:?}: write a number and a unit: 250ms, 5s, 15m, 1h")]
     Duration(String),
+    #[error("duration {0:?} is longer than a year (365d), the longest accepted")]
+    DurationTooLong(String),
     #[error("invalid size {0:?}: write a number and a unit: 512B, 64KiB, 4MiB, 1GiB (or KB/MB/GB)")]
     Size(String),
     #[error("invalid rate {0:?}: write a fraction (0.01) or a percentage (1%) between 0 and 1")]
@@ -25,6 +27,10 @@ fn split_number(s: &str) -> (&str, &str) {
     (&s[..i], s[i..].trim())
 }
 
+/// The longest duration accepted. Longer ones are typos, and they overflow clock arithmetic: a
+/// circuit cooldown of `106751991167301d` made `Instant::now() + cooldown` panic.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86400);
+
 pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
     let err = || UnitError::Duration(s.to_string());
     let (n, unit) = split_number(s);
@@ -38,6 +44,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
         "d" => n * 86400.0,
         _ => return Err(err()),
     };
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(UnitError::DurationTooLong(s.to_string()));
+    }
     Duration::try_from_secs_f64(secs).map_err(|_| err())
 }
 
@@ -100,6 +109,12 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("five s").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_duration("365d").unwrap(), MAX_DURATION);
+        assert_eq!(
+            parse_duration("106751991167301d"),
+            Err(UnitError::DurationTooLong("106751991167301d".into()))
+        );
+        assert!(parse_duration("366d").is_err());
     }
 
     #[test]

@@ -6,9 +6,44 @@
 //! that one bad value cannot hide the next; the problem is placed on the line where the key is
 //! written. serde_yaml_ng's values carry no positions, so lines are found by scanning the text
 //! (`LineIndex`) — enough for block-style keys, which is where people write them.
+//!
+//! Before any of that, a text must pass the limits of [`limits`]: at most [`MAX_FILE_BYTES`],
+//! [`MAX_DEPTH`] levels of nesting and [`MAX_VALUES`] values once aliases are expanded.
+
+mod limits;
+
+pub(crate) use limits::read;
+
+/// Nesting as the parser builds it (a scalar 0, each collection one more than its deepest
+/// element or key): what [`scanned_depth`] is checked against.
+#[doc(hidden)]
+pub fn nesting(v: &Yaml) -> usize {
+    match v {
+        Yaml::Sequence(s) => 1 + s.iter().map(nesting).max().unwrap_or(0),
+        Yaml::Mapping(m) => {
+            1 + m
+                .iter()
+                .map(|(k, v)| nesting(k).max(nesting(v)))
+                .max()
+                .unwrap_or(0)
+        }
+        Yaml::Tagged(t) => nesting(&t.value),
+        _ => 0,
+    }
+}
+
+/// The deepest nesting the pre-parse scan counts in `text`, or where it passed [`MAX_DEPTH`]
+/// as `(line, depth)`: for the `config` fuzz target's property that the scan never counts less
+/// than the parser nests.
+#[doc(hidden)]
+pub fn scanned_depth(text: &str) -> Result<usize, (usize, usize)> {
+    limits::depth_within(text, MAX_DEPTH)
+}
+pub use limits::{MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES};
 
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value as Yaml};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -51,14 +86,51 @@ impl fmt::Display for Problem {
 
 /// Parses a YAML text; a syntax error is a problem at its line. The message keeps the parser's
 /// own positions: in a syntax error they are real (and name where an unclosed `[` was opened).
+/// The text's size, nesting depth and alias expansion are checked first ([`limits`]), so a
+/// hostile text is refused before the parser spends time or memory on it.
 pub(crate) fn parse(file: &Path, text: &str) -> Result<Yaml, Problem> {
+    limits::check(file, text)?;
+    limits::expansion(file, text)?;
     serde_yaml_ng::from_str(text).map_err(|e| {
-        Problem::new(
-            file,
-            e.location().map(|l| l.line()),
-            format!("not valid YAML: {e}"),
-        )
+        // Errors without a position are about the document as a whole; a second document is
+        // pointed at where it starts.
+        let line = e.location().map(|l| l.line()).unwrap_or_else(|| {
+            let mut markers = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| l.starts_with("---"));
+            let opens = text
+                .lines()
+                .find(|l| !l.trim().is_empty() && !l.starts_with('#') && !l.starts_with('%'))
+                .is_some_and(|l| l.starts_with("---"));
+            markers.nth(usize::from(opens)).map_or(1, |(i, _)| i + 1)
+        });
+        Problem::new(file, Some(line), format!("not valid YAML: {e}"))
     })
+}
+
+/// Most problems listed per file. Locating a problem's line scans the file and checking a key
+/// costs a deserialisation, so a file of 50,000 bad keys took minutes to report whole; past
+/// this many, checking stops and one line says so.
+pub const MAX_PROBLEMS: usize = 100;
+
+/// Whether checking goes on: the problems of this file (from `first` on) have not passed
+/// [`MAX_PROBLEMS`] yet. One more than the cap is let in, so [`cap`] can tell that it stopped.
+pub(crate) fn room(problems: &[Problem], first: usize) -> bool {
+    problems.len() - first <= MAX_PROBLEMS
+}
+
+/// Keeps the first [`MAX_PROBLEMS`] problems of this file (those from `first` on), and says
+/// that checking stopped there when it did.
+pub(crate) fn cap(file: &Path, problems: &mut Vec<Problem>, first: usize) {
+    if problems.len() - first > MAX_PROBLEMS {
+        problems.truncate(first + MAX_PROBLEMS);
+        problems.push(Problem::new(
+            file,
+            None,
+            format!("more problems not listed: checking stopped after the first {MAX_PROBLEMS}"),
+        ));
+    }
 }
 
 /// Deserialises `v` into `T`, only to see whether `T` accepts it.
@@ -135,6 +207,8 @@ pub(crate) fn short(v: &Yaml) -> String {
 /// An index over the lines of one YAML text. All returned lines are 1-based.
 pub(crate) struct LineIndex<'a> {
     lines: Vec<&'a str>,
+    /// The first line of each top-level key, so that looking one up does not scan the file.
+    top: HashMap<&'a str, usize>,
 }
 
 fn indent_of(l: &str) -> usize {
@@ -149,24 +223,48 @@ fn is_blank_or_comment(l: &str) -> bool {
 /// Whether a (trimmed) line starts with `key:` or `"key":` or `'key':`, also after a `- `.
 fn starts_with_key(line: &str, key: &str) -> bool {
     let t = line.trim_start().trim_start_matches("- ").trim_start();
-    [
-        format!("{key}:"),
-        format!("\"{key}\":"),
-        format!("'{key}':"),
-    ]
-    .iter()
-    .any(|p| t.starts_with(p.as_str()))
+    let quoted = |q: char| {
+        t.strip_prefix(q)
+            .and_then(|r| r.strip_prefix(key))
+            .and_then(|r| r.strip_prefix(q))
+            .is_some_and(|r| r.starts_with(':'))
+    };
+    t.strip_prefix(key).is_some_and(|r| r.starts_with(':')) || quoted('"') || quoted('\'')
+}
+
+/// The key a line starts with, as [`starts_with_key`] reads it (up to the first `:` when not
+/// quoted).
+fn key_of(line: &str) -> Option<&str> {
+    let t = line.trim_start().trim_start_matches("- ").trim_start();
+    for q in ['"', '\''] {
+        if let Some(r) = t.strip_prefix(q) {
+            let (k, rest) = r.split_once(q)?;
+            return rest.starts_with(':').then_some(k);
+        }
+    }
+    t.split_once(':').map(|(k, _)| k)
 }
 
 impl<'a> LineIndex<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
-        Self {
-            lines: text.lines().collect(),
+        let lines: Vec<&str> = text.lines().collect();
+        let mut top = HashMap::new();
+        for (i, l) in lines.iter().enumerate() {
+            if indent_of(l) == 0
+                && let Some(k) = key_of(l)
+            {
+                top.entry(k).or_insert(i + 1);
+            }
         }
+        Self { lines, top }
     }
 
     /// The line of a top-level `key:`.
     pub(crate) fn top_key(&self, key: &str) -> Option<usize> {
+        if !key.contains([':', '"', '\'']) {
+            return self.top.get(key).copied();
+        }
+        // A key that is not read whole by `key_of`: scan.
         self.lines
             .iter()
             .position(|l| indent_of(l) == 0 && starts_with_key(l, key))
@@ -186,9 +284,16 @@ impl<'a> LineIndex<'a> {
     /// block of the previous one (lines indented deeper, up to the next line at its indent or
     /// less). When a key is not written in block style (a flow mapping such as
     /// `circuit: {failures: 0}`), the deepest key found is returned, which is where the value is.
+    ///
+    /// When the first key is not written in block style either (the whole file is one flow
+    /// mapping), the first line that mentions the last key is returned, else line 1: a problem
+    /// always has a line to point at.
     pub(crate) fn key_path(&self, path: &[&str]) -> Option<usize> {
         let (first, rest) = path.split_first()?;
-        let mut at = self.top_key(first)? - 1;
+        let Some(top) = self.top_key(first) else {
+            return Some(self.mention(path.last().unwrap_or(first)).unwrap_or(1));
+        };
+        let mut at = top - 1;
         for key in rest {
             match self.child_key(at, key) {
                 Some(i) => at = i,
@@ -196,6 +301,33 @@ impl<'a> LineIndex<'a> {
             }
         }
         Some(at + 1)
+    }
+
+    /// The first line where `key` is written as a key (`key:`, in flow style too), else the
+    /// first that holds it at all.
+    pub(crate) fn mention(&self, key: &str) -> Option<usize> {
+        let as_key = |l: &&str| {
+            [
+                format!("{key}:"),
+                format!("\"{key}\":"),
+                format!("'{key}':"),
+            ]
+            .iter()
+            .any(|k| l.contains(k.as_str()))
+        };
+        self.lines
+            .iter()
+            .position(as_key)
+            .or_else(|| self.lines.iter().position(|l| l.contains(key)))
+            .map(|i| i + 1)
+    }
+
+    /// The first line starting with a key that is a collection (`[a]: 1`, `{a: b}: 1`, `? …`).
+    pub(crate) fn complex_key(&self) -> Option<usize> {
+        self.lines
+            .iter()
+            .position(|l| l.trim_start().starts_with(['[', '{', '?']))
+            .map(|i| i + 1)
     }
 
     /// 0-based index of `key:` inside the block of the line at 0-based `parent`.

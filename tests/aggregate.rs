@@ -19,7 +19,7 @@ mod harness;
 mod common;
 
 use bytes::Bytes;
-use common::free_port;
+use common::{Proc, free_port};
 use harness::{Tansu, create_topic};
 use http::Response;
 use http_body_util::{BodyExt, Empty};
@@ -34,87 +34,13 @@ use shadowdiff::stats::{
     GateCounts, GateReport, GateRule, GateVerdict, SignatureSummary, Totals, judge, wilson95,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const EVENTS: &str = "fleet.events";
 const STATS: &str = "fleet.stats";
 const BODY: &str = r#"{"id":1,"price":10,"name":"x"}"#;
-
-/// A child process killed on drop, its stderr kept in a log file.
-struct Proc {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, dir: &Path, args: &[&str]) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        let f = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
-            .args(args)
-            .current_dir(dir)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .unwrap();
-        Proc {
-            name: name.into(),
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn logs(&self) -> String {
-        format!(
-            "--- {} log ---\n{}",
-            self.name,
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        )
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    fn terminate(&mut self) {
-        let mut c = self.child.take().unwrap();
-        let st = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = c.try_wait().unwrap() {
-                assert!(
-                    st.success(),
-                    "{} exited with {st}\n{}",
-                    self.name,
-                    self.logs()
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not stop within 30 s\n{}",
-                self.name,
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 struct Sidecar {
     proc: Proc,
@@ -141,7 +67,12 @@ impl Sidecar {
         );
         let path = dir.join(format!("{name}.yaml"));
         std::fs::write(&path, cfg).unwrap();
-        let proc = Proc::spawn(name, dir, &["proxy", "--config", path.to_str().unwrap()]);
+        let proc = Proc::spawn(
+            name,
+            dir,
+            &["proxy", "--config", path.to_str().unwrap()],
+            &[("RUST_LOG", "info")],
+        );
         Sidecar {
             proc,
             listen,
@@ -524,6 +455,7 @@ fn fleet(brokers: &str, dir: &Path) {
             "--admin",
             &format!("127.0.0.1:{admin}"),
         ],
+        &[("RUST_LOG", "info")],
     );
     let started = Instant::now();
     wait_for(

@@ -5,11 +5,7 @@
 
 mod common;
 
-use common::{eventually, get, h1_client, json_backend};
-use shadowdiff::app::{Settings, Sidecar};
-use shadowdiff::config::Config;
-use std::path::Path;
-use std::time::Duration;
+use common::{SidecarRun, eventually, get, h1_client, json_backend};
 
 /// Starts a sidecar from a config text (primary and candidate filled in), sends one GET to each
 /// of `endpoints` distinct paths, and returns `/api/v1/summary`'s endpoint names once every
@@ -25,14 +21,7 @@ async fn endpoints_seen(extra_yaml: &str, endpoints: usize) -> Vec<String> {
         candidate.upstream(),
         dir.path().join("events.jsonl").display()
     );
-    let config = Config::from_yaml(Path::new("test.yaml"), &yaml).unwrap();
-    let settings = Settings::load(config).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let sidecar = Sidecar::start(settings, async move {
-        let _ = stopped.await;
-    })
-    .await
-    .unwrap();
+    let sidecar = SidecarRun::from_yaml(&yaml).await;
     let client = h1_client();
     for i in 0..endpoints {
         let url = format!("http://{}/ep{i}", sidecar.proxy_addr());
@@ -59,11 +48,7 @@ async fn endpoints_seen(extra_yaml: &str, endpoints: usize) -> Vec<String> {
         .iter()
         .map(|e| e["endpoint"].as_str().unwrap().to_string())
         .collect();
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), sidecar.join())
-        .await
-        .expect("sidecar did not stop")
-        .unwrap();
+    sidecar.stop().await;
     names
 }
 

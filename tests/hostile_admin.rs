@@ -10,17 +10,17 @@
 //! - `shadowdiff aggregate` serves the same router under the same rules.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use parking_lot::Mutex;
+mod common;
+
+use common::process::{BIN, Process};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "s3cret-admin-token-0123456789abcdef";
-const BIN: &str = env!("CARGO_BIN_EXE_shadowdiff");
 
 /// Every route that serves data (or could): each must want the token.
 const DATA_ROUTES: &[&str] = &[
@@ -125,81 +125,13 @@ fn bearer(t: &str) -> String {
     format!("Authorization: Bearer {t}")
 }
 
-/// A running `shadowdiff` process; killed and reaped however the test ends.
-struct Running {
-    child: Child,
-    admin: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Running {
-    fn log(&self) -> String {
-        self.log.lock().clone()
-    }
-}
-
 /// Starts `shadowdiff ARGS` in `dir` with `admin_port` for its admin server and waits until
-/// `/healthz` answers on 127.0.0.1 (readiness, not a fixed sleep).
-fn start(dir: &Path, args: &[&str], admin_port: u16) -> Running {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        // Debug logs too: the token must not show up even there.
-        .env("RUST_LOG", "shadowdiff=debug,info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    {
-        let stderr = child.stderr.take().unwrap();
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut l = log.lock();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-    }
-    let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
-    let mut r = Running { child, admin, log };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(s) = r.child.try_wait().unwrap() {
-            panic!(
-                "shadowdiff {args:?} exited ({s}) before serving:\n{}",
-                r.log()
-            );
-        }
-        if let Ok(mut s) = TcpStream::connect_timeout(&admin, Duration::from_millis(200)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = write!(
-                s,
-                "GET /healthz HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
-            );
-            let mut b = String::new();
-            let _ = s.read_to_string(&mut b);
-            if b.starts_with("HTTP/1.1 200") {
-                return r;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no /healthz on {admin} within 30 s:\n{}",
-            r.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// `/healthz` answers on 127.0.0.1 (readiness, not a fixed sleep); killed however the test ends.
+fn start(dir: &Path, args: &[&str], admin_port: u16) -> Process {
+    let mut cmd = Command::new(BIN);
+    // Debug logs too: the token must not show up even there.
+    cmd.args(args).env("RUST_LOG", "shadowdiff=debug,info");
+    Process::start(cmd, dir, SocketAddr::from(([127, 0, 0, 1], admin_port)))
 }
 
 /// A config for `shadowdiff proxy` in `dir`: upstreams that are never contacted (no traffic is

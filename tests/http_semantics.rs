@@ -202,3 +202,45 @@ async fn a_chunked_request_with_trailers_is_forwarded_whole_and_shadowed() {
     );
     proxy.shutdown().await;
 }
+
+/// The same refusals from the real binary, counted in its `/metrics`.
+#[test]
+fn the_binary_refuses_connect_and_ambiguous_hosts_and_counts_them() {
+    use common::process::{BIN, Process};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (primary, candidate) = rt.block_on(async { (echo().await, echo().await) });
+    let dir = tempfile::tempdir().unwrap();
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args([
+        "proxy",
+        "--listen",
+        &listen.to_string(),
+        "--admin",
+        &admin.to_string(),
+    ])
+    .args(["--primary", &format!("http://{}", primary.addr)])
+    .args(["--candidate", &format!("http://{}", candidate.addr)]);
+    let p = Process::start(cmd, dir.path(), admin);
+    let ask = |raw: &'static [u8]| rt.block_on(exchange(listen, raw));
+    let a = ask(b"CONNECT db.internal:5432 HTTP/1.1\r\nHost: db.internal:5432\r\n\r\n");
+    assert_eq!(status(&a), 405, "{a}");
+    let a = ask(b"GET /x HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n");
+    assert_eq!(status(&a), 400, "{a}");
+    let a = ask(b"GET /ok HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n");
+    assert_eq!(status(&a), 200, "{a}");
+    // Only the last request reached the primary.
+    assert_eq!(rt.block_on(primary.next()).uri, "/ok");
+    for (reason, n) in [
+        ("connect", 1.0),
+        ("multiple_hosts", 1.0),
+        ("missing_host", 0.0),
+    ] {
+        assert_eq!(
+            p.metric("shadowdiff_requests_refused_total", &[("reason", reason)]),
+            n,
+            "{reason}"
+        );
+    }
+}

@@ -7,6 +7,10 @@
 mod common;
 #[path = "kafka/harness.rs"]
 mod harness;
+mod pii;
+/// Planted personal data through the real binary to both topics (issue 12).
+#[path = "kafka/pii.rs"]
+mod pii_topics;
 
 use common::free_port;
 use harness::{Consumed, Tansu, consume, create_topic, wait_until};

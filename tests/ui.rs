@@ -6,10 +6,16 @@
 //! `shadowdiff proxy` and opens the page as `/#token=...`: `tests/ui/token.mjs` checks that the
 //! data loads, every API request carries the token, and the token leaves the address bar.
 //!
+//! A third feeds `shadowdiff proxy` the planted personal data of `tests/pii/` and opens every
+//! event in the detail view (`tests/ui/pii.mjs`): nothing Chromium rendered may hold a secret.
+//!
 //! Needs `/usr/bin/chromium`, `node` and `target/ui-test/node_modules` (all installed by
 //! `scripts/install-test-deps.sh`). Without them the test says why and passes, unless
 //! `SHADOWDIFF_REQUIRE_BROWSER=1` (set by `scripts/test.sh`), where a missing piece is a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod pii;
 
 use crossbeam_channel as mpsc;
 use parking_lot::Mutex;
@@ -123,6 +129,35 @@ fn wait_with_deadline(child: &mut KillOnDrop, limit: Duration) -> Option<std::pr
     }
 }
 
+/// Runs `tests/ui/SCRIPT` in node against the admin server at `admin`, with the browser's
+/// settings and `env`; fails when it fails or takes over 180 s (its output goes to the test's).
+/// One browser at a time: three Chromiums at once on a 2-core machine starve each other and the
+/// sidecars they read (the page-width check failed now and then under that load).
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
+
+fn browse(script: &str, modules: &Path, admin: SocketAddr, env: &[(&str, &std::ffi::OsStr)]) {
+    let _one = ONE_BROWSER.lock();
+    let mut node = KillOnDrop(
+        Command::new("node")
+            .arg(manifest_dir().join("tests/ui").join(script))
+            .env("ADMIN_URL", format!("http://{admin}"))
+            .env("PLAYWRIGHT_MODULES", modules)
+            .env("CHROMIUM", CHROMIUM)
+            .envs(env.iter().copied())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    match wait_with_deadline(&mut node, Duration::from_secs(180)) {
+        Some(s) => assert!(
+            s.success(),
+            "tests/ui/{script} failed ({s}); its output is above"
+        ),
+        None => panic!("tests/ui/{script} did not finish in 180s"),
+    }
+}
+
 /// The playwright-core modules, or `None` (after saying why) when the browser test is skipped.
 fn modules_or_skip() -> Option<PathBuf> {
     match prerequisites() {
@@ -213,28 +248,16 @@ fn a_reviewer_finds_the_planted_regression_in_the_browser() {
     eprintln!("demo ready in {:?} at http://{admin}/", started.elapsed());
 
     let browsing = Instant::now();
-    let mut node = KillOnDrop(
-        Command::new("node")
-            .arg(root.join("tests/ui/review.mjs"))
-            .env("ADMIN_URL", format!("http://{admin}"))
-            .env("PLAYWRIGHT_MODULES", &modules)
-            .env("CHROMIUM", CHROMIUM)
-            .env("SCREENSHOT", &screenshot)
-            .env("EXPECTED_EXCHANGES", expected.to_string())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
+    browse(
+        "review.mjs",
+        &modules,
+        admin,
+        &[
+            ("SCREENSHOT", screenshot.as_os_str()),
+            ("EXPECTED_EXCHANGES", expected.to_string().as_ref()),
+        ],
     );
-    let status = wait_with_deadline(&mut node, Duration::from_secs(180));
     eprintln!("browser review took {:?}", browsing.elapsed());
-    match status {
-        Some(s) => assert!(
-            s.success(),
-            "tests/ui/review.mjs failed ({s}); its output is above"
-        ),
-        None => panic!("tests/ui/review.mjs did not finish in 180s"),
-    }
     assert!(
         screenshot.exists(),
         "no screenshot at {}",
@@ -278,7 +301,6 @@ fn the_ui_takes_its_token_from_the_fragment_and_forgets_the_url() {
     };
     const TOKEN: &str = "ui-token+with/base64=chars-0123456789";
     const EXCHANGES: u64 = 6;
-    let root = manifest_dir();
     let primary = json_server(r#"{"id":1,"total":9.99,"tags":["a","b"]}"#);
     let secondary = json_server(r#"{"id":1,"total":9.99,"tags":["a","b"]}"#);
     let candidate = json_server(r#"{"id":1,"total":10.99,"tags":["a","b"]}"#);
@@ -369,29 +391,53 @@ fn the_ui_takes_its_token_from_the_fragment_and_forgets_the_url() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let mut node = KillOnDrop(
-        Command::new("node")
-            .arg(root.join("tests/ui/token.mjs"))
-            .env("ADMIN_URL", format!("http://{admin}"))
-            .env("ADMIN_TOKEN", TOKEN)
-            .env("PLAYWRIGHT_MODULES", &modules)
-            .env("CHROMIUM", CHROMIUM)
-            .env("EXPECTED_EXCHANGES", EXCHANGES.to_string())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
+    browse(
+        "token.mjs",
+        &modules,
+        admin,
+        &[
+            ("ADMIN_TOKEN", TOKEN.as_ref()),
+            ("EXPECTED_EXCHANGES", EXCHANGES.to_string().as_ref()),
+        ],
     );
-    match wait_with_deadline(&mut node, Duration::from_secs(180)) {
-        Some(s) => assert!(
-            s.success(),
-            "tests/ui/token.mjs failed ({s}); its output is above"
-        ),
-        None => panic!("tests/ui/token.mjs did not finish in 180s"),
-    }
     assert!(
         !log.lock().contains(TOKEN),
         "the token reached the log:\n{}",
         log.lock()
     );
+}
+
+#[test]
+fn the_detail_view_of_every_planted_mismatch_shows_no_secret() {
+    let Some(modules) = modules_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "  file: {{path: {}}}\n",
+        dir.path().join("events.jsonl").display()
+    );
+    let proxy = pii::RealProxy::start(dir.path(), &sinks, false, &[]);
+    let admin = proxy.admin;
+    proxy.drive_and_wait();
+
+    let out = dir.path().join("rendered.txt");
+    browse("pii.mjs", &modules, admin, &[("OUT", out.as_os_str())]);
+    let rendered = std::fs::read(&out).unwrap();
+    pii::assert_no_secret("the review UI as Chromium rendered it", &rendered);
+    // Not vacuous: every event was rendered, with its redacted differences.
+    let text = String::from_utf8_lossy(&rendered);
+    assert_eq!(
+        text.matches("[[shadowdiff-detail-view ").count() as u64,
+        pii::exchanges(),
+        "one detail view per event"
+    );
+    for shown in [
+        "/by_email/<redacted:email>/visits",
+        "GET /users/<redacted:email>/cards/{id}",
+        "/vault/<redacted>",
+        "code=<redacted>",
+    ] {
+        assert!(text.contains(shown), "{shown} not rendered");
+    }
 }

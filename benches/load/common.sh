@@ -1,14 +1,14 @@
 # Shared by benches/load.sh, benches/pairs.sh and benches/named.sh; sourced from the project
 # root as `. benches/load/common.sh NAME`. Gives:
-#   TOOL, BIN (SHADOWDIFF_BIN or the release build), WORK (a fresh /tmp/shadowdiff-NAME.*),
+#   TOOL (LOADTOOL_BIN or the release build), BIN (SHADOWDIFF_BIN or the release build), WORK (a fresh /tmp/shadowdiff-NAME.*),
 #   PIDS (killed on exit), PROXY_CPU / LOAD_CPU (taskset prefixes), wait_port PORT,
 #   backends PORT... (18081 primary, 18082 fast candidate, 18083 +200 ms candidate),
 #   $WORK/rules.yaml, and shadowdiff_config HOST CANDIDATE_PORT [EXTRA_YAML].
-TOOL=target/release/examples/loadtool
+TOOL=${LOADTOOL_BIN:-target/release/examples/loadtool}
 BIN=${SHADOWDIFF_BIN:-target/release/shadowdiff}
 WORK=$(mktemp -d "/tmp/shadowdiff-$1.XXXXXX")
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 # The proxy under test gets a core of its own; load generator and backends share the other
 # (when the machine has at least two cores and taskset exists).

@@ -2,7 +2,9 @@
 //! generator (requests sent on a fixed schedule; latency measured from the scheduled time, so a
 //! stalled proxy cannot hide its stalls — no coordinated omission).
 //!
-//! `loadtool backend PORT DELAY_MS VARIANT` · `loadtool open URL RATE SECONDS`
+//! `loadtool backend PORT DELAY_MS VARIANT` · `loadtool open URL RATE SECONDS` ·
+//! `loadtool hostile PORT MODE` (a candidate whose answer never ends, is huge or drips:
+//! `benches/hostile.sh`)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
@@ -40,23 +42,139 @@ async fn backend(port: u16, delay: Duration, variant: String) {
         let _ = s.set_nodelay(true);
         let body = body.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |_req| {
-                let body = body.clone();
-                async move {
-                    if !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
+            let svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let body = body.clone();
+                    async move {
+                        // Read the request body whole (POST benchmarks), as a real service would.
+                        let _ = req.into_body().collect().await;
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                        Ok::<_, Infallible>(
+                            hyper::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(Full::new(body))
+                                .unwrap(),
+                        )
                     }
-                    Ok::<_, Infallible>(
-                        hyper::Response::builder()
-                            .header("content-type", "application/json")
-                            .body(Full::new(body))
-                            .unwrap(),
-                    )
-                }
-            });
+                });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(s), svc)
                 .await;
+        });
+    }
+}
+
+/// How a hostile candidate answers (`benches/hostile.sh`).
+#[derive(Clone, Copy)]
+enum Hostile {
+    /// Chunked, 64 KiB chunks, never the last one.
+    EndlessChunked,
+    /// No framing (`connection: close`): the body ends when the connection does, so never.
+    EndlessClose,
+    /// `content-length` of 200 MiB, sent at full speed.
+    Huge,
+    /// `content-length` of 1 MiB, one byte every 5 ms.
+    SlowDrip,
+}
+
+/// Reads one request (head and `content-length` body) from `s`; false when the peer is gone.
+async fn read_request(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                buf.drain(..end + 4 + len);
+                return true;
+            }
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+async fn hostile(port: u16, mode: Hostile) {
+    use tokio::io::AsyncWriteExt;
+    // The candidate stands for another machine, but here it shares a core with the load
+    // generator and the primary: a small send buffer keeps an answer that is never read (or read
+    // only to the proxy's cap) from costing this core megabytes of copying per request, which
+    // would slow the primary and the generator and show up as the proxy's latency.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket.set_send_buffer_size(64 * 1024).unwrap();
+    socket.bind(([127, 0, 0, 1], port).into()).unwrap();
+    let listener = socket.listen(1024).unwrap();
+    let data = Bytes::from(vec![b'x'; 64 * 1024]);
+    let mut chunk = format!("{:x}\r\n", data.len()).into_bytes();
+    chunk.extend_from_slice(&data);
+    chunk.extend_from_slice(b"\r\n");
+    let chunk = Bytes::from(chunk);
+    loop {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let _ = s.set_nodelay(true);
+        let (data, chunk) = (data.clone(), chunk.clone());
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            while read_request(&mut s, &mut buf).await {
+                let ok = match mode {
+                    Hostile::EndlessChunked => {
+                        let head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                        let mut r = s.write_all(head).await;
+                        while r.is_ok() {
+                            r = s.write_all(&chunk).await;
+                        }
+                        false
+                    }
+                    Hostile::EndlessClose => {
+                        let head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n";
+                        let mut r = s.write_all(head).await;
+                        while r.is_ok() {
+                            r = s.write_all(&data).await;
+                        }
+                        false
+                    }
+                    Hostile::Huge => {
+                        let total = 200usize << 20;
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {total}\r\n\r\n"
+                        );
+                        let mut r = s.write_all(head.as_bytes()).await;
+                        let mut sent = 0;
+                        while r.is_ok() && sent < total {
+                            r = s.write_all(&data).await;
+                            sent += data.len();
+                        }
+                        r.is_ok()
+                    }
+                    Hostile::SlowDrip => {
+                        let total = 1usize << 20;
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {total}\r\n\r\n"
+                        );
+                        let mut r = s.write_all(head.as_bytes()).await;
+                        let mut sent = 0;
+                        while r.is_ok() && sent < total {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            r = s.write_all(b"x").await;
+                            sent += 1;
+                        }
+                        r.is_ok()
+                    }
+                };
+                if !ok {
+                    return;
+                }
+            }
         });
     }
 }
@@ -219,6 +337,18 @@ fn main() {
             args[3].parse().unwrap(),
             args[4].parse().unwrap(),
         )),
-        _ => eprintln!("usage: loadtool backend PORT DELAY_MS [VARIANT] | open URL RATE SECONDS"),
+        Some("hostile") => {
+            let mode = match args[3].as_str() {
+                "endless-chunked" => Hostile::EndlessChunked,
+                "endless-close" => Hostile::EndlessClose,
+                "huge" => Hostile::Huge,
+                "slow-drip" => Hostile::SlowDrip,
+                m => panic!("unknown hostile mode {m}"),
+            };
+            rt.block_on(hostile(args[2].parse().unwrap(), mode))
+        }
+        _ => eprintln!(
+            "usage: loadtool backend PORT DELAY_MS [VARIANT] | open URL RATE SECONDS | hostile PORT endless-chunked|endless-close|huge|slow-drip"
+        ),
     }
 }

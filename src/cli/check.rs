@@ -3,6 +3,7 @@
 
 use super::print_problems;
 use crate::config::{Config, Upstream};
+use crate::ingest::inbound::budget;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -40,6 +41,20 @@ pub(super) fn run(file: &Path) -> ExitCode {
                 cfg.shadow.sample,
                 cfg.shadow.timeout,
                 cfg.shadow.max_in_flight
+            );
+            let l = &cfg.limits;
+            println!(
+                "  limits     header_read_timeout {:?}, idle_timeout {:?}, max_connections {}, max_header_bytes {}",
+                l.header_read_timeout,
+                l.idle_timeout,
+                l.max_connections,
+                crate::units::format_size(l.max_header_bytes as u64)
+            );
+            let shadows =
+                budget::shadow_connections(cfg.shadow.max_in_flight, cfg.secondary.is_some());
+            println!(
+                "  descriptors {} needed by these caps (RLIMIT_NOFILE, systemd LimitNOFILE)",
+                budget::plan(None, l.max_connections, shadows).needed
             );
             ExitCode::SUCCESS
         }

@@ -1,20 +1,49 @@
 //! `shadowdiff diff`: two bodies (or two recorded responses) through the comparator, and the
 //! human and JSON renderings of a verdict.
+//!
+//! What it prints is published as an event is: the two sides become an [`Exchange`] and the
+//! differences, signature and notes are taken from [`Event::build`] under the redaction of
+//! `--config`'s `redact:` and `publish:` sections (the defaults without one), so a diff pasted
+//! into a ticket carries no more than the sidecar's event file would.
 
 use super::DiffArgs;
 use crate::compare::rules::RuleSet;
 use crate::compare::{Comparator, CompareOptions, Difference, Verdict, VerdictKind};
-use crate::exchange::{self, Response};
+use crate::config::Config;
+use crate::event::Event;
+use crate::exchange::{self, Exchange, Response};
+use crate::redact::Redaction;
 use anyhow::{Context, bail};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 pub(super) fn run(args: &DiffArgs) -> anyhow::Result<ExitCode> {
-    // The one rules loader (as `proxy` and `check-rules`); without --rules, no rules.
-    let rules = match &args.rules {
-        Some(p) => RuleSet::load(p).map_err(|e| anyhow::anyhow!("{e}"))?,
-        None => RuleSet::default(),
+    let config = match &args.config {
+        Some(p) => match Config::load(p) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                super::print_problems(&e);
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => None,
+    };
+    // The one rules loader (as `proxy` and `check-rules`): --rules, else the config's, else none.
+    let rules = match (&args.rules, &config) {
+        (Some(p), _) => RuleSet::load(p).map_err(|e| anyhow::anyhow!("{e}"))?,
+        (None, Some(c)) => match c.load_rules() {
+            Ok(r) => r,
+            Err(e) => {
+                super::print_problems(&e);
+                return Ok(ExitCode::from(2));
+            }
+        },
+        (None, None) => RuleSet::default(),
+    };
+    let redaction = match &config {
+        Some(c) => Redaction::from_config(&c.redact, c.publish.max_body_bytes),
+        None => Redaction::default(),
     };
     if let Some(e) = &args.endpoint {
         crate::compare::pattern::EndpointPattern::parse(e)
@@ -25,25 +54,44 @@ pub(super) fn run(args: &DiffArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot read {}", args.left.display()))?;
     let right = std::fs::read(&args.right)
         .with_context(|| format!("cannot read {}", args.right.display()))?;
-    let verdict = match (parse_http_response(&left)?, parse_http_response(&right)?) {
+    let (method, path) = args
+        .endpoint
+        .as_deref()
+        .and_then(|e| e.split_once(' '))
+        .unwrap_or(("GET", "/"));
+    let request = exchange::Request {
+        method: method.to_string(),
+        path: path.trim().to_string(),
+        ..Default::default()
+    };
+    let (primary, candidate, verdict) = match (
+        parse_http_response(&left)?,
+        parse_http_response(&right)?,
+    ) {
         (Some(p), Some(c)) => {
-            let (method, path) = args
-                .endpoint
-                .as_deref()
-                .and_then(|e| e.split_once(' '))
-                .unwrap_or(("GET", "/"));
-            let req = exchange::Request {
-                method: method.to_string(),
-                path: path.trim().to_string(),
-                ..Default::default()
-            };
-            cmp.compare_responses(&req, args.endpoint.as_deref(), &p, &c)
+            let v = cmp.compare_responses(&request, args.endpoint.as_deref(), &p, &c);
+            (p, c, v)
         }
-        (None, None) => cmp.compare_bodies(args.endpoint.as_deref(), &left, &right, None, None),
+        (None, None) => {
+            let v = cmp.compare_bodies(args.endpoint.as_deref(), &left, &right, None, None);
+            (bare(left), bare(right), v)
+        }
         _ => bail!(
             "one side is a raw HTTP response and the other a bare body; give two of the same form"
         ),
     };
+    let ex = Exchange {
+        id: String::new(),
+        ts: std::time::SystemTime::UNIX_EPOCH,
+        source: "diff",
+        endpoint: args.endpoint.clone().unwrap_or_else(|| "*".into()),
+        request,
+        primary,
+        candidate: Ok(candidate),
+        secondary: None,
+        sends: None,
+    };
+    let verdict = published(&ex, verdict, &redaction);
     let mut out = std::io::stdout().lock();
     if args.json {
         let doc = JsonOutput {
@@ -68,6 +116,28 @@ pub(super) fn run(args: &DiffArgs) -> anyhow::Result<ExitCode> {
         VerdictKind::Skipped => ExitCode::from(2),
         _ => ExitCode::from(1),
     })
+}
+
+/// A bare body as a response with no head.
+fn bare(body: Vec<u8>) -> Response {
+    Response {
+        status: 200,
+        headers: http::HeaderMap::new(),
+        body: bytes::Bytes::from(body),
+        latency: Default::default(),
+    }
+}
+
+/// The verdict as the sidecar would publish it (the comparison workers' order: names, then the
+/// event from the raw verdict): differences, signature and notes from the event.
+fn published(ex: &Exchange, mut v: Verdict, r: &Redaction) -> Verdict {
+    let mut raw = r.name_differences(&mut v);
+    let ev = raw.with_raw(&mut v, |v| Event::build(ex, v, "diff", r));
+    Verdict {
+        differences: ev.differences,
+        notes: ev.notes,
+        ..v
+    }
 }
 
 /// `diff --json` output. A struct rather than `json!`: serde_json (without `preserve_order`)

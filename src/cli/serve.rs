@@ -76,7 +76,9 @@ pub(super) fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let run = runtime("shadowdiff")?.block_on(async move {
-        let sidecar = Sidecar::start(settings, crate::app::shutdown_signal()).await?;
+        // Installed first thing inside the runtime: a SIGHUP during start-up must not kill.
+        let signals = crate::app::shutdown_signal();
+        let sidecar = Sidecar::start(settings, signals).await?;
         sidecar.join().await
     });
     match run {
@@ -130,11 +132,9 @@ pub(super) fn aggregate(args: AggregateArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = probe {
         bail!("kafka consumer configuration: {e}");
     }
-    let run = runtime("shadowdiff-agg")?.block_on(Aggregator::run(
-        &file,
-        ac,
-        crate::app::shutdown_signal(),
-    ));
+    // The signal handlers go in first thing inside the runtime (`app::shutdown_signal`).
+    let run = runtime("shadowdiff-agg")?
+        .block_on(async { Aggregator::run(&file, ac, crate::app::shutdown_signal()).await });
     match run {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(crate::aggregate::AggregateError::Admin(crate::admin::AdminError::Config(e))) => {

@@ -540,6 +540,7 @@ fn candidate_failed(e: &UpstreamError) -> Verdict {
         UpstreamError::Timeout(_) => "timeout",
         UpstreamError::Refused(_) => "refused",
         UpstreamError::Reset(_) => "reset",
+        UpstreamError::TooLarge(_) => "too_large",
         UpstreamError::Other(_) => "error",
     };
     Verdict {

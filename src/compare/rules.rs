@@ -104,9 +104,9 @@ impl RuleSet {
         let mut sources = Vec::new();
         let mut problems = Vec::new();
         for f in &files {
-            match std::fs::read_to_string(f) {
+            match crate::yaml::read(f) {
                 Ok(text) => sources.push((f.clone(), text)),
-                Err(e) => problems.push(Problem::new(f, None, format!("cannot read: {e}"))),
+                Err(p) => problems.push(p),
             }
         }
         let refs: Vec<(&Path, &str)> = sources

@@ -12,6 +12,9 @@ use serde_json::json;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+/// Numbers at the edges: huge exponents, tolerances beyond f64 (issue 12, "Validation").
+mod numbers;
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
@@ -479,6 +482,29 @@ fn rule_unordered_applies_nested_rules_inside_elements() {
     );
 }
 
+/// Found by the `compare` fuzz target: equality within a tolerance is not transitive, so
+/// pairing leftovers greedily (first equal element) reported elements that had a partner.
+#[test]
+fn unordered_with_tolerance_pairs_every_element_that_has_a_partner() {
+    let y = rules(
+        "  - match: \"*\"\n    unordered: [\"/xs\"]\n    tolerance: {\"/xs/*\": {abs: 0.5}}\n",
+    );
+    // 5 is within 0.5 of both; 5.55 only of 5.425.
+    let (p, c) = (r#"{"xs":[5,5.55]}"#, r#"{"xs":[5.425,4.875]}"#);
+    assert_match(&diff_json(&y, None, p, c));
+    assert_match(&diff_json(&y, None, c, p));
+    // The fuzzer's own input: three of the candidates could pair with the first 5.
+    assert_match(&diff_json(
+        &y,
+        None,
+        r#"{"xs":[5,5.55,5,5,0.0e99999999999999999999,null]}"#,
+        r#"{"xs":[5.425,4.875,4.875,-0.125,null,4.875]}"#,
+    ));
+    // Still a difference when no pairing exists.
+    let v = diff_json(&y, None, r#"{"xs":[5,5.55]}"#, r#"{"xs":[5.425,6.2]}"#);
+    assert_eq!(v.differences.len(), 2, "{:?}", v.differences);
+}
+
 #[test]
 fn unordered_hundred_thousand_reversed_is_match() {
     let y = rules("  - match: \"*\"\n    unordered: [\"/xs\"]\n");
@@ -770,6 +796,29 @@ fn text_bodies_give_body_differences_with_unified_excerpt() {
             && detail.contains(" line one\n"),
         "{detail}"
     );
+}
+
+/// Found by the `compare` fuzz target: similar 2.7's Myers gives the first op here (a `Delete`)
+/// `new_index` 12 and the next (an `Equal`) 0; the hunk header subtracted one from the other.
+#[test]
+fn text_hunk_headers_survive_a_misplaced_delete() {
+    let (p, c) = (
+        "f\n\n\n\n\n\n\n\n\nalse+",
+        "\n\n\n\n\n]\n\n@\n\n\n\n\n\n\n/0/0/1alue\n\n\n\n\n\n\t\n\n\n\n\n\n\n0\n",
+    );
+    let diffs = text::text_diff(p, c, None, text::MAX_HUNKS).differences;
+    let detail = diffs[0].detail.as_deref().unwrap();
+    // Line 1 of the primary deleted, with the two blank lines after it as context.
+    assert!(detail.starts_with("@@ -1,3 +1,2 @@\n-f\n"), "{detail}");
+    for d in &diffs {
+        let header = d.detail.as_deref().unwrap().lines().next().unwrap();
+        let numbers: Vec<usize> = header
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|n| !n.is_empty())
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert!(numbers.iter().all(|n| *n <= 40), "{header}");
+    }
 }
 
 #[test]

@@ -53,8 +53,7 @@ pub fn text_diff(p: &str, c: &str, secondary: Option<&str>, cap: usize) -> LineD
     let ps = secondary.map(|s| lines(p, s));
     let sec = ps.as_ref().map(SecondaryChanges::of);
     let mut changes = Vec::new();
-    for op in pc.ops() {
-        let (tag, o, n) = op.as_tag_tuple();
+    for (tag, o, n) in ops(&pc) {
         if tag == DiffTag::Equal {
             continue;
         }
@@ -104,6 +103,29 @@ fn lines<'a>(a: &'a str, b: &'a str) -> TextDiff<'a, 'a, 'a, str> {
         .diff_lines(a, b)
 }
 
+/// The diff's ops as (tag, old range, new range), an empty range placed where the other side's
+/// cursor is. similar 2.7's Myers can give a `Delete` a wrong `new_index` (mitsuhiko/similar#78,
+/// fixed in 3.1, a major upgrade that changes Myers output): trusting it underflowed the hunk
+/// header, a panic in debug builds and a length near 2^64 in release ones (found by the
+/// `compare` fuzz target, `text_hunk_headers_survive_a_misplaced_delete`).
+fn ops(d: &TextDiff<'_, '_, '_, str>) -> Vec<(DiffTag, Range<usize>, Range<usize>)> {
+    let (mut old_at, mut new_at) = (0, 0);
+    d.ops()
+        .iter()
+        .map(|op| {
+            let (tag, mut o, mut n) = op.as_tag_tuple();
+            if o.is_empty() {
+                o = old_at..old_at;
+            }
+            if n.is_empty() {
+                n = new_at..new_at;
+            }
+            (old_at, new_at) = (o.end, n.end);
+            (tag, o, n)
+        })
+        .collect()
+}
+
 /// One change of primary lines `old` into candidate lines `new`.
 #[derive(Debug, Clone, PartialEq)]
 struct Change {
@@ -125,8 +147,7 @@ impl<'a> SecondaryChanges<'a> {
     fn of(d: &'a TextDiff<'a, 'a, 'a, str>) -> Self {
         let mut at = vec![None; d.old_slices().len()];
         let mut inserted = HashMap::new();
-        for op in d.ops() {
-            let (tag, o, n) = op.as_tag_tuple();
+        for (tag, o, n) in ops(d) {
             match tag {
                 DiffTag::Equal => {}
                 DiffTag::Insert => {

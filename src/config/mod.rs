@@ -10,13 +10,16 @@
 //! problems added. The machinery and the [`Problem`] type are shared with the rules loader
 //! ([`crate::yaml`]).
 
+/// The property of the `config` fuzz target and its corpus replay.
+#[doc(hidden)]
+pub mod fuzz;
 #[cfg(test)]
 mod tests;
 
 use crate::admin::config::{AdminConfig, AdminConfigError};
 use crate::compare::rules::{RuleErrors, RuleSet};
 pub use crate::ingest::config::{
-    CircuitConfig, HostPolicy, OverloadConfig, ProxyConfig, RouteConfig, ShadowConfig,
+    CircuitConfig, HostPolicy, LimitsConfig, OverloadConfig, ProxyConfig, RouteConfig, ShadowConfig,
 };
 use crate::ingest::grouping::GroupingConfig;
 pub use crate::pipeline::CompareConfig;
@@ -85,6 +88,9 @@ pub struct Config {
     /// `shadowdiff`.
     pub instance: Option<String>,
     pub shadow: ShadowConfig,
+    /// `limits:`, owned by the proxy's inbound side ([`LimitsConfig`]: every key and its
+    /// default).
+    pub limits: LimitsConfig,
     pub compare: CompareConfig,
     /// `grouping:`, owned by the grouping ([`crate::ingest::grouping::GroupingConfig`]); its
     /// `max_endpoints` caps the statistics and the noise model too.
@@ -93,7 +99,8 @@ pub struct Config {
     pub sinks: SinksConfig,
     /// `redact:`, owned by the redaction module ([`RedactConfig`]: every key and its default).
     pub redact: RedactConfig,
-    /// How long shutdown waits for in-flight requests, shadows and sinks. Default `10s`.
+    /// How long shutdown waits for in-flight requests, shadows and sinks; `0s` stops at once.
+    /// Default `10s`.
     #[serde(deserialize_with = "de::duration")]
     pub shutdown_grace: Duration,
     pub log: LogConfig,
@@ -116,6 +123,7 @@ impl Default for Config {
             rules: None,
             instance: None,
             shadow: ShadowConfig::default(),
+            limits: LimitsConfig::default(),
             compare: CompareConfig::default(),
             grouping: GroupingConfig::default(),
             publish: PublishConfig::default(),
@@ -135,8 +143,9 @@ impl Default for Config {
 #[serde(deny_unknown_fields, default)]
 pub struct PublishConfig {
     /// Every published value (a body, a difference's value or excerpt, a header value, a query)
-    /// larger than this is published truncated (`src/redact/mod.rs`). Default `16KiB`.
-    #[serde(deserialize_with = "de::size")]
+    /// larger than this is published truncated (`src/redact/mod.rs`); at least 1 byte.
+    /// Default `16KiB`.
+    #[serde(deserialize_with = "de::positive_size")]
     pub max_body_bytes: usize,
 }
 
@@ -194,14 +203,15 @@ const SECTIONS: &[(&[&str], Check, &[&str])] = &[
         &[],
         check::<Config>,
         &[
-            "shadow", "compare", "grouping", "publish", "sinks", "redact", "log", "stats", "gate",
-            "noise", "admin",
+            "shadow", "limits", "compare", "grouping", "publish", "sinks", "redact", "log",
+            "stats", "gate", "noise", "admin",
         ],
     ),
     (&["admin"], check::<AdminConfig>, &[]),
     (&["shadow"], check::<ShadowConfig>, &["circuit", "overload"]),
     (&["shadow", "circuit"], check::<CircuitConfig>, &[]),
     (&["shadow", "overload"], check::<OverloadConfig>, &[]),
+    (&["limits"], check::<LimitsConfig>, &[]),
     (&["compare"], check::<CompareConfig>, &[]),
     (&["grouping"], check::<GroupingConfig>, &[]),
     (&["publish"], check::<PublishConfig>, &[]),
@@ -222,9 +232,7 @@ fn lookup<'v>(doc: &'v Yaml, path: &[&str]) -> Option<&'v Yaml> {
 impl Config {
     /// Reads and validates a config file (not its rules: see [`Config::load_rules`]).
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![Problem::new(path, None, format!("cannot read: {e}"))])
-        })?;
+        let text = yaml::read(path).map_err(|p| ConfigErrors(vec![p]))?;
         let mut cfg = Self::from_yaml(path, &text)?;
         // Relative rules paths are relative to the config file, like includes in most servers.
         if let (Some(r), Some(dir)) = (&cfg.rules, path.parent())
@@ -253,12 +261,31 @@ impl Config {
                 return Err(ConfigErrors(problems));
             }
         };
-        for (path, check_section, nested) in SECTIONS {
+        'sections: for (path, check_section, nested) in SECTIONS {
             let Some(Yaml::Mapping(section)) = lookup(&doc, path) else {
                 continue; // absent, or not a mapping: reported by the parent's check
             };
             for (k, v) in section {
-                let key = k.as_str().unwrap_or("?");
+                if !yaml::room(&problems, 0) {
+                    break 'sections;
+                }
+                // serde (and `as_str`) read a tagged key (`!x shadow:`) as its string, which
+                // would slip past the checks below (they look sections up by plain key).
+                let Some(key) = k.as_str().filter(|_| !matches!(k, Yaml::Tagged(_))) else {
+                    let shown = yaml::short(k);
+                    let line = match k {
+                        Yaml::Sequence(_) | Yaml::Mapping(_) => lines.complex_key(),
+                        _ => lines.mention(shown.trim_start_matches("tagged ")),
+                    };
+                    problems.push(at(
+                        line.or(Some(1)),
+                        format!(
+                            "{}a key must be a plain string, got {shown}",
+                            path.iter().map(|p| format!("{p}: ")).collect::<String>()
+                        ),
+                    ));
+                    continue;
+                };
                 if nested.contains(&key) && matches!(v, Yaml::Mapping(_)) {
                     continue; // checked key by key as its own section
                 }
@@ -270,6 +297,9 @@ impl Config {
                     let starts = lines.list_items_at(&["shadow", "routes"]);
                     for (i, item) in items.iter().enumerate() {
                         if let Err(e) = check::<RouteConfig>(item) {
+                            if !yaml::room(&problems, 0) {
+                                break 'sections;
+                            }
                             problems.push(at(
                                 starts
                                     .get(i)
@@ -292,12 +322,14 @@ impl Config {
             }
         }
         if !problems.is_empty() {
+            yaml::cap(file, &mut problems, 0);
             return Err(ConfigErrors(problems));
         }
         let mut cfg: Config = match serde_yaml_ng::from_value(doc) {
             Ok(c) => c,
             Err(e) => {
-                problems.push(at(None, yaml::message(&e)));
+                // Not expected once every key passed on its own; the file as a whole, then.
+                problems.push(at(Some(1), yaml::message(&e)));
                 return Err(ConfigErrors(problems));
             }
         };
@@ -306,7 +338,7 @@ impl Config {
             && p.authority() == c.authority()
         {
             problems.push(at(
-                lines.top_key("candidate"),
+                lines.key_path(&["candidate"]),
                 format!(
                     "candidate: {} is the primary too; shadow copies would hit production twice",
                     c
@@ -367,9 +399,9 @@ impl Config {
             Ok(c) => c,
             Err(mut errs) => {
                 // Still report rule problems when the rules path itself could be read.
-                if let Some(rules) = std::fs::read_to_string(path)
+                if let Some(rules) = yaml::read(path)
                     .ok()
-                    .and_then(|t| serde_yaml_ng::from_str::<Yaml>(&t).ok())
+                    .and_then(|t| yaml::parse(path, &t).ok())
                     .and_then(|d| d.get("rules").and_then(|r| r.as_str().map(PathBuf::from)))
                 {
                     let rules = match path.parent() {
@@ -427,6 +459,7 @@ impl Config {
             rules: Arc::new(rules),
             instance,
             shadow: self.shadow.clone(),
+            limits: self.limits.clone(),
             grouping: self.grouping.clone(),
             shutdown_grace: self.shutdown_grace,
         })

@@ -1,5 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use super::*;
+
+/// Ports, durations, sizes and the YAML limits (issue 12, "Validation").
+mod validation;
 use http::Method;
 
 const DESIGN_EXAMPLE: &str = r#"
@@ -317,4 +320,42 @@ grouping:
     );
     assert_eq!((c.noise.relative, c.noise.min_samples), (0.5, 30));
     assert_eq!(c.noise.max_fields, 256);
+}
+
+#[test]
+fn limits_default_as_design_and_refuse_zero_with_their_line() {
+    let l = parse("").unwrap().limits;
+    assert_eq!(l.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(l.idle_timeout, Duration::from_secs(60));
+    assert_eq!(l.max_connections, 10_000);
+    assert_eq!(l.max_header_bytes, 64 << 10);
+    let l = parse("limits: {header_read_timeout: 1s, idle_timeout: 250ms, max_connections: 4, max_header_bytes: 8KiB}")
+        .unwrap()
+        .limits;
+    assert_eq!(l.idle_timeout, Duration::from_millis(250));
+    assert_eq!(l.max_header_bytes, 8 << 10);
+
+    let text = "\
+limits:
+  header_read_timeout: 0s
+  idle_timeout: 0ms
+  max_connections: 0
+  max_header_bytes: 4KiB
+  max_bodies: 1
+";
+    let errs = parse(text).unwrap_err().0;
+    let shown: Vec<String> = errs.iter().map(|p| p.to_string()).collect();
+    for want in [
+        "shadowdiff.yaml:2: limits.header_read_timeout: must be longer than 0",
+        "shadowdiff.yaml:3: limits.idle_timeout: must be longer than 0",
+        "shadowdiff.yaml:4: limits.max_connections: must be at least 1",
+        "shadowdiff.yaml:5: limits.max_header_bytes: 4KiB is below the smallest head hyper reads, 8KiB",
+        "shadowdiff.yaml:6: limits.max_bodies: unknown field",
+    ] {
+        assert!(
+            shown.iter().any(|s| s.starts_with(want)),
+            "no {want:?} in {shown:#?}"
+        );
+    }
+    assert_eq!(errs.len(), 5, "{shown:#?}");
 }

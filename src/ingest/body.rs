@@ -1,9 +1,13 @@
 //! A body wrapper that passes frames through untouched while keeping a bounded copy of the data,
 //! for the shadow and the comparator. The copy is handed over through a oneshot when the body
 //! ends (or is dropped), so nothing on the request path ever waits for whoever reads it.
+//!
+//! The copy is kept in a [`Collector`], whose allocations are reserved against the shadow memory
+//! budget before they are made.
 
+use super::buffer::Collector;
 use crate::pipeline::budget::Reservation;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -30,25 +34,30 @@ pub type Captured = Result<(Bytes, Instant, Reservation), CaptureError>;
 /// Wraps a body; see the module docs. Without a sender it is a plain pass-through.
 pub struct TeeBody<B: Body> {
     inner: B,
-    buf: Option<BytesMut>,
+    copy: Copy,
     cap: usize,
     tx: Option<oneshot::Sender<Captured>>,
-    held: Reservation,
-    over_budget: bool,
+}
+
+/// Where the copy stands.
+enum Copy {
+    /// No data yet: nothing allocated.
+    Empty(Reservation),
+    Kept(Collector),
+    /// Given up (what was kept is freed, its reservation with it); the body still streams.
+    Dropped(CaptureError),
 }
 
 impl<B: Body> TeeBody<B> {
-    /// A tee keeping at most `cap` bytes, each reserved in `held` first; the receiver gets the
-    /// copy when the body ends.
+    /// A tee keeping at most `cap` bytes, each allocation reserved in `held` first; the
+    /// receiver gets the copy when the body ends.
     pub fn new(inner: B, cap: usize, held: Reservation) -> (Self, oneshot::Receiver<Captured>) {
         let (tx, rx) = oneshot::channel();
         let body = Self {
             inner,
-            buf: Some(BytesMut::new()),
+            copy: Copy::Empty(held),
             cap,
             tx: Some(tx),
-            held,
-            over_budget: false,
         };
         (body, rx)
     }
@@ -57,40 +66,55 @@ impl<B: Body> TeeBody<B> {
     pub fn passthrough(inner: B) -> Self {
         Self {
             inner,
-            buf: None,
+            copy: Copy::Empty(Reservation::default()),
             cap: 0,
             tx: None,
-            held: Reservation::default(),
-            over_budget: false,
         }
     }
 
     fn finish(&mut self, outcome: Result<(), String>) {
         let Some(tx) = self.tx.take() else { return };
-        let msg = match (outcome, self.buf.take()) {
+        let copy = std::mem::replace(&mut self.copy, Copy::Empty(Reservation::default()));
+        let msg = match (outcome, copy) {
             (Err(e), _) => Err(CaptureError::Aborted(e)),
-            (Ok(()), Some(b)) => Ok((b.freeze(), Instant::now(), std::mem::take(&mut self.held))),
-            (Ok(()), None) if self.over_budget => Err(CaptureError::OverBudget),
-            (Ok(()), None) => Err(CaptureError::TooLarge(self.cap)),
+            (Ok(()), Copy::Empty(held)) => Ok((Bytes::new(), Instant::now(), held)),
+            (Ok(()), Copy::Kept(c)) => match c.freeze() {
+                Some((bytes, held)) => Ok((bytes, Instant::now(), held)),
+                None => Err(CaptureError::OverBudget),
+            },
+            (Ok(()), Copy::Dropped(e)) => Err(e),
         };
         // The reader may be gone (shadow abandoned): nothing to do then.
         let _ = tx.send(msg);
     }
 
-    fn keep(&mut self, data: &[u8]) {
-        if let Some(buf) = &mut self.buf {
-            if buf.len() + data.len() > self.cap {
-                // Over the cap: stop copying and free what was kept; the body still streams.
-                self.buf = None;
-                self.held = Reservation::default();
-            } else if !self.held.grow(data.len()) {
-                // Over the memory budget: the same, and the bytes reserved so far come back.
-                self.buf = None;
-                self.held = Reservation::default();
-                self.over_budget = true;
-            } else {
-                buf.extend_from_slice(data);
-            }
+    /// Copies `data`; `rest` is what the body says is still to come, when it knows.
+    fn keep(&mut self, data: &[u8], rest: Option<u64>) {
+        let kept = match &self.copy {
+            Copy::Empty(_) => 0,
+            Copy::Kept(c) => c.len(),
+            Copy::Dropped(_) => return,
+        };
+        let have = (kept + data.len()) as u64;
+        let total = rest.map_or(have, |r| have.saturating_add(r));
+        if total > self.cap as u64 {
+            // Over the cap, or declared to end over it: given up at once.
+            self.copy = Copy::Dropped(CaptureError::TooLarge(self.cap));
+            return;
+        }
+        if let Copy::Empty(held) = &mut self.copy {
+            let held = std::mem::take(held);
+            // A declared length is one block of exactly that size; otherwise segments.
+            let c = match rest {
+                Some(_) => Collector::exact(held, total as usize),
+                None => Some(Collector::new(held)),
+            };
+            self.copy = c.map_or(Copy::Dropped(CaptureError::OverBudget), Copy::Kept);
+        }
+        if let Copy::Kept(c) = &mut self.copy
+            && !c.extend(data)
+        {
+            self.copy = Copy::Dropped(CaptureError::OverBudget);
         }
     }
 }
@@ -113,7 +137,8 @@ where
             Some(Ok(f)) => {
                 if this.tx.is_some() {
                     if let Some(d) = f.data_ref() {
-                        this.keep(d);
+                        let rest = this.inner.size_hint().exact();
+                        this.keep(d, rest);
                     }
                     // Trailers are always the last frame (a chunked request's trailer section):
                     // the body is complete, and hyper's client drops it right after writing
@@ -246,6 +271,41 @@ mod tests {
         }
         drop(tee);
         assert_eq!(rx.await.unwrap().unwrap().0, "hello");
+    }
+
+    /// A body that declares its length (as `content-length` does) in frames of 10 bytes.
+    struct Declared(Vec<Bytes>);
+
+    impl Body for Declared {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready((!self.0.is_empty()).then(|| Ok(Frame::data(self.0.remove(0)))))
+        }
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_is_one_exact_block_or_given_up_at_once() {
+        let budget = crate::pipeline::budget::Budget::new(1 << 20);
+        let frames = |n: usize| Declared((0..n).map(|i| Bytes::from(vec![i as u8; 10])).collect());
+        let (tee, rx) = TeeBody::new(frames(30), 1000, budget.reservation());
+        assert_eq!(tee.collect().await.unwrap().to_bytes().len(), 300);
+        let (copy, _, held) = rx.await.unwrap().unwrap();
+        // One block of exactly 300 bytes: no growth, no segments, nothing more reserved.
+        assert_eq!((copy.len(), held.bytes(), budget.peak()), (300, 300, 300));
+        drop(held);
+
+        // Declared over the cap: nothing is copied, not even the first frame.
+        let (tee, rx) = TeeBody::new(frames(30), 299, budget.reservation());
+        assert_eq!(tee.collect().await.unwrap().to_bytes().len(), 300);
+        assert_eq!(rx.await.unwrap().unwrap_err(), CaptureError::TooLarge(299));
+        assert_eq!((budget.used(), budget.peak()), (0, 300));
     }
 
     fn futures_lite_stream<T>(v: Vec<T>) -> futures_util::stream::Iter<std::vec::IntoIter<T>> {

@@ -1,5 +1,6 @@
-//! The inline proxy's configuration: the `shadow:` section of the config file (owned here, held by
-//! [`crate::config::Config`]) and [`ProxyConfig`], what [`super::proxy::start`] runs with.
+//! The inline proxy's configuration: the `shadow:` and `limits:` sections of the config file
+//! (owned here, held by [`crate::config::Config`]) and [`ProxyConfig`], what
+//! [`super::proxy::start`] runs with.
 
 use super::grouping::GroupingConfig;
 use crate::compare::pattern::EndpointPattern;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What the proxy runs with: where it listens, the upstreams, the compiled rules (for endpoint
-/// names), the instance name and the `shadow:` and `grouping:` sections. Built from the config
+/// names), the instance name and the `shadow:`, `limits:` and `grouping:` sections. Built from the config
 /// file by [`crate::config::Config::into_proxy`]; the comparison stage's settings (`compare:`,
 /// `redact:`, `publish:`) go to the pipeline instead ([`crate::app`]).
 #[derive(Debug, Clone)]
@@ -25,6 +26,7 @@ pub struct ProxyConfig {
     pub rules: Arc<RuleSet>,
     pub instance: String,
     pub shadow: ShadowConfig,
+    pub limits: LimitsConfig,
     pub grouping: GroupingConfig,
     /// How long shutdown waits for in-flight requests and shadows.
     pub shutdown_grace: Duration,
@@ -41,6 +43,7 @@ impl ProxyConfig {
             rules: Arc::new(RuleSet::default()),
             instance: "shadowdiff".into(),
             shadow: ShadowConfig::default(),
+            limits: LimitsConfig::default(),
             grouping: GroupingConfig::default(),
             shutdown_grace: Duration::from_secs(10),
         }
@@ -61,21 +64,24 @@ pub struct ShadowConfig {
     /// Fraction of eligible requests mirrored, `0.25` or `25%`. Default `1.0`.
     #[serde(deserialize_with = "de::rate")]
     pub sample: f64,
-    /// Deadline for a candidate/secondary answer (whole body). Default `5s`.
-    #[serde(deserialize_with = "de::duration")]
+    /// Deadline for a candidate/secondary answer (whole body); more than 0. Default `5s`.
+    #[serde(deserialize_with = "de::positive_duration")]
     pub timeout: Duration,
     /// Shadow requests in flight at most; beyond, dropped as `shadow_queue_full`. Default `1024`.
     #[serde(deserialize_with = "de::positive")]
     pub max_in_flight: usize,
     /// Largest request or response body kept for comparison; larger bodies pass through
-    /// untouched and the exchange is `body_too_large`. Default `4MiB`.
-    #[serde(deserialize_with = "de::size")]
+    /// untouched and the exchange is `body_too_large`; a candidate (or secondary) answer over it
+    /// stops being read and is a candidate error (a failed secondary). At least 1 byte. Default `4MiB`.
+    #[serde(deserialize_with = "de::positive_size")]
     pub max_body_bytes: usize,
     /// All the bytes shadows may hold at once (request and response copies, candidate and
-    /// secondary answers, until compared); a copy that would cross it is given up and the
-    /// exchange is `memory_budget`. `max_in_flight × max_body_bytes` bounds nothing useful on its
-    /// own (1024 × 4 MiB × 4 copies). Default `64MiB`.
-    #[serde(deserialize_with = "de::size")]
+    /// secondary answers and the buffers they are read through, counted as allocated, until
+    /// compared); at least 1 byte; a copy that would cross it is given up and the exchange is `memory_budget`.
+    /// `max_in_flight × max_body_bytes` bounds nothing useful on its own (1024 × 4 MiB × 4
+    /// copies). Default `40MiB`: with it full, the rest of the process took 13–18 MiB more
+    /// (`benches/hostile.sh`), and the sidecar must stay within 64 MiB over idle (issue 12).
+    #[serde(deserialize_with = "de::positive_size")]
     pub max_buffered_bytes: usize,
     /// Headers removed from shadow requests (e.g. `authorization` when the candidate must not
     /// see credentials). Default none.
@@ -104,7 +110,7 @@ impl Default for ShadowConfig {
             timeout: Duration::from_secs(5),
             max_in_flight: 1024,
             max_body_bytes: 4 << 20,
-            max_buffered_bytes: 64 << 20,
+            max_buffered_bytes: 40 << 20,
             strip_headers: Vec::new(),
             set_headers: vec![(
                 HeaderName::from_static("x-shadow-request"),
@@ -145,8 +151,9 @@ pub struct CircuitConfig {
     /// Consecutive candidate failures (transport error, timeout or 5xx) that open the circuit;
     /// `0` disables the breaker. Default `5`.
     pub failures: u32,
-    /// How long the circuit stays open before one probe is let through. Default `10s`.
-    #[serde(deserialize_with = "de::duration")]
+    /// How long the circuit stays open before one probe is let through; more than 0 (`failures:
+    /// 0` is how the breaker is turned off). Default `10s`.
+    #[serde(deserialize_with = "de::positive_duration")]
     pub cooldown: Duration,
 }
 
@@ -168,7 +175,8 @@ pub struct OverloadConfig {
     /// start to shed, `0.9` or `90%`; `100%` turns shedding off. Default `90%`.
     #[serde(deserialize_with = "de::rate")]
     pub busy: f64,
-    /// How long the share must stay above `busy` before shedding starts. Default `1s`.
+    /// How long the share must stay above `busy` before shedding starts; `0s` sheds on the
+    /// first busy sample. Default `1s`.
     #[serde(deserialize_with = "de::duration")]
     pub after: Duration,
 }
@@ -180,4 +188,53 @@ impl Default for OverloadConfig {
             after: Duration::from_secs(1),
         }
     }
+}
+
+/// `limits:` — the client side of the proxy: how long a connection may take to send a head or
+/// sit idle, how many are served at once, how large a head may be (`src/ingest/inbound.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// A request head not complete this long after the connection opened (or, on a kept-alive
+    /// connection, after the head's first byte): the connection is closed. Default `10s`.
+    #[serde(deserialize_with = "de::positive_duration")]
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection (HTTP/1.1 between requests, HTTP/2 with no stream open) with no
+    /// request for this long is closed. Default `60s`.
+    #[serde(deserialize_with = "de::positive_duration")]
+    pub idle_timeout: Duration,
+    /// Client connections served at once; beyond, new connections wait in the listen backlog
+    /// (and idle kept-alive connections are closed to make room). Lowered at start when the
+    /// descriptor limit (`RLIMIT_NOFILE`) cannot hold it. Default `10000`.
+    #[serde(deserialize_with = "de::positive")]
+    pub max_connections: usize,
+    /// Largest request head (request line and headers); larger: `431` and the connection closed.
+    /// At least `8KiB` (hyper's smallest read buffer). Default `64KiB`.
+    #[serde(deserialize_with = "head_bytes")]
+    pub max_header_bytes: usize,
+}
+
+/// hyper's smallest read buffer: a smaller head cap would make it panic.
+pub const MIN_HEADER_BYTES: usize = 8 << 10;
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            max_header_bytes: 64 << 10,
+        }
+    }
+}
+
+fn head_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = de::size(d)?;
+    if n < MIN_HEADER_BYTES {
+        return Err(serde::de::Error::custom(format!(
+            "{} is below the smallest head hyper reads, 8KiB",
+            crate::units::format_size(n as u64)
+        )));
+    }
+    Ok(n)
 }

@@ -6,11 +6,21 @@
 //! most that many automatic endpoints and groups the rest as [`OTHER`]; the statistics'
 //! [`crate::stats::EndpointMap`] keeps that many endpoints on their own with `OTHER` on top, so
 //! it never folds an endpoint the grouping kept.
+//!
+//! An endpoint name is published everywhere: `/api/v1/summary`, the `endpoint` label of
+//! `/metrics`, the Kafka message keys and statistics, the events, the logs. So an automatic name
+//! is redacted here, once, as every published string is ([`Redaction::text`]): a path segment
+//! that templating keeps (an e-mail address, a card number written with dashes, a percent-encoded
+//! bearer token, a `;token=` matrix parameter) becomes `<redacted:KIND>`. The cap counts the
+//! redacted names: `/users/a@x.com` and `/users/b@y.org` are one endpoint,
+//! `GET /users/<redacted:email>`. Templates the rules name (`endpoints:`) are the operator's
+//! words, published as written.
 
 use crate::compare::rules::RuleSet;
+use crate::redact::Redaction;
 use parking_lot::RwLock;
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// What endpoints beyond the cap are grouped as: the statistics' `OTHER`, the same constant.
@@ -35,19 +45,35 @@ impl Default for GroupingConfig {
     }
 }
 
+/// Raw automatic names longer than this are not remembered (a hostile 60 KiB path would pin
+/// its bytes); they are redacted again on each request.
+const CACHE_KEY_MAX: usize = 1024;
+
 #[derive(Debug)]
 pub struct Grouper {
     rules: Arc<RuleSet>,
     max: usize,
-    seen: RwLock<HashSet<Arc<str>>>,
+    redaction: Redaction,
+    names: RwLock<Names>,
+}
+
+#[derive(Debug, Default)]
+struct Names {
+    /// Raw automatic name (`METHOD /template`) → the name published for it (or [`OTHER`]), so a
+    /// known endpoint costs one lookup, not a redaction. At most `4 × max` entries.
+    by_raw: HashMap<Box<str>, Arc<str>>,
+    /// Distinct published names: what `max_endpoints` caps.
+    published: HashSet<Arc<str>>,
 }
 
 impl Grouper {
-    pub fn new(rules: Arc<RuleSet>, max_endpoints: usize) -> Self {
+    /// `redaction` is the pipeline's, the one events are published through.
+    pub fn new(rules: Arc<RuleSet>, max_endpoints: usize, redaction: Redaction) -> Self {
         Self {
             rules,
             max: max_endpoints,
-            seen: RwLock::new(HashSet::new()),
+            redaction,
+            names: RwLock::new(Names::default()),
         }
     }
 
@@ -59,30 +85,33 @@ impl Grouper {
         }
         let auto = format!("{} {}", method, template(path));
         // Hot path: almost every request is an endpoint already seen, a shared read lock.
-        {
-            let seen = self.seen.read();
-            if let Some(e) = seen.get(auto.as_str()) {
-                return e.clone();
-            }
-            if seen.len() >= self.max {
-                return Arc::from(OTHER);
-            }
-        }
-        let mut seen = self.seen.write();
-        if let Some(e) = seen.get(auto.as_str()) {
+        if let Some(e) = self.names.read().by_raw.get(auto.as_str()) {
             return e.clone();
         }
-        if seen.len() >= self.max {
-            return Arc::from(OTHER);
+        // Redacted outside the lock: the regexes cost microseconds on a long path.
+        let name = self.redaction.text(&auto);
+        let mut names = self.names.write();
+        if let Some(e) = names.by_raw.get(auto.as_str()) {
+            return e.clone();
         }
-        let e: Arc<str> = Arc::from(auto);
-        seen.insert(e.clone());
+        let e: Arc<str> = match names.published.get(name.as_str()) {
+            Some(e) => e.clone(),
+            None if names.published.len() >= self.max => Arc::from(OTHER),
+            None => {
+                let e: Arc<str> = Arc::from(name);
+                names.published.insert(e.clone());
+                e
+            }
+        };
+        if auto.len() <= CACHE_KEY_MAX && names.by_raw.len() < self.max.saturating_mul(4) {
+            names.by_raw.insert(auto.into_boxed_str(), e.clone());
+        }
         e
     }
 
-    /// Automatic endpoints seen so far (at most the cap).
+    /// Automatic endpoints named so far (at most the cap).
     pub fn len(&self) -> usize {
-        self.seen.read().len()
+        self.names.read().published.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -173,7 +202,7 @@ mod tests {
     fn rules_templates_win() {
         let rules = RuleSet::from_yaml("version: 1\nendpoints: [\"GET /orders/{id}/lines/{n}\"]\n")
             .unwrap();
-        let g = Grouper::new(Arc::new(rules), 10);
+        let g = Grouper::new(Arc::new(rules), 10, Redaction::default());
         assert_eq!(
             &*g.endpoint("GET", "/orders/abc/lines/x"),
             "GET /orders/{id}/lines/{n}"
@@ -182,8 +211,79 @@ mod tests {
     }
 
     #[test]
+    fn personal_data_left_in_a_path_by_templating_is_redacted_in_the_name() {
+        let g = Grouper::new(Arc::new(RuleSet::default()), 50, Redaction::default());
+        for (path, name) in [
+            (
+                "/users/ann@example.com/cards",
+                "GET /users/<redacted:email>/cards",
+            ),
+            // Decoded before the detectors look: the published name is the decoded form.
+            ("/users/ann%40example.com", "GET /users/<redacted:email>"),
+            ("/cards/4111-1111-1111-1111", "GET /cards/<redacted:card>"),
+            ("/cards/4111111111111111", "GET /cards/{id}"),
+            // A bearer token may hold `/` (RFC 6750): the rest of the path goes with it.
+            (
+                "/auth/Bearer%20abcdefXYZ/x",
+                "GET /auth/Bearer <redacted:bearer>",
+            ),
+            // A bare JWT segment is an identifier already; one that is not a whole segment is not.
+            (
+                "/t/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln",
+                "GET /t/{id}",
+            ),
+            (
+                "/t/jwt=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln",
+                "GET /t/jwt=<redacted:bearer>",
+            ),
+            ("/files;token=abc/x", "GET /files;token=<redacted>"),
+            ("/orders/search", "GET /orders/search"),
+        ] {
+            assert_eq!(&*g.endpoint("GET", path), name, "{path}");
+        }
+    }
+
+    #[test]
+    fn the_cap_counts_published_names() {
+        let g = Grouper::new(Arc::new(RuleSet::default()), 2, Redaction::default());
+        // Two addresses, one endpoint: the cap is not used up by personal data.
+        assert_eq!(
+            &*g.endpoint("GET", "/u/ann@example.com"),
+            "GET /u/<redacted:email>"
+        );
+        assert_eq!(
+            &*g.endpoint("GET", "/u/bob@example.org"),
+            "GET /u/<redacted:email>"
+        );
+        assert_eq!(g.len(), 1);
+        assert_eq!(&*g.endpoint("GET", "/v"), "GET /v");
+        assert_eq!(
+            &*g.endpoint("GET", "/u/cy@example.net"),
+            "GET /u/<redacted:email>"
+        );
+        assert_eq!(&*g.endpoint("GET", "/w"), OTHER);
+        assert_eq!(&*g.endpoint("GET", "/w"), OTHER, "remembered as OTHER");
+        assert_eq!(g.len(), 2);
+    }
+
+    #[test]
+    fn the_raw_name_cache_is_bounded_in_entries_and_key_length() {
+        let g = Grouper::new(Arc::new(RuleSet::default()), 2, Redaction::default());
+        for i in 0..100 {
+            g.endpoint("GET", &format!("/u/user{i}@example.com"));
+        }
+        assert_eq!(g.names.read().by_raw.len(), 8, "4 × max_endpoints");
+        let long = format!("/x/{}", "a".repeat(CACHE_KEY_MAX));
+        let g = Grouper::new(Arc::new(RuleSet::default()), 2, Redaction::default());
+        assert_eq!(&*g.endpoint("GET", &long), &*format!("GET {long}"));
+        assert_eq!(&*g.endpoint("GET", &long), &*format!("GET {long}"));
+        assert!(g.names.read().by_raw.is_empty());
+        assert_eq!(g.len(), 1);
+    }
+
+    #[test]
     fn capped_at_max_endpoints() {
-        let g = Grouper::new(Arc::new(RuleSet::default()), 2);
+        let g = Grouper::new(Arc::new(RuleSet::default()), 2, Redaction::default());
         assert_eq!(&*g.endpoint("GET", "/a/1"), "GET /a/{id}");
         assert_eq!(&*g.endpoint("GET", "/b"), "GET /b");
         assert_eq!(&*g.endpoint("GET", "/c"), OTHER);

@@ -2,19 +2,26 @@
 //! them to the comparison workers; what they share lives here.
 //!
 //! - [`proxy`]: the inline sidecar's request path (`shadowdiff proxy`).
+//! - [`inbound`]: its client side — accepting and serving connections under `limits:` (head and
+//!   idle timeouts, connection cap, head size, accept back-off, the descriptor budget).
 //! - `shadow`: the proxy's background shadow task (candidate, secondary, hand-off to comparison).
 //! - [`circuit`]: the candidate's circuit breaker.
 //! - [`grouping`]: endpoint names for exchanges.
+//! - [`background`]: the shadow I/O thread, at a lower priority than forwarding.
 //! - [`body`]: a body wrapper that keeps a bounded copy of what streams through it.
+//! - [`buffer`]: buffers whose allocations are reserved in the shadow memory budget first.
 //! - [`overload`]: shedding shadows while the I/O threads are saturated.
 //! - [`shadow_client`]: the lean HTTP/1.1 client shadows go out on.
 //! - [`resolve`]: upstream name lookups, cached and one at a time.
 //! - [`semantics`]: requests refused before forwarding (CONNECT, Host), and the one Host sent.
 
+pub mod background;
 pub mod body;
+pub mod buffer;
 pub mod circuit;
 pub mod config;
 pub mod grouping;
+pub mod inbound;
 pub mod overload;
 pub mod proxy;
 pub mod resolve;
@@ -46,6 +53,8 @@ pub struct Counters {
     pub overload: std::sync::Arc<overload::Overload>,
     /// Requests answered by the proxy itself (400/405), by reason; never forwarded.
     pub refused: semantics::RefusedCounts,
+    /// Client connections: by state, closed by reason, accept errors (`limits:`).
+    pub inbound: std::sync::Arc<inbound::InboundStats>,
     skipped: [AtomicU64; SkipReason::ALL.len()],
 }
 
@@ -84,7 +93,8 @@ pub const SHADOW_IN_FLIGHT: &str = "shadowdiff_shadow_in_flight";
 impl crate::pipeline::metrics::MetricsSource for Counters {
     fn collect(&self) -> Vec<crate::pipeline::metrics::MetricFamily> {
         use crate::pipeline::metrics::MetricFamily;
-        vec![
+        let mut families = self.inbound.families();
+        families.extend([
             MetricFamily::gauge(
                 SHADOW_IN_FLIGHT,
                 "Shadow requests in flight",
@@ -112,6 +122,7 @@ impl crate::pipeline::metrics::MetricsSource for Counters {
                 "Bytes held by shadows (copies and answers awaiting comparison), against shadow.max_buffered_bytes",
                 self.buffered.used() as f64,
             ),
-        ]
+        ]);
+        families
     }
 }

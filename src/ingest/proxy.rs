@@ -10,10 +10,12 @@
 //! down) get wrong.
 
 use super::Counters;
+use super::background::{Background, SHADOW_IO_NICE};
 use super::body::TeeBody;
 use super::circuit::Circuit;
 use super::config::{ProxyConfig, Upstream};
 use super::grouping::Grouper;
+use super::inbound;
 use super::resolve::{DNS_TTL, HyperResolver, Resolver};
 use super::semantics::{self, Refused};
 use super::shadow::{Admitted, PrimaryCopy, ShadowJob, Shadows, run_shadow};
@@ -27,12 +29,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::TokioExecutor;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -95,10 +94,15 @@ impl ProxyHandle {
 /// (skips included) goes to `pipeline`, which the caller stops once [`ProxyHandle::join`] returns
 /// ([`crate::app`] does).
 pub async fn start(
-    cfg: ProxyConfig,
+    mut cfg: ProxyConfig,
     pipeline: Arc<Pipeline>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<ProxyHandle, ProxyError> {
+    // The descriptor limit may hold fewer client connections than configured: the cap that fits
+    // is the one enforced (`ingest/inbound/budget.rs`).
+    let shadows =
+        inbound::budget::shadow_connections(cfg.shadow.max_in_flight, cfg.secondary.is_some());
+    cfg.limits.max_connections = inbound::budget::at_start(&cfg.limits, shadows).clients;
     let listener = TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ProxyError::Bind {
@@ -174,7 +178,11 @@ impl Inner {
         let candidate = shadow_client(&cfg.candidate);
         let secondary = cfg.secondary.as_ref().map(shadow_client);
         let permits_total = u32::try_from(cfg.shadow.max_in_flight).unwrap_or(u32::MAX >> 3);
-        let grouper = Grouper::new(cfg.rules.clone(), cfg.grouping.max_endpoints);
+        let grouper = Grouper::new(
+            cfg.rules.clone(),
+            cfg.grouping.max_endpoints,
+            pipeline.redaction().clone(),
+        );
         // The budget lives in the counters so `/metrics` can read what is held.
         let budget = Arc::clone(&counters.buffered);
         let shadows = Arc::new(Shadows {
@@ -186,6 +194,7 @@ impl Inner {
             pipeline,
             cancel: CancellationToken::new(),
             budget,
+            io: Background::lowered(SHADOW_IO_NICE),
         });
         Self {
             primary,
@@ -253,8 +262,6 @@ async fn serve(
     inner: Arc<Inner>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
     // The overload controller samples this runtime for as long as the proxy serves.
     let stop_controller = CancellationToken::new();
     tokio::spawn(
@@ -265,43 +272,15 @@ async fn serve(
             .run(inner.cfg.shadow.overload.clone(), stop_controller.clone()),
     );
     let _stop_controller = stop_controller.drop_guard();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // Out of descriptors and the like: keep serving the connections we have.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let inner = inner.clone();
-                let svc = service_fn(move |req| handle(inner.clone(), req));
-                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "client connection ended with an error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
+    // Client connections, their limits and their draining at shutdown: `ingest/inbound.rs`.
+    let limits = inner.cfg.limits.clone();
+    let stats = inner.counters.inbound.clone();
     let grace = inner.cfg.shutdown_grace;
-    let deadline = tokio::time::Instant::now() + grace;
-    tracing::info!(grace = ?grace, "shutting down: no new connections; finishing in-flight requests");
-    if tokio::time::timeout_at(deadline, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("client connections still open at the shutdown deadline; closing them");
-    }
+    let handler = {
+        let inner = inner.clone();
+        move |req| handle(inner.clone(), req)
+    };
+    let deadline = inbound::serve(listener, limits, stats, handler, shutdown, grace).await;
     // Every shadow holds a permit: all permits back means no shadow in flight.
     let all = inner.permits.clone();
     if tokio::time::timeout_at(deadline, all.acquire_many_owned(inner.permits_total))

@@ -10,12 +10,13 @@
 //! [`TeeBody`]: super::body::TeeBody
 
 use super::Counters;
+use super::background::Background;
 use super::body::{CaptureError, Captured};
 use super::circuit::Circuit;
 use super::config::{HostPolicy, ShadowConfig};
 use super::shadow_client::{ShadowClient, ShadowError, ShadowRequest};
 use crate::compare::SkipReason;
-use crate::exchange::{self, Exchange, Outcome, SendOffsets, UpstreamError};
+use crate::exchange::{self, Exchange, Outcome, SendOffsets, Side, UpstreamError};
 use crate::pipeline::Pipeline;
 use crate::pipeline::budget::{Budget, Reservation};
 use crate::pipeline::pool::Job;
@@ -40,6 +41,8 @@ pub(super) struct Shadows {
     /// Cancelled at the shutdown deadline: shadows still in flight are abandoned.
     pub(super) cancel: CancellationToken,
     pub(super) budget: Arc<Budget>,
+    /// Where the shadow clients' socket work runs: below forwarding's priority.
+    pub(super) io: Background,
 }
 
 impl Shadows {
@@ -127,7 +130,7 @@ pub(super) async fn run_shadow(shadows: Arc<Shadows>, adm: Admitted, job: Shadow
     }
 }
 
-async fn shadow(shadows: &Shadows, mut job: ShadowJob, probe: &mut ProbeGuard) {
+async fn shadow(shadows: &Arc<Shadows>, mut job: ShadowJob, probe: &mut ProbeGuard) {
     // Header values are slices of the client connection's read buffer: detach them here, in the
     // shadow task, rather than on the request path or for the life of the shadow.
     job.headers = detached(&job.headers);
@@ -149,11 +152,11 @@ async fn shadow(shadows: &Shadows, mut job: ShadowJob, probe: &mut ProbeGuard) {
     };
     // Candidate and secondary go out together: sending one after the other would itself create
     // time-dependent differences that the secondary could not cancel.
-    let cand = send_shadow(shadows, &shadows.candidate, &job, &body);
+    let cand = send_shadow(shadows, Side::Candidate, &job, &body);
     let sends = async {
         match &shadows.secondary {
-            Some(sec) => {
-                let (c, s) = tokio::join!(cand, send_shadow(shadows, sec, &job, &body));
+            Some(_) => {
+                let (c, s) = tokio::join!(cand, send_shadow(shadows, Side::Secondary, &job, &body));
                 (c, Some(s))
             }
             None => (cand.await, None),
@@ -165,18 +168,39 @@ async fn shadow(shadows: &Shadows, mut job: ShadowJob, probe: &mut ProbeGuard) {
         None => (None, None),
     };
     let healthy = matches!(&cand, Ok((Ok(r), _)) if r.status < 500);
-    if cand.is_ok() {
+    // An answer over the cap is the candidate's failure only when the primary's fits: whether
+    // it does is known once the primary's body has passed.
+    let too_large = matches!(&cand, Ok((Err(UpstreamError::TooLarge(_)), _)));
+    if cand.is_ok() && !too_large {
         shadows.circuit.record(healthy, probe.armed);
         probe.armed = false;
     }
-    if let Ok((Err(e), _)) = &cand {
-        tracing::debug!(side = "candidate", endpoint = %job.endpoint, error = %e, "shadow request failed");
+    if let Ok((Err(e), _)) = &cand
+        && tracing::enabled!(tracing::Level::DEBUG)
+    {
+        // The error may quote the answer (`invalid answer: chunk size "…"`): logged redacted
+        // (and redacted only when logged: a failing candidate fails thousands of times).
+        let error = shadows.pipeline.redaction().quoted(&e.to_string());
+        tracing::debug!(side = "candidate", endpoint = %job.endpoint, %error, "shadow request failed");
     }
     // No copy: the primary failed (counted as primary_error where it happened) or the client left.
-    let Some(primary) = primary else {
+    let primary_copy = match primary {
+        Some(mut p) => Some(((&mut p.body).await, p)),
+        None => None,
+    };
+    if too_large {
+        let both = matches!(&primary_copy, Some((Ok(Err(CaptureError::TooLarge(_))), _)));
+        if !both {
+            shadows.circuit.record(false, probe.armed);
+            probe.armed = false;
+        }
+    }
+    let Some((copy, primary)) = primary_copy else {
         return;
     };
-    let Some((pbody, done, h)) = take_copy(shadows, &job.endpoint, primary.body.await) else {
+    // A primary answer over the cap is `body_too_large` whatever the candidate did: nothing
+    // could be compared.
+    let Some((pbody, done, h)) = take_copy(shadows, &job.endpoint, copy) else {
         return;
     };
     held.absorb(h);
@@ -189,18 +213,12 @@ async fn shadow(shadows: &Shadows, mut job: ShadowJob, probe: &mut ProbeGuard) {
             });
             (c, s)
         }
-        (Err(Dropped::OverBudget), _) | (_, Err(Dropped::OverBudget)) => {
+        // The budget is shared with every other shadow and copy: an answer it cannot hold says
+        // how loaded the sidecar is, not what the candidate did. Skipped, never held against it.
+        (Err(OverBudget), _) | (_, Err(OverBudget)) => {
             shadows.skip(
                 &job.endpoint,
                 SkipReason::MemoryBudget,
-                Some(done - job.started),
-            );
-            return;
-        }
-        _ => {
-            shadows.skip(
-                &job.endpoint,
-                SkipReason::BodyTooLarge,
                 Some(done - job.started),
             );
             return;
@@ -261,14 +279,9 @@ fn take_copy(
     None
 }
 
-/// Why a shadow answer is not kept for comparison.
+/// A shadow answer not kept because keeping it would cross `shadow.max_buffered_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dropped {
-    /// Larger than `max_body_bytes`.
-    TooLarge,
-    /// Keeping it would cross `max_buffered_bytes`.
-    OverBudget,
-}
+struct OverBudget;
 
 /// Headers to keep beyond the request: hyper's header values are slices of the connection's
 /// read buffer, so a clone would pin that whole buffer (8 KiB and up) for as long as the shadow
@@ -286,14 +299,76 @@ fn detached(h: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// Sends one shadow request and reads its answer under the shadow timeout, on the shadow I/O
+/// thread (see [`super::background`]). An answer that crosses `max_body_bytes` or the deadline
+/// stops being read at once and its connection is closed (never pooled): the outcome is then
+/// an error that says which (`TooLarge`, `Timeout`). Returns when the request went out, too.
 async fn send_shadow(
-    shadows: &Shadows,
-    client: &ShadowClient,
+    shadows: &Arc<Shadows>,
+    side: Side,
     job: &ShadowJob,
     body: &Bytes,
-) -> (Instant, Result<(Outcome, Reservation), Dropped>) {
-    let s = &shadows.cfg;
-    let mut h = job.headers.clone();
+) -> (Instant, Result<(Outcome, Reservation), OverBudget>) {
+    let (sh, method, pq, headers, body) = (
+        shadows.clone(),
+        job.method.clone(),
+        job.path_and_query.clone(),
+        job.headers.clone(),
+        body.clone(),
+    );
+    let io = shadows.io.spawn(async move {
+        let client = match side {
+            Side::Secondary => sh.secondary.as_ref(),
+            _ => Some(&sh.candidate),
+        };
+        let Some(client) = client else {
+            let e = UpstreamError::Other("no secondary upstream".into());
+            return (Instant::now(), Ok((Err(e), Reservation::default())));
+        };
+        let h = shadow_headers(&sh.cfg, client, headers);
+        let req = ShadowRequest {
+            method: &method,
+            path_and_query: &pq,
+            headers: &h,
+            body: &body,
+        };
+        let s = &sh.cfg;
+        let started = Instant::now();
+        let mut held = sh.budget.reservation();
+        let sent = tokio::time::timeout(s.timeout, client.send(&req, s.max_body_bytes, &mut held));
+        let outcome = match sent.await {
+            Err(_) => Ok(Err(UpstreamError::Timeout(s.timeout))),
+            Ok(Ok(a)) => Ok(Ok(exchange::Response {
+                status: a.status,
+                headers: a.headers,
+                body: a.body,
+                latency: started.elapsed(),
+            })),
+            Ok(Err(ShadowError::TooLarge(cap))) => Ok(Err(UpstreamError::TooLarge(cap))),
+            Ok(Err(ShadowError::OverBudget)) => Err(OverBudget),
+            Ok(Err(ShadowError::Upstream(e))) => Ok(Err(e)),
+        };
+        // Bytes of an answer that is not kept (failed, timed out, dropped) come back here.
+        let outcome = outcome.map(|o| {
+            let kept = if o.is_ok() {
+                std::mem::take(&mut held)
+            } else {
+                Reservation::default()
+            };
+            (o, kept)
+        });
+        (started, outcome)
+    });
+    io.await.unwrap_or_else(|| {
+        // Only when the proxy is stopping: the I/O thread is gone.
+        let e = UpstreamError::Other("shadow I/O thread stopped".into());
+        (Instant::now(), Ok((Err(e), Reservation::default())))
+    })
+}
+
+/// The headers a shadow copy carries: the client's, less `strip_headers`, plus `set_headers`,
+/// the loop marker and (unless `host: original`) the shadow upstream's own Host.
+fn shadow_headers(s: &ShadowConfig, client: &ShadowClient, mut h: HeaderMap) -> HeaderMap {
     for n in &s.strip_headers {
         h.remove(n);
     }
@@ -308,36 +383,5 @@ async fn send_shadow(
     {
         h.insert(header::HOST, v);
     }
-    let req = ShadowRequest {
-        method: &job.method,
-        path_and_query: &job.path_and_query,
-        headers: &h,
-        body,
-    };
-    let started = Instant::now();
-    let mut held = shadows.budget.reservation();
-    let outcome =
-        match tokio::time::timeout(s.timeout, client.send(&req, s.max_body_bytes, &mut held)).await
-        {
-            Err(_) => Ok(Err(UpstreamError::Timeout(s.timeout))),
-            Ok(Ok(a)) => Ok(Ok(exchange::Response {
-                status: a.status,
-                headers: a.headers,
-                body: a.body,
-                latency: started.elapsed(),
-            })),
-            Ok(Err(ShadowError::TooLarge(_))) => Err(Dropped::TooLarge),
-            Ok(Err(ShadowError::OverBudget)) => Err(Dropped::OverBudget),
-            Ok(Err(ShadowError::Upstream(e))) => Ok(Err(e)),
-        };
-    // Bytes of an answer that is not kept (failed, timed out, dropped) come back here.
-    let outcome = outcome.map(|o| {
-        let kept = if o.is_ok() {
-            std::mem::take(&mut held)
-        } else {
-            Reservation::default()
-        };
-        (o, kept)
-    });
-    (started, outcome)
+    h
 }

@@ -41,6 +41,14 @@ pub const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 /// First read of an answer: a typical head and ~1 KB JSON body in one read; grown as needed.
 const FIRST_READ: usize = 2048;
+/// A `content-length` body up to this size is allocated at once; a longer one grows as it
+/// arrives (a slow sender must not hold its whole declared length in the budget).
+const EXACT_BODY: usize = 16 * 1024;
+/// Least room a read is given once the answer has started.
+const MIN_READ: usize = 512;
+/// Largest read buffer of a chunked body (it grows to this only while reads fill it): fewer
+/// reads of a long body, at most this much per shadow in reading, all of it in the budget.
+const CHUNKED_READ: usize = 16 * 1024;
 /// Longest chunk-size line (with extensions) and most trailer bytes accepted.
 const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILERS: usize = 64 * 1024;
@@ -358,6 +366,9 @@ fn encode_request(req: &ShadowRequest<'_>, authority: &str, with_body: bool) -> 
 mod wire;
 
 use wire::*;
+
+#[doc(hidden)]
+pub mod fuzzing;
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,8 @@
 //! The shadow memory budget: one process-wide bound on the bytes that shadows hold (request copy,
-//! primary response copy, candidate and secondary answers) from capture until the comparison
-//! worker is done with them. `max_in_flight` × `max_body_bytes` alone bounds nothing useful
+//! primary response copy, candidate and secondary answers, and the read buffers they are read
+//! through) from capture until the comparison worker is done with them. What is counted is what
+//! is allocated — a buffer's capacity, reserved before the allocation is made, and both blocks
+//! while a growing buffer is copied — not only the bytes kept in it (`ingest::body::Buffer`). `max_in_flight` × `max_body_bytes` alone bounds nothing useful
 //! (1024 × 4 copies × 4 MiB is 16 GiB); this does. A copy that would cross the budget is given up
 //! — the live traffic is untouched — and the exchange is skipped as `memory_budget`.
 //!
@@ -87,6 +89,27 @@ impl Reservation {
         }
     }
 
+    /// Gives `n` of this reservation's bytes back (at most what it holds): an allocation that
+    /// was replaced or freed.
+    pub fn release(&mut self, n: usize) {
+        let n = n.min(self.bytes);
+        if let Some(b) = &self.budget
+            && n > 0
+        {
+            b.used.fetch_sub(n, Ordering::AcqRel);
+        }
+        self.bytes -= n;
+    }
+
+    /// An empty reservation against the same budget (for a temporary allocation, such as a
+    /// read buffer, given back on its own).
+    pub fn sibling(&self) -> Reservation {
+        Reservation {
+            budget: self.budget.clone(),
+            bytes: 0,
+        }
+    }
+
     /// Moves `other`'s bytes into this reservation (one handle for a whole exchange).
     pub fn absorb(&mut self, mut other: Reservation) {
         self.bytes += std::mem::take(&mut other.bytes);
@@ -127,6 +150,21 @@ mod tests {
         assert_eq!((r1.bytes(), b.used()), (100, 100));
         drop(r1);
         assert_eq!(b.used(), 0);
+    }
+
+    #[test]
+    fn released_and_sibling_bytes_come_back() {
+        let b = Budget::new(100);
+        let mut r = b.reservation();
+        assert!(r.grow(60));
+        r.release(20);
+        assert_eq!((r.bytes(), b.used()), (40, 40));
+        r.release(1000);
+        assert_eq!((r.bytes(), b.used()), (0, 0));
+        let mut s = r.sibling();
+        assert!(s.grow(100) && !r.grow(1), "one budget for both");
+        drop(s);
+        assert!(r.grow(1));
     }
 
     #[test]

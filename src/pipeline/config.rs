@@ -15,8 +15,8 @@ pub struct CompareConfig {
     /// Default `1024`.
     #[serde(deserialize_with = "de::positive")]
     pub queue: usize,
-    /// Largest decoded (decompressed) body compared. Default `16MiB`.
-    #[serde(deserialize_with = "de::size")]
+    /// Largest decoded (decompressed) body compared; at least 1 byte. Default `16MiB`.
+    #[serde(deserialize_with = "de::positive_size")]
     pub max_decoded_bytes: usize,
     /// Differences kept per exchange. Default `1000`.
     #[serde(deserialize_with = "de::positive")]

@@ -25,6 +25,10 @@ use std::time::{Duration, SystemTime};
 
 /// One verdict as sinks see it. Skipped exchanges are observed too (verdict `skipped` with its
 /// reason), so every count adds up.
+///
+/// Whatever a sink may publish by counting is redacted already: `endpoint` (named through the
+/// pipeline's [`Pipeline::redaction`]) and the paths and fields of the verdict's differences
+/// (`Redaction::name_differences`). The differences' values are raw; only `event` publishes them.
 #[derive(Debug, Clone, Copy)]
 pub struct Observation<'a> {
     pub ts: SystemTime,
@@ -94,6 +98,7 @@ impl Sink for Fanout {
 pub struct Pipeline {
     pool: pool::Pool,
     sink: Arc<dyn Sink>,
+    redaction: crate::redact::Redaction,
 }
 
 impl Pipeline {
@@ -106,8 +111,20 @@ impl Pipeline {
         nice: i32,
     ) -> std::io::Result<Pipeline> {
         let sink = ctx.sink.clone();
+        let redaction = ctx.redaction.clone();
         let pool = pool::Pool::start(ctx, workers, queue, nice)?;
-        Ok(Pipeline { pool, sink })
+        Ok(Pipeline {
+            pool,
+            sink,
+            redaction,
+        })
+    }
+
+    /// The redaction events are published through. A source names what it hands over with it
+    /// (endpoint names, `ingest::grouping`) and logs what it quotes from traffic through
+    /// it, so nothing it publishes is less redacted than an event.
+    pub fn redaction(&self) -> &crate::redact::Redaction {
+        &self.redaction
     }
 
     /// Hands a job over without blocking; a full queue gives it back (the caller counts it).

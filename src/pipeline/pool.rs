@@ -94,7 +94,7 @@ impl Pool {
                 std::thread::Builder::new()
                     .name(format!("shadowdiff-compare-{i}"))
                     .spawn(move || {
-                        lower_priority(nice);
+                        lower_priority(nice, "comparison");
                         run(&shared, &ctx)
                     })?,
             );
@@ -146,15 +146,18 @@ impl Pool {
 
 /// Comparison is best effort and forwarding is not: when the CPU is short, the scheduler should
 /// give it to the I/O threads, and the comparison queue fills and sheds (counted) instead. Linux
-/// keeps a nice value per thread, so this lowers only the calling comparison thread.
-fn lower_priority(nice: i32) {
+/// keeps a nice value per thread, so this lowers only the calling thread (`what` names it in
+/// the warning when it cannot). The shadow I/O thread uses it too (`ingest::background`).
+pub(crate) fn lower_priority(nice: i32, what: &str) {
     if nice == 0 {
         return;
     }
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
-        tracing::warn!(nice, error = %e, "cannot lower the comparison threads' priority");
+        tracing::warn!(nice, error = %e, thread = what, "cannot lower a thread's priority");
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = what;
 }
 
 /// The next job; `None` once the pool is stopped and drained. A worker sleeps only when the
@@ -224,6 +227,9 @@ fn handle(job: Job, ctx: &Context) {
 fn process(ex: &Exchange, ctx: &Context) {
     // The comparator also does noise cancellation when a secondary answered.
     let mut v = ctx.comparator.compare(ex);
+    // Difference paths and fields as the event publishes them: the learned noise model and
+    // every sink count by them, and what they count is published (summary, noise, Kafka).
+    let mut raw = ctx.redaction.name_differences(&mut v);
     // Learned noise: what the statistics over many exchanges say of each field (no-op without
     // a secondary answer).
     if let Some(r) = &ctx.refine {
@@ -233,7 +239,11 @@ fn process(ex: &Exchange, ctx: &Context) {
         v.kind,
         VerdictKind::Mismatch | VerdictKind::CandidateError | VerdictKind::Noise
     )
-    .then(|| Arc::new(Event::build(ex, &v, &ctx.instance, &ctx.redaction)));
+    .then(|| {
+        raw.with_raw(&mut v, |v| {
+            Arc::new(Event::build(ex, v, &ctx.instance, &ctx.redaction))
+        })
+    });
     ctx.sink.observe(&Observation {
         ts: ex.ts,
         endpoint: &ex.endpoint,

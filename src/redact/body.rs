@@ -66,6 +66,13 @@ impl Redaction {
         }
     }
 
+    /// Text that quotes traffic without being a body — an error naming what an upstream
+    /// answered (`invalid answer: chunk size "…"`) — as events and logs publish it: rendered as
+    /// a text body (withheld when it mentions a redacted field, else scrubbed), then capped.
+    pub fn quoted(&self, s: &str) -> String {
+        cap_str(&self.render_text(s, false), self.max_bytes)
+    }
+
     /// Text from traffic: lines that are JSON documents (NDJSON) are masked like JSON bodies;
     /// if any other line mentions a redacted key as a field, the whole text is withheld; a form
     /// loses its hidden parameters' values; then the whole is scrubbed.

@@ -33,20 +33,28 @@
 //!   a number, array or object whose JSON text is longer, is published as a string holding its
 //!   first `max_body_bytes` bytes and the marker `… <truncated: N bytes>` (N the full length).
 //!   Capping comes after redaction, so a cut can never split a secret out of its detector.
+//! - **Names published outside events.** Endpoint names are made redacted by the grouper
+//!   (`ingest::grouping`, through [`Redaction::text`]); the paths and fields of differences,
+//!   which statistics, the noise model and Kafka count by, get their published form in the
+//!   comparison workers ([`Redaction::name_differences`], `names.rs`). Errors that quote an
+//!   upstream's bytes are published and logged through [`Redaction::quoted`].
 
 mod body;
 mod detect;
+mod names;
 #[cfg(test)]
 mod tests;
 
 pub use detect::{BEARER, CARD, Detector, EMAIL};
+pub use names::RawNames;
 
-use crate::compare::pattern::{Cursor, PathPattern, PathSeg, Seg, unescape};
+use crate::compare::pattern::{Cursor, PathPattern, PathSeg, Seg};
 use crate::compare::rules::RuleSet;
 use crate::compare::{ALWAYS_REDACTED, Comparator, CompareOptions, DiffKind, Difference, REDACTED};
 use crate::exchange::Exchange;
 use detect::Detectors;
 use http::HeaderName;
+use names::Walk;
 use regex::Regex;
 use serde::Deserialize;
 use serde::de::{Deserializer, Error as _};
@@ -163,6 +171,8 @@ static QUERY_PAIR: std::sync::LazyLock<Option<Regex>> = std::sync::LazyLock::new
 
 impl Redaction {
     pub fn from_config(cfg: &RedactConfig, max_body_bytes: usize) -> Self {
+        detect::compile_now();
+        std::sync::LazyLock::force(&QUERY_PAIR);
         let mut headers: Vec<String> = ALWAYS_REDACTED.iter().map(|s| s.to_string()).collect();
         for h in &cfg.headers {
             let h = h.as_str().to_ascii_lowercase();
@@ -208,7 +218,7 @@ impl Redaction {
         let mentions = (!keys.is_empty()).then(|| {
             let k = alt(&keys);
             Regex::new(&format!(
-                r#"(?im)"(?:{k})"\s*:|(?:^|[^A-Za-z0-9_])(?:{k})\s*=|^[ \t+\-]*(?:{k})[ \t]*:"#
+                r#"(?im)"(?:{k})\\?"\s*:|(?:^|[^A-Za-z0-9_])(?:{k})\s*=|^[ \t+\-]*(?:{k})[ \t]*:"#
             ))
             .ok()
         });
@@ -512,41 +522,21 @@ impl Redaction {
             }
             return out;
         }
-        // A body pointer. Walk the redaction matcher down the difference's own path: a match
-        // on the way hides the whole difference; otherwise the matcher, standing at the
-        // difference's node, masks what lies beneath inside both values.
-        let segs: Vec<String> = if d.path.is_empty() {
-            Vec::new()
-        } else {
-            d.path
-                .split('/')
-                .skip(1)
-                .map(|s| unescape(s).unwrap_or_else(|| s.to_string()))
-                .collect()
-        };
-        let mut cur = Cursor::start(&self.paths);
-        let mut hit = cur.accepted(&self.paths).next().is_some().then_some(0);
-        if hit.is_none() {
-            for (i, s) in segs.iter().enumerate() {
-                // An index and the same digits as a key match the same patterns.
-                cur = cur.step(&self.paths, PathSeg::Key(s));
-                if cur.accepted(&self.paths).next().is_some() {
-                    hit = Some(i + 1);
-                    break;
+        // A body pointer: a redacted path on the way hides the whole difference; otherwise the
+        // matcher, standing at the difference's node, masks what lies beneath inside both values.
+        let cur = match self.walk(&d.path) {
+            Walk::Hidden { below } => {
+                out.primary = hide(&d.primary);
+                out.candidate = hide(&d.candidate);
+                out.detail = None;
+                if let Some(n) = below {
+                    out.path = self.text(&below_redacted(&d.path, n));
+                    out.field = self.text(&below_redacted(&d.field, n));
                 }
+                return out;
             }
-        }
-        if let Some(n) = hit {
-            out.primary = hide(&d.primary);
-            out.candidate = hide(&d.candidate);
-            out.detail = None;
-            if n < segs.len() {
-                // Keys below a redacted node are part of its value.
-                out.path = self.text(&below_redacted(&d.path, n));
-                out.field = self.text(&below_redacted(&d.field, n));
-            }
-            return out;
-        }
+            Walk::Open(cur) => cur,
+        };
         out.primary = self.scrubbed_value(d.primary.clone(), &cur);
         out.candidate = self.scrubbed_value(d.candidate.clone(), &cur);
         out

@@ -17,7 +17,7 @@ fn red(yaml: &str, max: usize) -> Redaction {
     Redaction::from_config(&cfg, max)
 }
 
-fn resp(body: &str, ct: &str) -> Response {
+pub(super) fn resp(body: &str, ct: &str) -> Response {
     let mut h = http::HeaderMap::new();
     if !ct.is_empty() {
         h.insert("content-type", ct.parse().unwrap());
@@ -48,7 +48,7 @@ fn exchange(p: Response, c: Response) -> Exchange {
     }
 }
 
-fn json_ex(p: &str, c: &str) -> Exchange {
+pub(super) fn json_ex(p: &str, c: &str) -> Exchange {
     exchange(resp(p, "application/json"), resp(c, "application/json"))
 }
 

@@ -276,8 +276,8 @@ mod tests;
 pub struct FileSinkConfig {
     /// Default `shadowdiff-events.jsonl` (relative to the working directory).
     pub path: PathBuf,
-    /// Rotate when the file would exceed this. Default `100MiB`.
-    #[serde(deserialize_with = "de::size")]
+    /// Rotate when the file would exceed this; at least 1 byte. Default `100MiB`.
+    #[serde(deserialize_with = "de::positive_size")]
     pub rotate_bytes: usize,
     /// Rotated files kept (`path.1` … `path.{keep}`). Default `5`.
     #[serde(deserialize_with = "de::positive")]

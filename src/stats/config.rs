@@ -11,11 +11,12 @@ use std::time::Duration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatsConfig {
-    /// Longest window the summary answers for (a multiple of `bucket`, rounded up). Default `15m`.
-    #[serde(deserialize_with = "crate::units::de::duration")]
+    /// Longest window the summary answers for (a multiple of `bucket`, rounded up); more than 0.
+    /// Default `15m`.
+    #[serde(deserialize_with = "crate::units::de::positive_duration")]
     pub window: Duration,
-    /// Resolution of the rolling window: the width of one bucket. Default `1m`.
-    #[serde(deserialize_with = "crate::units::de::duration")]
+    /// Resolution of the rolling window: the width of one bucket; more than 0. Default `1m`.
+    #[serde(deserialize_with = "crate::units::de::positive_duration")]
     pub bucket: Duration,
     /// Distinct (field) keys per endpoint and bucket (and since start); the rest count as
     /// `(other)`. Default 256. Not read from the file.

@@ -4,6 +4,7 @@
 
 use super::report::FieldStat;
 use crate::compare::{DiffKind, Difference, SkipReason, VerdictKind};
+use crate::pipeline::Observation;
 use std::collections::HashMap;
 
 /// Where fields beyond `max_fields` are counted.
@@ -110,6 +111,15 @@ impl FieldCounts {
         v.truncate(n);
         v
     }
+}
+
+/// The differences whose fields the statistics count: the published ones (redacted, and capped
+/// by `publish.max_body_bytes`) when the verdict was published — which every verdict with
+/// differences is — since the summary, the clusters and the interval messages publish field
+/// names too; a 1 MB JSON key otherwise reached `/api/v1/summary` whole.
+pub(super) fn published_differences<'a>(o: &'a Observation<'_>) -> &'a [Difference] {
+    o.event
+        .map_or(&o.verdict.differences[..], |e| &e.differences[..])
 }
 
 /// The (field, kind) pairs of one exchange, each once (an array field may differ at many

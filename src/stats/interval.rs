@@ -12,7 +12,9 @@
 //! [`LatencySet`], as two histograms: `delta_pos` (candidate − primary ≥ 0) and `delta_neg`
 //! (primary − candidate > 0).
 
-use super::counts::{Counts, FieldCount, FieldCounts, OTHER_FIELD, exchange_fields};
+use super::counts::{
+    Counts, FieldCount, FieldCounts, OTHER_FIELD, exchange_fields, published_differences,
+};
 use super::latency::{LatencySet, MAX_US};
 use super::store::{EndpointStats, Stats};
 use super::window::epoch_of;
@@ -86,7 +88,7 @@ impl IntervalDelta {
                 .get_or_insert_with(|| Box::new(LatencySet::new(WIRE_SIGNIFICANT_DIGITS)))
                 .record(o.primary_latency, o.candidate_latency);
         }
-        for (f, k, noise) in exchange_fields(&v.differences) {
+        for (f, k, noise) in exchange_fields(published_differences(o)) {
             self.fields.bump(f, k, noise, max_fields);
         }
     }

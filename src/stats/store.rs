@@ -10,7 +10,7 @@
 //! are not. Published events additionally take the recent ring's lock.
 
 use super::config::StatsConfig;
-use super::counts::{Counts, FieldCounts, exchange_fields};
+use super::counts::{Counts, FieldCounts, exchange_fields, published_differences};
 use super::endpoint_map::EndpointMap;
 use super::latency::LatencySet;
 use super::skew;
@@ -157,15 +157,16 @@ impl Stats {
                 .get_or_insert_with(|| Box::new(LatencySet::new(cfg.window_significant_digits)))
                 .record(o.primary_latency, o.candidate_latency);
         }
-        if !v.differences.is_empty() {
-            for (f, k, noise) in exchange_fields(&v.differences) {
+        let differences = published_differences(o);
+        if !differences.is_empty() {
+            for (f, k, noise) in exchange_fields(differences) {
                 ep.total_fields.bump(f, k, noise, cfg.max_fields);
                 b.fields.bump(f, k, noise, cfg.max_fields);
             }
         }
         if let Some(sig) = &v.signature {
             let id = o.event.map(|e| e.id.clone());
-            self.bump_cluster(ep, sig, &v.differences, v.kind, now, id);
+            self.bump_cluster(ep, sig, differences, v.kind, now, id);
         }
     }
 

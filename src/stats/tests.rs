@@ -221,7 +221,11 @@ fn endpoints_past_the_cap_fold_into_other() {
 #[test]
 fn grouping_and_statistics_caps_agree() {
     use crate::ingest::grouping::Grouper;
-    let grouper = Grouper::new(Arc::new(crate::compare::rules::RuleSet::default()), 5);
+    let grouper = Grouper::new(
+        Arc::new(crate::compare::rules::RuleSet::default()),
+        5,
+        crate::redact::Redaction::default(),
+    );
     let stats = Stats::new(StatsConfig::default(), 5);
     let ok = verdict(VerdictKind::Match);
     for i in 0..8 {

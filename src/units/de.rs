@@ -25,6 +25,31 @@ pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::E
     }
 }
 
+/// A duration that must be longer than zero: a deadline, a period, a window. (A zero one
+/// would time out every request, spin, or divide by zero.) For every section's use, the
+/// `limits:` section included.
+pub(crate) fn positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let v = duration(d)?;
+    if v.is_zero() {
+        return Err(D::Error::custom(
+            "must be longer than 0 (write 250ms, 5s, …)",
+        ));
+    }
+    Ok(v)
+}
+
+/// A size that must be at least one byte: a cap or a budget (a zero one would refuse
+/// everything).
+pub(crate) fn positive_size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let v = size(d)?;
+    if v == 0 {
+        return Err(D::Error::custom(
+            "must be at least 1 byte (write 64KiB, 4MiB, …)",
+        ));
+    }
+    Ok(v)
+}
+
 pub(crate) fn size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     let n = match Scalar::deserialize(d)? {
         Scalar::Str(s) => units::parse_size(&s).map_err(D::Error::custom)?,
@@ -128,6 +153,51 @@ pub(crate) fn path_patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathP
         .collect()
 }
 
+/// The port of `host:port` (`[v6]:port`), `None` when there is none; a port that is written
+/// must be 1 to 65535.
+pub fn port(authority: &str) -> Result<Option<u16>, String> {
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let after_host = match hostport.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or("", |(_, after)| after),
+        None => hostport.rfind(':').map_or("", |i| &hostport[i..]),
+    };
+    let Some(p) = after_host.strip_prefix(':') else {
+        return Ok(None);
+    };
+    let n = (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| p.parse::<u32>().ok())
+        .flatten();
+    match n {
+        Some(n @ 1..=65535) => Ok(Some(n as u16)),
+        _ => Err(format!("port {p:?} is not a port number from 1 to 65535")),
+    }
+}
+
+/// `sinks.kafka.brokers` (and `--brokers`): comma-separated `host[:port]`, each optionally
+/// prefixed by a protocol (`SSL://host:port`), every written port 1 to 65535. librdkafka takes
+/// a bad list silently and then never connects.
+pub fn check_brokers(list: &str) -> Result<(), String> {
+    for b in list.split(',') {
+        let b = b.trim();
+        let hostport = b.split_once("://").map_or(b, |(_, rest)| rest);
+        let host = match hostport.strip_prefix('[') {
+            Some(rest) => rest.split_once(']').map_or("", |(h, _)| h),
+            None => hostport.split(':').next().unwrap_or(""),
+        };
+        if host.is_empty() || hostport.contains(['/', ' ']) {
+            return Err(format!("broker {b:?}: expected host:port"));
+        }
+        port(hostport).map_err(|e| format!("broker {b:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn brokers<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    check_brokers(&s).map_err(D::Error::custom)?;
+    Ok(s)
+}
+
 /// An upstream base URL, `http://host:port`: scheme and authority only. TLS to upstreams is
 /// not built in (a sidecar talks to its neighbours in clear; terminate TLS outside).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,9 +220,12 @@ impl Upstream {
             }
             _ => return Err(format!("{s:?}: expected http://host:port")),
         }
-        if uri.authority().is_none() {
+        let Some(authority) = uri.authority() else {
             return Err(format!("{s:?}: expected http://host:port"));
-        }
+        };
+        // `http::Uri` takes any digits as a port, and an unreadable one reads as none: the
+        // shadow client would then have dialled port 80.
+        port(authority.as_str()).map_err(|e| format!("{s:?}: {e}"))?;
         if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
             return Err(format!(
                 "{s:?}: a path prefix is not supported; give scheme, host and port only"

@@ -1,7 +1,10 @@
 //! Helpers for the integration tests: real backends on 127.0.0.1 port 0 that record what they
 //! receive, a counting sink that tests can wait on, HTTP/1.1 and h2c clients, and finding the
-//! real components `scripts/install-test-deps.sh` installs (skip without them, fail under `CI`).
+//! real components `scripts/install-test-deps.sh` installs (skip without them, fail under `CI`);
+//! [`process`] runs the real binary as a child.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod process;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -354,4 +357,179 @@ pub fn installed(
         .map(|d| d.join(name))
         .find(|f| f.is_file())
         .or_else(|| missing(what))
+}
+
+/// A real `shadowdiff` process (the binary under test), its stdout and stderr in a log file,
+/// killed on drop however the test ends.
+pub struct Proc {
+    name: String,
+    child: Option<std::process::Child>,
+    pub log: std::path::PathBuf,
+}
+
+impl Proc {
+    /// Starts `shadowdiff ARGS` in `dir` with `env` on top of the test's environment.
+    pub fn spawn(name: &str, dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let f = std::fs::File::create(&log).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
+            .args(args)
+            .current_dir(dir)
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap();
+        Proc {
+            name: name.into(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Everything it wrote so far, for failure messages.
+    pub fn logs(&self) -> String {
+        format!(
+            "--- {} log ---\n{}",
+            self.name,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        )
+    }
+
+    /// Waits (up to 30 s) until `GET path` on `addr` answers 200, failing early if the process
+    /// exits.
+    pub fn wait_http_ok(&mut self, addr: SocketAddr, path: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("{} exited with {st}\n{}", self.name, self.logs());
+            }
+            if matches!(http_get(addr, path), Ok((200, _))) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{path} on {addr} not 200 within 30 s\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then waits (up to 30 s) for a clean exit.
+    pub fn terminate(&mut self) {
+        let mut c = self.child.take().expect("already stopped");
+        let st = std::process::Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                assert!(
+                    st.success(),
+                    "{} exited with {st}\n{}",
+                    self.name,
+                    self.logs()
+                );
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} did not stop within 30 s\n{}",
+                self.name,
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A blocking `GET` on a fresh connection (`Connection: close`, `Host` the address dialled):
+/// the status and the body, de-chunked.
+pub fn http_get(addr: SocketAddr, target: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let mut hs = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut hs);
+    let n = match resp.parse(&raw) {
+        Ok(httparse::Status::Complete(n)) => n,
+        _ => return Err(std::io::Error::other("no complete answer head")),
+    };
+    let chunked = resp.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            && String::from_utf8_lossy(h.value).contains("chunked")
+    });
+    let status = resp.code.unwrap_or(0);
+    let mut body = raw[n..].to_vec();
+    if chunked {
+        let mut out = Vec::new();
+        let mut b = &body[..];
+        while let Some(i) = b.windows(2).position(|w| w == b"\r\n") {
+            let size = std::str::from_utf8(&b[..i]).unwrap_or("0");
+            let len = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            b = &b[i + 2..];
+            if len == 0 || b.len() < len {
+                break;
+            }
+            out.extend_from_slice(&b[..len]);
+            b = &b[(len + 2).min(b.len())..];
+        }
+        body = out;
+    }
+    Ok((status, body))
+}
+/// A whole sidecar (`app::Sidecar`: proxy, pipeline, sinks, admin API) started from a config
+/// text, as `shadowdiff proxy --config` starts it.
+pub struct SidecarRun {
+    sidecar: app::Sidecar,
+    stop: oneshot::Sender<()>,
+}
+
+impl SidecarRun {
+    pub async fn from_yaml(yaml: &str) -> Self {
+        let config =
+            shadowdiff::config::Config::from_yaml(std::path::Path::new("test.yaml"), yaml).unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let sidecar = app::Sidecar::start(app::Settings::load(config).unwrap(), async move {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+        Self { sidecar, stop }
+    }
+
+    /// Stops it as SIGTERM would, and waits (at most 30 s) until everything is flushed.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), self.sidecar.join())
+            .await
+            .expect("sidecar did not stop")
+            .unwrap();
+    }
+}
+
+impl std::ops::Deref for SidecarRun {
+    type Target = app::Sidecar;
+    fn deref(&self) -> &app::Sidecar {
+        &self.sidecar
+    }
 }

@@ -3,8 +3,9 @@
 confluent-kafka (its own bundled librdkafka, not shadowdiff's) and prints one JSON line per
 message: {"key": ..., "value": ..., "partition": ..., "offset": ...}.
 
-Stops when --expect-ids distinct event ids have been seen and the topic then stays quiet for
---settle seconds (so late duplicates are still caught), or after --timeout seconds.
+Stops when --expect-ids distinct event ids (and at least --min-messages messages) have been seen
+and the topic then stays quiet for --settle seconds (so late duplicates are still caught), or after
+--timeout seconds. --min-messages serves topics whose messages carry no id (statistics).
 """
 import argparse
 import json
@@ -20,6 +21,7 @@ def main() -> int:
     ap.add_argument("--brokers", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--expect-ids", type=int, default=0)
+    ap.add_argument("--min-messages", type=int, default=0)
     ap.add_argument("--settle", type=float, default=1.0)
     ap.add_argument("--timeout", type=float, default=60.0)
     args = ap.parse_args()
@@ -32,6 +34,7 @@ def main() -> int:
     })
     c.subscribe([args.topic])
     ids = set()
+    seen = 0
     deadline = time.monotonic() + args.timeout
     last_msg = time.monotonic()
     try:
@@ -39,7 +42,8 @@ def main() -> int:
             m = c.poll(0.2)
             now = time.monotonic()
             if m is None:
-                if len(ids) >= args.expect_ids and now - last_msg >= args.settle:
+                if (len(ids) >= args.expect_ids and seen >= args.min_messages
+                        and now - last_msg >= args.settle):
                     break
                 continue
             if m.error():
@@ -49,6 +53,7 @@ def main() -> int:
                 print(json.dumps({"error": str(m.error())}), file=sys.stderr)
                 continue
             last_msg = now
+            seen += 1
             key = m.key().decode("utf-8", "replace") if m.key() is not None else None
             value = m.value().decode("utf-8", "replace") if m.value() is not None else None
             try:

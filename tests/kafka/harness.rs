@@ -190,10 +190,25 @@ pub struct Consumed {
 /// Reads `topic` from the beginning with confluent-kafka until `expect_ids` distinct ids were
 /// seen and the topic stayed quiet for a second.
 pub fn consume(py: &Path, brokers: &str, topic: &str, expect_ids: usize) -> Vec<Consumed> {
+    consume_with(
+        py,
+        brokers,
+        topic,
+        &["--expect-ids", &expect_ids.to_string()],
+    )
+}
+
+/// Reads `topic` from the beginning until at least `min` messages were seen and the topic
+/// stayed quiet for a second (for messages without an `id`: statistics).
+pub fn consume_messages(py: &Path, brokers: &str, topic: &str, min: usize) -> Vec<Consumed> {
+    consume_with(py, brokers, topic, &["--min-messages", &min.to_string()])
+}
+
+fn consume_with(py: &Path, brokers: &str, topic: &str, until: &[&str]) -> Vec<Consumed> {
     let out = Command::new(py)
         .arg(manifest_dir().join("tests/kafka/consume.py"))
         .args(["--brokers", brokers, "--topic", topic])
-        .args(["--expect-ids", &expect_ids.to_string()])
+        .args(until)
         .args(["--timeout", "60"])
         .output()
         .unwrap();

@@ -7,17 +7,9 @@
 // holding playwright-core), CHROMIUM (the browser binary), SCREENSHOT (where to save the page),
 // EXPECTED_EXCHANGES (how many exchanges the demo drove).
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
-import path from "node:path";
+import { env, eventually, launch } from "./lib.mjs";
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`${k} is not set (tests/ui.rs sets it)`);
-  return v;
-};
 const base = env("ADMIN_URL");
-const require = createRequire(path.join(env("PLAYWRIGHT_MODULES"), "_"));
-const { chromium } = require("playwright-core");
 
 const ORDERS = "GET /orders/{id}";
 
@@ -31,23 +23,6 @@ async function api(route) {
   const r = await fetch(base + route);
   assert.equal(r.status, 200, `${route} answered ${r.status}`);
   return r.json();
-}
-
-// Retries an assertion until it holds or 10 s pass: the page renders after its own fetches, so
-// each check waits for the page to catch up instead of sleeping a fixed time.
-async function eventually(check, what) {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      return await check();
-    } catch (e) {
-      if (Date.now() > deadline) {
-        e.message = `${what}: ${e.message}`;
-        throw e;
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
 }
 
 // The percentages in a cell such as "52.50% [46.19%, 58.73%]", as fractions.
@@ -97,10 +72,7 @@ function watch(page) {
   });
 }
 
-const browser = await chromium.launch({
-  executablePath: env("CHROMIUM"),
-  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-});
+const browser = await launch();
 try {
   const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
   const page = await context.newPage();

@@ -7,18 +7,10 @@
 // node_modules folder holding playwright-core), CHROMIUM (the browser binary),
 // EXPECTED_EXCHANGES (how many exchanges the sidecar has compared).
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
-import path from "node:path";
+import { env, eventually, launch } from "./lib.mjs";
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`${k} is not set (tests/ui.rs sets it)`);
-  return v;
-};
 const base = env("ADMIN_URL");
 const TOKEN = env("ADMIN_TOKEN");
-const require = createRequire(path.join(env("PLAYWRIGHT_MODULES"), "_"));
-const { chromium } = require("playwright-core");
 
 let current = "start";
 const step = (name) => {
@@ -30,21 +22,6 @@ async function api(route) {
   const r = await fetch(base + route, { headers: { Authorization: `Bearer ${TOKEN}` } });
   assert.equal(r.status, 200, `${route} answered ${r.status}`);
   return r.json();
-}
-
-async function eventually(check, what) {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      return await check();
-    } catch (e) {
-      if (Date.now() > deadline) {
-        e.message = `${what}: ${e.message}`;
-        throw e;
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
 }
 
 // Every request the page makes, with what it carried; and what a reviewer would call broken.
@@ -90,10 +67,7 @@ async function assertDataShown(page, what) {
   return feed;
 }
 
-const browser = await chromium.launch({
-  executablePath: env("CHROMIUM"),
-  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-});
+const browser = await launch();
 try {
   step("open the UI with the token in the fragment (percent-encoded), filters kept");
   const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });

@@ -1,6 +1,6 @@
 //! Arrays in the walk: by index (common prefix, then `missing`/`added` and one `length`, or one
 //! `order` when only the order differs), as a multiset (`unordered`: canonical hashes under the
-//! rules, then a bounded tolerance-aware pairing of the leftovers) and by key (`keyed`).
+//! rules, then a bounded maximum matching of the leftovers equal only within a tolerance) and by key (`keyed`).
 
 use super::record::excerpt_array;
 use super::scalar::{apply_rewrites, coerced, hash_number, same_scalar};
@@ -244,6 +244,11 @@ impl<'e> Walker<'e> {
         self.report_leftovers(a, b, &left_a, &left_b, cur, path);
     }
 
+    /// Pairs leftovers equal under the rules (within a tolerance, say) by a maximum matching.
+    /// Greedy pairing is not enough: such equality is not transitive, so taking the first equal
+    /// element can leave another without its only partner (within 0.5, `[5, 5.55]` against
+    /// `[5.425, 4.875]` pairs 5 with 5.425 first and reports 5.55, found by the `compare` fuzz
+    /// target). At most [`MAX_PAIRING_WORK`] comparisons; the matching itself costs less.
     fn pair_leftovers(
         &self,
         a: &[Value],
@@ -258,20 +263,37 @@ impl<'e> Walker<'e> {
         {
             return;
         }
-        let mut keep_a = Vec::new();
+        let n = left_b.len();
+        let mut equal = Vec::with_capacity(left_a.len() * n);
         for &i in left_a.iter() {
             let child = cur.step(&self.eff.patterns, PathSeg::Index(i));
-            match left_b
-                .iter()
-                .position(|&j| self.equal_under_rules(&a[i], &b[j], &child))
-            {
-                Some(pos) => {
-                    left_b.remove(pos);
-                }
-                None => keep_a.push(i),
-            }
+            equal.extend(
+                left_b
+                    .iter()
+                    .map(|&j| self.equal_under_rules(&a[i], &b[j], &child)),
+            );
         }
-        *left_a = keep_a;
+        // Kuhn's augmenting paths: `owner[y]` is the leftover of `a` paired with `left_b[y]`.
+        let mut owner: Vec<Option<usize>> = vec![None; n];
+        let mut seen = vec![false; n];
+        for x in 0..left_a.len() {
+            seen.fill(false);
+            augment(x, &equal, &mut owner, &mut seen);
+        }
+        let mut paired_a = vec![false; left_a.len()];
+        for x in owner.iter().flatten() {
+            paired_a[*x] = true;
+        }
+        let mut x = 0;
+        left_a.retain(|_| {
+            x += 1;
+            !paired_a[x - 1]
+        });
+        let mut y = 0;
+        left_b.retain(|_| {
+            y += 1;
+            owner[y - 1].is_none()
+        });
     }
 
     fn report_leftovers<'v>(
@@ -355,4 +377,20 @@ impl<'e> Walker<'e> {
         left_a.sort_unstable();
         self.report_leftovers(a, b, &left_a, &left_b, cur, path);
     }
+}
+
+/// Tries to pair `x` (a row of `equal`), moving earlier pairs along an augmenting path; the
+/// recursion is as deep as the matching is large, at most `sqrt(MAX_PAIRING_WORK)`.
+fn augment(x: usize, equal: &[bool], owner: &mut [Option<usize>], seen: &mut [bool]) -> bool {
+    let n = owner.len();
+    for y in 0..n {
+        if equal[x * n + y] && !seen[y] {
+            seen[y] = true;
+            if owner[y].is_none_or(|o| augment(o, equal, owner, seen)) {
+                owner[y] = Some(x);
+                return true;
+            }
+        }
+    }
+    false
 }

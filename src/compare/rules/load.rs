@@ -83,6 +83,14 @@ fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 
 /// Compiles one rules text into `set`, adding every problem found to `problems`.
 pub(super) fn file(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Vec<Problem>) {
+    let first = problems.len();
+    compile(file, text, set, problems, first);
+    yaml::cap(file, problems, first);
+}
+
+/// [`file`], with the problems of this file starting at `first`: checking stops once they pass
+/// the cap ([`yaml::room`]).
+fn compile(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Vec<Problem>, first: usize) {
     let doc = match yaml::parse(file, text) {
         Ok(d) => d,
         Err(p) => {
@@ -107,11 +115,11 @@ pub(super) fn file(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Ve
     let mut problem = |line: Option<usize>, reason: String| {
         problems.push(Problem::new(file, line, reason));
     };
-    let raw: RawFile = by_key(&top, |key, reason| problem(lines.top_key(key), reason));
+    let raw: RawFile = by_key(&top, |key, reason| problem(lines.key_path(&[key]), reason));
     match raw.version {
         Some(1) => {}
         Some(v) => problem(
-            lines.top_key("version"),
+            lines.key_path(&["version"]),
             format!("unsupported version {v}: only 1 is known"),
         ),
         // Absent or null; anything else was refused by `by_key` and is reported already.
@@ -121,17 +129,28 @@ pub(super) fn file(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Ve
         ),
         None => {}
     }
+    let mut bad = 0;
     for e in raw.endpoints.iter().flatten() {
         match EndpointPattern::parse(e) {
             Ok(p) => set.endpoints.push(p),
-            Err(err) => problem(
-                lines.find_after("endpoints:", e),
-                format!("endpoints: {err}"),
-            ),
+            // Past the cap, checking stops (the count is all `yaml::cap` needs).
+            Err(_) if bad > yaml::MAX_PROBLEMS => break,
+            Err(err) => {
+                bad += 1;
+                problem(
+                    lines
+                        .find_after("endpoints:", e)
+                        .or_else(|| lines.key_path(&["endpoints"])),
+                    format!("endpoints: {err}"),
+                )
+            }
         }
     }
     let starts = lines.list_item_starts("rules");
     for (i, item) in raw.rules.iter().flatten().enumerate() {
+        if !yaml::room(problems, first) {
+            break;
+        }
         let start = starts.get(i).copied();
         let end = starts.get(i + 1).copied();
         let scope = item.get("match").and_then(|m| m.as_str()).unwrap_or("?");
@@ -141,12 +160,15 @@ pub(super) fn file(file: &Path, text: &str, set: &mut RuleSet, problems: &mut Ve
             set.rules.push(rule);
         }
         for (key, reason) in found {
+            let room = yaml::room(problems, first);
             problems.push(Problem {
                 file: file.to_path_buf(),
                 // A key not found on its own line (a flow mapping) is placed at the rule.
                 line: key
+                    .filter(|_| room)
                     .and_then(|k| lines.key_between(&k, start, end))
-                    .or(start),
+                    .or(start)
+                    .or_else(|| lines.key_path(&["rules"])),
                 rule: Some(label.clone()),
                 reason,
             });

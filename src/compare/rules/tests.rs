@@ -332,3 +332,21 @@ fn the_config_reports_rule_problems_through_the_same_loader() {
         vec![Problem::new(&absent, None, "rules: no such file or folder")]
     );
 }
+
+/// Thousands of bad entries are reported quickly: the first 100, then a note; the rules that
+/// come after are not compiled (the file is refused anyway).
+#[test]
+fn a_rules_file_of_many_problems_lists_the_first_hundred() {
+    let text: String = std::iter::once("version: 1\nendpoints:\n".to_string())
+        .chain((0..5000).map(|i| format!("  - \"BAD{i}\"\n")))
+        .chain(std::iter::once("rules:\n".to_string()))
+        .chain((0..5000).map(|i| format!("  - {{match: \"*\", bogus{i}: 1}}\n")))
+        .collect();
+    let e = RuleSet::from_yaml(&text).unwrap_err().0;
+    assert_eq!(e.len(), crate::yaml::MAX_PROBLEMS + 1, "{e:?}");
+    assert_eq!(e[0].line, Some(3));
+    assert_eq!(
+        e[100].reason,
+        "more problems not listed: checking stopped after the first 100"
+    );
+}

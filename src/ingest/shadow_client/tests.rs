@@ -275,7 +275,8 @@ fn the_cap_and_the_budget_stop_reading() {
         .is_ok()
     );
 
-    let budget = Budget::new(6);
+    // The read buffer is reserved too: room for it and 8 body bytes.
+    let budget = Budget::new(FIRST_READ + 8);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -602,4 +603,109 @@ async fn a_burst_of_new_connections_to_a_name_makes_one_lookup() {
         (accepted.load(Ordering::SeqCst), resolver.lookups()),
         (10, 1)
     );
+}
+
+/// An answer whose body never ends: `head`, then `unit` repeated forever; counts what was read.
+struct Endless {
+    head: Vec<u8>,
+    unit: Vec<u8>,
+    read: usize,
+}
+
+impl AsyncRead for Endless {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let at = self.read;
+        let byte = |i: usize| {
+            if i < self.head.len() {
+                self.head[i]
+            } else {
+                self.unit[(i - self.head.len()) % self.unit.len()]
+            }
+        };
+        let n = buf.remaining();
+        let bytes: Vec<u8> = (at..at + n).map(byte).collect();
+        buf.put_slice(&bytes);
+        self.read += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[test]
+fn endless_answers_stop_at_the_cap_with_what_they_allocated_counted() {
+    let chunk = {
+        let mut c = b"1000\r\n".to_vec();
+        c.extend_from_slice(&[b'x'; 0x1000]);
+        c.extend_from_slice(b"\r\n");
+        c
+    };
+    let cases: [(&[u8], Vec<u8>); 2] = [
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            chunk,
+        ),
+        (b"HTTP/1.1 200 OK\r\n\r\n", b"y".to_vec()),
+    ];
+    let cap = 1 << 20;
+    for (head, unit) in cases {
+        let budget = Budget::new(64 << 20);
+        let mut io = Endless {
+            head: head.to_vec(),
+            unit,
+            read: 0,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut held = budget.reservation();
+        let r = rt.block_on(read_answer(&mut io, false, cap, &mut held));
+        assert!(
+            matches!(r, Err(Failure { error: ShadowError::TooLarge(c), .. }) if c == cap),
+            "{head:?}"
+        );
+        // Reading stopped at once: past the cap by at most one read.
+        assert!(
+            io.read <= cap + head.len() + CHUNKED_READ + 8192,
+            "{}",
+            io.read
+        );
+        // Every allocation was counted, and never more than the cap, one segment and the
+        // read buffer; all of it came back.
+        let peak = budget.peak();
+        assert!(peak >= cap, "{peak}");
+        assert!(
+            peak <= cap + crate::ingest::buffer::SEGMENT + CHUNKED_READ + MAX_CHUNK_LINE,
+            "{peak}"
+        );
+        assert_eq!(budget.used(), 0);
+    }
+}
+
+#[test]
+fn a_declared_length_over_the_cap_is_refused_unread() {
+    let head = b"HTTP/1.1 200 OK\r\ncontent-length: 209715200\r\n\r\n";
+    let budget = Budget::new(64 << 20);
+    let mut io = Endless {
+        head: head.to_vec(),
+        unit: b"z".to_vec(),
+        read: 0,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut held = budget.reservation();
+    let r = rt.block_on(read_answer(&mut io, false, 4 << 20, &mut held));
+    assert!(matches!(
+        r,
+        Err(Failure {
+            error: ShadowError::TooLarge(_),
+            ..
+        })
+    ));
+    // The first read only: the head and what came with it.
+    assert_eq!(io.read, FIRST_READ);
+    assert_eq!(budget.peak(), FIRST_READ);
 }

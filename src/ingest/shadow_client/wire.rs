@@ -3,10 +3,12 @@
 //! caller's size cap and the memory budget.
 
 use super::{
-    Answer, FIRST_READ, Failure, MAX_CHUNK_LINE, MAX_HEAD, MAX_HEADERS, MAX_TRAILERS, ShadowError,
+    Answer, CHUNKED_READ, EXACT_BODY, FIRST_READ, Failure, MAX_CHUNK_LINE, MAX_HEAD, MAX_HEADERS,
+    MAX_TRAILERS, MIN_READ, ShadowError,
 };
+use crate::ingest::buffer::{Buffer, Collector};
 use crate::pipeline::budget::Reservation;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -109,37 +111,56 @@ pub(super) fn parse_head(
     )))
 }
 
-/// Reads more of the answer into `buf`, growing it by at most what a read can fill.
+/// Reads more of the answer into `buf`, first making room for `room` bytes if it has less (a
+/// block of at most `ceiling` bytes unless what it holds needs more; reserved in the budget
+/// before it is allocated). Returns the bytes read.
 pub(super) async fn fill<R: AsyncRead + Unpin>(
     io: &mut R,
-    buf: &mut BytesMut,
+    buf: &mut Buffer,
+    room: usize,
+    ceiling: usize,
 ) -> Result<usize, ShadowError> {
-    if buf.capacity() - buf.len() < 512 {
-        buf.reserve(buf.capacity().clamp(FIRST_READ, 64 * 1024));
+    if buf.spare() < room && !buf.make_room(room, ceiling) {
+        return Err(ShadowError::OverBudget);
     }
-    io.read_buf(buf).await.map_err(ShadowError::io)
+    // `read_buf` fills spare capacity only (there is some): it never grows the buffer.
+    io.read_buf(buf.bytes_mut()).await.map_err(ShadowError::io)
+}
+
+/// Reads at most `max` (≥ 1) more body bytes into `body`; returns how many (0: the upstream
+/// closed).
+async fn fill_body<R: AsyncRead + Unpin>(
+    io: &mut R,
+    body: &mut Collector,
+    max: usize,
+) -> Result<usize, ShadowError> {
+    let (segment, room) = body.room().ok_or(ShadowError::OverBudget)?;
+    // Limited to the segment's room: the segment never grows, and never takes more than `max`.
+    let mut limited = segment.limit(room.min(max));
+    io.read_buf(&mut limited).await.map_err(ShadowError::io)
 }
 
 /// Reads one whole answer (skipping interim 1xx ones); also whether the connection may be
-/// used again.
+/// used again. The body's block stays reserved in `held`; read buffers are reserved in the
+/// same budget while they live.
 pub(super) async fn read_answer<R: AsyncRead + Unpin>(
     io: &mut R,
     head_request: bool,
     cap: usize,
     held: &mut Reservation,
 ) -> Result<(Answer, bool), Failure> {
-    let mut buf = BytesMut::with_capacity(FIRST_READ);
+    let mut buf = Buffer::new(held.sibling());
     let head = loop {
-        match parse_head(&buf, head_request)? {
+        match parse_head(buf.as_bytes(), head_request)? {
             Some((h, n)) if (100..200).contains(&h.status) => {
                 if h.status == 101 {
                     let e = ShadowError::invalid("unexpected 101 Switching Protocols");
                     return Err(e.into());
                 }
-                buf.advance(n);
+                buf.bytes_mut().advance(n);
             }
             Some((h, n)) => {
-                buf.advance(n);
+                buf.bytes_mut().advance(n);
                 break h;
             }
             None if buf.len() >= MAX_HEAD => {
@@ -147,10 +168,14 @@ pub(super) async fn read_answer<R: AsyncRead + Unpin>(
             }
             None => {
                 let first = buf.is_empty();
-                if fill(io, &mut buf).await.map_err(|error| Failure {
-                    answered: !first,
-                    error,
-                })? == 0
+                let room = if first { FIRST_READ } else { MIN_READ };
+                if fill(io, &mut buf, room, MAX_HEAD + FIRST_READ)
+                    .await
+                    .map_err(|error| Failure {
+                        answered: !first,
+                        error,
+                    })?
+                    == 0
                 {
                     return Err(Failure {
                         error: ShadowError::closed(),
@@ -161,11 +186,13 @@ pub(super) async fn read_answer<R: AsyncRead + Unpin>(
         }
     };
     let (body, clean) = match head.framing {
-        Framing::Empty => (Bytes::new(), buf.is_empty()),
-        Framing::Length(n) => read_length(io, buf, n, cap, held).await?,
-        Framing::Chunked => read_chunked(io, buf, cap, held).await?,
-        Framing::UntilClose => (read_to_close(io, buf, cap, held).await?, false),
+        Framing::Empty => (Collector::default(), buf.is_empty()),
+        Framing::Length(n) => read_length(io, buf, n, cap).await?,
+        Framing::Chunked => read_chunked(io, buf, cap).await?,
+        Framing::UntilClose => (read_to_close(io, buf, cap).await?, false),
     };
+    let (body, body_held) = body.freeze().ok_or(ShadowError::OverBudget)?;
+    held.absorb(body_held);
     Ok((
         Answer {
             status: head.status,
@@ -176,87 +203,109 @@ pub(super) async fn read_answer<R: AsyncRead + Unpin>(
     ))
 }
 
-/// Reserves `n` more body bytes against the cap (`have` kept so far) and the budget.
-pub(super) fn admit(
-    have: usize,
-    n: usize,
-    cap: usize,
-    held: &mut Reservation,
-) -> Result<(), ShadowError> {
-    if have.saturating_add(n) > cap {
-        return Err(ShadowError::TooLarge(cap));
-    }
-    if !held.grow(n) {
-        return Err(ShadowError::OverBudget);
-    }
-    Ok(())
-}
-
-/// A `content-length` body, read into one buffer of exactly its size. The second value says
-/// the upstream sent nothing beyond it.
+/// A `content-length` body. One over the cap is refused on its declaration, unread. A short
+/// one is one block of exactly its size from the start; a longer one is collected as it
+/// arrives, so that a slow sender holds about what it has sent, not what it promised. The second
+/// value says the upstream sent nothing beyond it.
 pub(super) async fn read_length<R: AsyncRead + Unpin>(
     io: &mut R,
-    mut buf: BytesMut,
+    buf: Buffer,
     n: u64,
     cap: usize,
-    held: &mut Reservation,
-) -> Result<(Bytes, bool), ShadowError> {
-    let n = usize::try_from(n).map_err(|_| ShadowError::TooLarge(cap))?;
-    admit(0, n, cap, held)?;
-    if buf.len() >= n {
-        let clean = buf.len() == n;
-        return Ok((buf.split_to(n).freeze(), clean));
+) -> Result<(Collector, bool), ShadowError> {
+    let n = usize::try_from(n)
+        .ok()
+        .filter(|n| *n <= cap)
+        .ok_or(ShadowError::TooLarge(cap))?;
+    let mut body = if n <= EXACT_BODY {
+        Collector::exact(buf.sibling_reservation(), n).ok_or(ShadowError::OverBudget)?
+    } else {
+        buf.collector()
+    };
+    let have = buf.len().min(n);
+    if !body.extend(&buf.as_bytes()[..have]) {
+        return Err(ShadowError::OverBudget);
     }
-    // The head's buffer is let go: the body gets an allocation of its own, of its exact size.
-    let mut body = BytesMut::with_capacity(n);
-    body.extend_from_slice(&buf);
+    let clean = buf.len() <= n;
+    // The head's buffer is let go before the rest arrives.
     drop(buf);
     while body.len() < n {
-        // `read_buf` fills spare capacity only, so it never reads past this answer.
-        if io.read_buf(&mut body).await.map_err(ShadowError::io)? == 0 {
+        let rest = n - body.len();
+        if fill_body(io, &mut body, rest).await? == 0 {
             return Err(ShadowError::closed());
         }
     }
-    Ok((body.freeze(), true))
+    Ok((body, clean))
 }
 
 pub(super) async fn read_chunked<R: AsyncRead + Unpin>(
     io: &mut R,
-    mut buf: BytesMut,
+    mut buf: Buffer,
     cap: usize,
-    held: &mut Reservation,
-) -> Result<(Bytes, bool), ShadowError> {
+) -> Result<(Collector, bool), ShadowError> {
     let mut decoder = Chunked::default();
-    let mut body = BytesMut::new();
+    let mut body = buf.collector();
+    let mut room = MIN_READ;
     loop {
-        let done = decoder.decode(&mut buf, |data| {
-            admit(body.len(), data.len(), cap, held)?;
-            body.extend_from_slice(data);
+        let done = decoder.decode(buf.bytes_mut(), |data| {
+            if body.len().saturating_add(data.len()) > cap {
+                return Err(ShadowError::TooLarge(cap));
+            }
+            if !body.extend(data) {
+                return Err(ShadowError::OverBudget);
+            }
             Ok(())
         })?;
         if done {
-            return Ok((body.freeze(), buf.is_empty()));
+            return Ok((body, buf.is_empty()));
         }
-        if fill(io, &mut buf).await? == 0 {
+        // A read that filled the buffer says more is waiting: a larger block (up to
+        // CHUNKED_READ) makes fewer reads of a long body; a short answer never grows it.
+        room = if buf.spare() == 0 {
+            (room * 2).min(CHUNKED_READ)
+        } else {
+            MIN_READ
+        };
+        if fill(
+            io,
+            &mut buf,
+            room,
+            CHUNKED_READ.max(MAX_CHUNK_LINE + MIN_READ),
+        )
+        .await?
+            == 0
+        {
             return Err(ShadowError::closed());
         }
     }
 }
 
+/// A body delimited by the end of the connection, collected as it arrives; one byte more than
+/// the cap is over it.
 pub(super) async fn read_to_close<R: AsyncRead + Unpin>(
     io: &mut R,
-    mut buf: BytesMut,
+    buf: Buffer,
     cap: usize,
-    held: &mut Reservation,
-) -> Result<Bytes, ShadowError> {
-    admit(0, buf.len(), cap, held)?;
+) -> Result<Collector, ShadowError> {
+    let mut body = buf.collector();
+    if buf.len() > cap || !body.extend(buf.as_bytes()) {
+        return Err(if buf.len() > cap {
+            ShadowError::TooLarge(cap)
+        } else {
+            ShadowError::OverBudget
+        });
+    }
+    drop(buf);
     loop {
-        let before = buf.len();
-        let n = fill(io, &mut buf).await?;
+        // At the cap, one more byte says whether the body is over it.
+        let most = (cap - body.len()).max(1);
+        let n = fill_body(io, &mut body, most).await?;
         if n == 0 {
-            return Ok(buf.freeze());
+            return Ok(body);
         }
-        admit(before, n, cap, held)?;
+        if body.len() > cap {
+            return Err(ShadowError::TooLarge(cap));
+        }
     }
 }
 

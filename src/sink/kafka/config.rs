@@ -22,7 +22,8 @@ pub(super) const CLIENT_STATS_INTERVAL_MS: u64 = 1000;
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, comma-separated `host:port` (`bootstrap.servers`).
-    /// Default `127.0.0.1:9092`.
+    /// Default `127.0.0.1:9092`. Each written port must be 1 to 65535.
+    #[serde(deserialize_with = "crate::units::de::brokers")]
     pub brokers: String,
     /// Topic the events (`shadowdiff.exchange.v1`) are published to, keyed by endpoint.
     /// Default `shadowdiff.events`.
@@ -33,13 +34,13 @@ pub struct KafkaConfig {
     /// How often per-endpoint interval statistics are published to `stats_topic`; intervals are
     /// aligned to multiples of it on the wall clock, so a fleet flushes together. At least
     /// `100ms` (checked with the rest of the file). Default `10s`.
-    #[serde(deserialize_with = "crate::units::de::duration")]
+    #[serde(deserialize_with = "crate::units::de::positive_duration")]
     pub stats_interval: Duration,
     /// Directory of the disk spool (`events.redb` inside); must be on a persistent volume for
     /// the restart guarantee. Default `/var/lib/shadowdiff/spool`.
     pub spool_dir: PathBuf,
     /// Bound of the spool: keys + payloads + 8 bytes per record. Beyond it new events are
-    /// dropped and counted (`dropped_spool_full`). Default `1GiB`.
+    /// dropped and counted (`dropped_spool_full`). At least 1 byte. Default `1GiB`.
     #[serde(deserialize_with = "size_u64")]
     pub spool_max_bytes: u64,
     /// Events waiting between `observe` and the pump thread. Beyond it `observe` drops and
@@ -50,8 +51,8 @@ pub struct KafkaConfig {
     /// (`zstd` needs librdkafka built with zstd; the bundled build here has lz4 and gzip.)
     pub compression: String,
     /// How long librdkafka keeps trying one message before failing it to the spool
-    /// (`message.timeout.ms`). Default `30s`.
-    #[serde(deserialize_with = "crate::units::de::duration")]
+    /// (`message.timeout.ms`, where 0 would mean forever); more than 0. Default `30s`.
+    #[serde(deserialize_with = "crate::units::de::positive_duration")]
     pub delivery_timeout: Duration,
     /// Producer local queue bound in messages (`queue.buffering.max.messages`; librdkafka's own
     /// default allows far more). Default `100000`.
@@ -126,5 +127,5 @@ impl KafkaConfig {
 /// A size (`1GiB`, or a bare number of bytes) as the spool counts it.
 fn size_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     // usize is at most 64 bits on every target this builds for.
-    crate::units::de::size(d).map(|n| n as u64)
+    crate::units::de::positive_size(d).map(|n| n as u64)
 }
