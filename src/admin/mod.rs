@@ -12,6 +12,7 @@ pub mod access;
 pub mod client;
 pub mod config;
 pub mod metrics;
+mod triage;
 
 pub use access::AdminAccess;
 pub use config::{AdminConfig, AdminConfigError, AdminToken};
@@ -46,6 +47,9 @@ pub struct AdminState {
     /// Who may ask: the `Host` allow-list and the bearer token. Default: loopback names and the
     /// connection's own address, no token.
     pub access: Arc<AdminAccess>,
+    /// What a person types into the API (an acknowledgement's `by` and `reason`) is published,
+    /// so it is redacted like traffic (`redact:`).
+    pub redaction: Arc<crate::redact::Redaction>,
 }
 
 impl AdminState {
@@ -57,6 +61,7 @@ impl AdminState {
             gate: Arc::default(),
             noise: None,
             access: Arc::default(),
+            redaction: Arc::default(),
         }
     }
 
@@ -103,6 +108,13 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/gate", get(gate))
         .route("/api/v1/noise", get(noise))
         .route("/api/v1/noise/rules", get(noise_rules))
+        .route(
+            "/api/v1/acknowledgements",
+            get(triage::list)
+                .post(triage::acknowledge)
+                .delete(triage::remove),
+        )
+        .route("/api/v1/suggested-rule", get(triage::suggested_rule))
         .with_state(state)
         // After the routes, so it wraps them all (and the 404 fallback).
         .layer(axum::middleware::from_fn_with_state(access, access::guard))
@@ -128,12 +140,14 @@ pub async fn serve(
 pub struct BadParam {
     pub parameter: String,
     pub message: String,
+    /// 400 unless said otherwise (404 for an unknown signature, ...).
+    pub status: StatusCode,
 }
 
 impl IntoResponse for BadParam {
     fn into_response(self) -> Response {
         (
-            StatusCode::BAD_REQUEST,
+            self.status,
             axum::Json(json!({"error": self.message, "parameter": self.parameter})),
         )
             .into_response()
@@ -144,6 +158,7 @@ fn bad(param: &str, message: impl std::fmt::Display) -> BadParam {
     BadParam {
         parameter: param.to_string(),
         message: message.to_string(),
+        status: StatusCode::BAD_REQUEST,
     }
 }
 

@@ -318,6 +318,9 @@ pub struct GateEndpoint {
     pub ci95: [f64; 2],
     pub max_divergence: f64,
     pub min_samples: u64,
+    /// Acknowledged exchanges; `excluded_from_gate` of them are not in `divergent`.
+    #[serde(default)]
+    pub expected: super::triage::Expected,
 }
 
 /// The answer of `GET /api/v1/gate` (docs/api.md).
@@ -338,6 +341,10 @@ pub struct GateReport {
     pub min_samples_for: MinSamplesFor,
     pub window: String,
     pub endpoints: Vec<GateEndpoint>,
+    /// Acknowledged exchanges over all endpoints judged; `excluded_from_gate` of them are not in
+    /// `divergent` (they were divergent, and their acknowledgement says to leave them out).
+    #[serde(default)]
+    pub expected: super::triage::Expected,
 }
 
 pub(crate) fn rate(k: u64, n: u64) -> Option<f64> {
@@ -355,6 +362,7 @@ pub(crate) fn line(endpoint: &str, c: GateCounts, rule: &GateRule) -> GateEndpoi
         ci95: j.ci95,
         max_divergence: rule.max_divergence,
         min_samples: rule.min_samples,
+        expected: super::triage::Expected::default(),
     }
 }
 

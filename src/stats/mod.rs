@@ -13,6 +13,9 @@
 //! - `store`: [`Stats`] itself, its per-endpoint state and recording (the hot path).
 //! - `query`: summary, gate, mismatches, signatures, `/metrics` snapshot.
 //! - `report`: the serialisable shapes those queries return (docs/api.md).
+//! - [`ack`]: acknowledged signatures (who, why, whether the gate leaves them out), kept in a
+//!   small JSON file; [`triage`]: their *expected* counts and the suggested rule, pre-checked
+//!   with the comparator on the recent events.
 //! - `interval`: the wire form of interval statistics and merging it (the fleet aggregator).
 //! - `latency`, `skew`, `wilson`, `gate`: histograms, send skew, Wilson intervals, the release
 //!   gate's judgement (a pure function of counts); `sequential`: the gate's anytime-valid
@@ -27,6 +30,7 @@
 //! ≈ 120 MiB at worst); since-start histograms use 3 significant digits (≈ 136 KiB per
 //! histogram).
 
+pub mod ack;
 mod config;
 mod counts;
 mod endpoint_map;
@@ -40,6 +44,7 @@ mod report;
 mod sequential;
 pub mod skew;
 mod store;
+pub mod triage;
 mod wilson;
 mod window;
 

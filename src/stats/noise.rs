@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
 mod suggest;
+pub(crate) use suggest::yaml_quote;
 
 pub use suggest::{Evidence, SuggestedRule, Suggestion};
 

@@ -253,6 +253,6 @@ pub(super) fn rules_yaml(endpoints: &[(&str, Vec<(&str, Suggestion)>)]) -> Strin
 }
 
 /// Double-quoted YAML scalar (JSON string syntax is valid YAML).
-fn yaml_quote(s: &str) -> String {
+pub(crate) fn yaml_quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
 }
