@@ -29,7 +29,8 @@
 //! - [`stats`]: divergence statistics — a [`pipeline::Sink`] counting verdicts, fields and
 //!   latency per endpoint ([`stats::EndpointMap`]) over a sliding window and since start; the
 //!   learned noise model ([`stats::noise`], the pipeline's `Refine`, and the rules it suggests
-//!   with their evidence); Wilson intervals and the release gate, a pure function of counts
+//!   with their evidence); acknowledged signatures and their suggested rules ([`stats::ack`],
+//!   [`stats::triage`]); Wilson intervals and the release gate, a pure function of counts
 //!   judged by default on an anytime-valid confidence sequence (docs/gate.md); [`stats::publisher`] sends per-endpoint interval statistics to Kafka on the
 //!   Kafka sink's producer.
 //! - [`ingest`]: sources of exchanges. [`ingest::proxy`] is the inline sidecar's request path,
@@ -43,7 +44,7 @@
 //! - [`config`]: `shadowdiff.yaml` — one struct aggregating each component's own section,
 //!   validated at once (every problem, with lines), and the rules it names.
 //! - [`admin`]: the admin HTTP server — health, `/metrics`, the JSON API over [`stats`], the
-//!   review UI.
+//!   triage routes (acknowledging a signature: the only writes, token required), the review UI.
 //! - [`aggregate`]: `shadowdiff aggregate`, the fleet view — a Kafka consumer merging every
 //!   sidecar's interval statistics and events into one [`stats::Stats`].
 //! - [`app`]: the one wiring — [`app::Sidecar::start`] builds statistics, noise, sinks, the

@@ -6,7 +6,8 @@
 //! unknown or malformed one is a 400 naming it, never a silent default.
 //!
 //! Access ([`access`]): every request must name this server in `Host` (against DNS rebinding),
-//! and with `admin.token_file` set every data route wants the bearer token ([`config`]).
+//! and with `admin.token_file` set every data route wants the bearer token ([`config`]); the
+//! triage writes (`triage.rs`: acknowledging a signature) want it even on loopback.
 
 pub mod access;
 pub mod client;
