@@ -287,16 +287,18 @@ mod tests {
 
     #[test]
     fn a_change_that_cannot_be_written_changes_nothing() {
-        // A path under a regular file cannot be created.
-        let file = std::env::temp_dir().join(format!("shadowdiff-ack-f-{}", std::process::id()));
-        std::fs::write(&file, b"x").unwrap();
-        let a = Acknowledgements::open(&file.join("acks.json")).unwrap();
+        let dir = std::env::temp_dir().join(format!("shadowdiff-ack-f-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let a = Acknowledgements::open(&dir.join("sub/acks.json")).unwrap();
+        // Its folder becomes a regular file: nothing can be written below it (even as root).
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("sub"), b"x").unwrap();
         let r = Redaction::default();
         assert!(
             a.acknowledge(&req("1", "x"), "GET /a", &r, SystemTime::UNIX_EPOCH)
                 .is_err()
         );
         assert!(a.is_empty());
-        let _ = std::fs::remove_file(&file);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

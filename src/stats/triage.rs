@@ -303,18 +303,14 @@ fn build(
         let removed = match (&with, sides(e)) {
             (Some(with), Some((req, p, c))) => {
                 let key = |d: &Difference| (d.path.clone(), d.kind);
-                let before: HashSet<_> = plain
-                    .compare_responses(&req, Some(&e.endpoint), &p, &c)
-                    .differences
-                    .iter()
-                    .map(key)
-                    .collect();
-                let after: HashSet<_> = with
-                    .compare_responses(&req, Some(&e.endpoint), &p, &c)
-                    .differences
-                    .iter()
-                    .map(key)
-                    .collect();
+                let found = |cmp: &Comparator| -> HashSet<_> {
+                    cmp.compare_responses(&req, Some(&e.endpoint), &p, &c)
+                        .differences
+                        .iter()
+                        .map(key)
+                        .collect()
+                };
+                let (before, after) = (found(&plain), found(with));
                 let gone = published
                     .iter()
                     .filter(|d| {
