@@ -24,6 +24,7 @@ use crate::sink::file::FileSink;
 use crate::sink::kafka::KafkaSink;
 use crate::stats::GateConfig;
 use crate::stats::Stats;
+use crate::stats::ack::Acknowledgements;
 use crate::stats::noise::NoiseModel;
 use crate::stats::publisher::{StatsPublisher, StatsPublisherConfig};
 use std::net::SocketAddr;
@@ -52,6 +53,8 @@ pub enum AppError {
     },
     #[error("admin server: {0}")]
     Admin(String),
+    #[error(transparent)]
+    Acknowledgements(#[from] crate::stats::ack::AckError),
 }
 
 /// Everything a sidecar starts from: the validated config (file plus flags) and compiled rules.
@@ -205,7 +208,10 @@ impl Sidecar {
         // token, or an unreadable token, stops the start before anything opens.
         let admin_cfg = cfg.admin.clone().unwrap_or_default();
         let access = AdminAccess::from_config(&admin_cfg).map_err(ConfigErrors::from)?;
-        let stats = Arc::new(Stats::new(cfg.stats.clone(), cfg.grouping.max_endpoints));
+        let acks = acknowledgements(&cfg, &admin_cfg, default_file_sink)?;
+        let stats = Arc::new(
+            Stats::new(cfg.stats.clone(), cfg.grouping.max_endpoints).with_acknowledgements(acks),
+        );
         // The statistics sink joins the fan-out so the admin server can read what it counts.
         let sinks = Sinks::build(
             &cfg,
@@ -239,7 +245,7 @@ impl Sidecar {
         .await?;
 
         let ready = Arc::new(AtomicBool::new(false));
-        let mut state = admin_state(stats.clone(), ready.clone(), &gate)
+        let mut state = admin_state(stats.clone(), ready.clone(), &gate, &stage)
             .with_access(access)
             .with_metrics_source(proxy.counters() as Arc<dyn MetricsSource>);
         for s in sinks.metrics {
@@ -313,7 +319,6 @@ impl Aggregator {
         ac: crate::aggregate::AggregateConfig,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), crate::aggregate::AggregateError> {
-        let stats = Arc::new(Stats::new(cfg.stats.clone(), cfg.grouping.max_endpoints));
         // Same rules as a sidecar's admin server, for the address the aggregator binds.
         let admin_cfg = AdminConfig {
             listen: ac.admin,
@@ -321,18 +326,82 @@ impl Aggregator {
         };
         let access =
             AdminAccess::from_config(&admin_cfg).map_err(crate::admin::AdminError::from)?;
+        // The fleet view keeps its own acknowledgements: only where `admin.acknowledgements`
+        // says (it has no spool and no event file of its own).
+        let acks = match &admin_cfg.acknowledgements {
+            Some(p) => Arc::new(
+                Acknowledgements::open(p)
+                    .map_err(|e| crate::admin::AdminError::Io(std::io::Error::other(e)))?,
+            ),
+            None => Arc::new(Acknowledgements::in_memory()),
+        };
+        let stats = Arc::new(
+            Stats::new(cfg.stats.clone(), cfg.grouping.max_endpoints).with_acknowledgements(acks),
+        );
         log_admin(ac.admin, &admin_cfg);
-        let state =
-            admin_state(stats, Arc::new(AtomicBool::new(false)), &cfg.gate).with_access(access);
+        let stage = StageConfig::from_config(cfg);
+        let state = admin_state(stats, Arc::new(AtomicBool::new(false)), &cfg.gate, &stage)
+            .with_access(access);
         crate::aggregate::run(ac, state, shutdown).await
     }
 }
 
 /// The admin server's state: statistics, readiness and the gate's defaults from the config.
-fn admin_state(stats: Arc<Stats>, ready: Arc<AtomicBool>, gate: &GateConfig) -> AdminState {
+fn admin_state(
+    stats: Arc<Stats>,
+    ready: Arc<AtomicBool>,
+    gate: &GateConfig,
+    stage: &StageConfig,
+) -> AdminState {
     let mut state = AdminState::new(stats, ready);
     state.gate = Arc::new(gate.clone());
+    state.redaction = Arc::new(Redaction::from_config(
+        &stage.redact,
+        stage.publish.max_body_bytes,
+    ));
     state
+}
+
+/// The acknowledged signatures, from `admin.acknowledgements`, else beside the Kafka spool,
+/// else beside the event file; kept in memory only when there is neither (`demo`).
+fn acknowledgements(
+    cfg: &Config,
+    admin: &AdminConfig,
+    default_file_sink: bool,
+) -> Result<Arc<Acknowledgements>, AppError> {
+    let file_sink = match &cfg.sinks.file {
+        Some(f) => Some(f.path.clone()),
+        None if cfg.sinks.kafka.is_none() && default_file_sink => {
+            Some(crate::sink::file::FileSinkConfig::default().path)
+        }
+        None => None,
+    };
+    let path = admin
+        .acknowledgements
+        .clone()
+        .or_else(|| match (&cfg.sinks.kafka, file_sink) {
+            (Some(k), _) => Some(k.spool_dir.join("acknowledgements.json")),
+            (None, Some(events)) => Some(
+                events
+                    .parent()
+                    .unwrap_or(std::path::Path::new(""))
+                    .join("shadowdiff-acknowledgements.json"),
+            ),
+            (None, None) => None,
+        });
+    match path {
+        Some(p) => {
+            let a = Acknowledgements::open(&p)?;
+            tracing::info!(path = %p.display(), kept = a.list().len(), "acknowledged signatures");
+            Ok(Arc::new(a))
+        }
+        None => {
+            tracing::info!(
+                "acknowledged signatures are kept in memory only (no spool, no event file, no admin.acknowledgements)"
+            );
+            Ok(Arc::new(Acknowledgements::in_memory()))
+        }
+    }
 }
 
 /// Where the admin server is and how it is guarded; never the token itself.

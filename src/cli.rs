@@ -115,10 +115,19 @@ pub struct GateArgs {
     /// Fewer compared exchanges than this is insufficient data (default: the server's, 500).
     #[arg(long)]
     pub min_samples: Option<u64>,
+    /// Which verdicts --min-samples holds back: "both" (the server's default) or "pass" (a
+    /// clearly bad candidate fails before --min-samples).
+    #[arg(long, value_parser = ["pass", "both"])]
+    pub min_samples_for: Option<String>,
+    /// "sequential" (default: anytime-valid, safe to poll again and again) or "wilson"
+    /// (fixed-sample interval, valid for one look only). See docs/gate.md.
+    #[arg(long, value_parser = ["sequential", "wilson"])]
+    pub method: Option<String>,
     /// Gate one endpoint only, e.g. "GET /orders/{id}".
     #[arg(long)]
     pub endpoint: Option<String>,
-    /// Window: 15m, 1h, ... or "all" (default: the server's window).
+    /// Window: 15m, 1h, ... or "all" (default: all, since the sidecar started — the sample the
+    /// sequential gate's guarantee holds over).
     #[arg(long, value_parser = parse_window_arg)]
     pub window: Option<String>,
     /// Print the server's JSON report instead of the table.

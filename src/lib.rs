@@ -6,8 +6,9 @@
 //!   secondary, with capped content decoding. Sources produce these.
 //! - [`compare`]: the pure, synchronous comparator (`Exchange` → `Verdict`): rules
 //!   ([`compare::rules`]), path and endpoint patterns ([`compare::pattern`]), exact numbers
-//!   ([`compare::number`]), structural JSON diff, text diff, signature, the per-exchange noise
-//!   marking ([`compare::noise`]). No I/O, no clock, no state.
+//!   ([`compare::number`]), structural JSON diff, text diff (noise judged line by line against
+//!   the secondary's body), signature, the per-exchange noise marking ([`compare::noise`]). No
+//!   I/O, no clock, no state.
 //! - [`yaml`] and [`units`]: what every config section and the rules share — the one
 //!   [`yaml::Problem`] (file, line, rule, reason), the limits a text meets before it is parsed
 //!   (`yaml/limits.rs`: size, nesting depth, alias expansion), and durations, sizes, rates and
@@ -27,8 +28,10 @@
 //!   ([`sink::spool`], redb).
 //! - [`stats`]: divergence statistics — a [`pipeline::Sink`] counting verdicts, fields and
 //!   latency per endpoint ([`stats::EndpointMap`]) over a sliding window and since start; the
-//!   learned noise model ([`stats::noise`], the pipeline's `Refine`); Wilson intervals and the
-//!   release gate; [`stats::publisher`] sends per-endpoint interval statistics to Kafka on the
+//!   learned noise model ([`stats::noise`], the pipeline's `Refine`, and the rules it suggests
+//!   with their evidence); acknowledged signatures and their suggested rules ([`stats::ack`],
+//!   [`stats::triage`]); Wilson intervals and the release gate, a pure function of counts
+//!   judged by default on an anytime-valid confidence sequence (docs/gate.md); [`stats::publisher`] sends per-endpoint interval statistics to Kafka on the
 //!   Kafka sink's producer.
 //! - [`ingest`]: sources of exchanges. [`ingest::proxy`] is the inline sidecar's request path,
 //!   [`ingest::inbound`] its client connections under `limits:` (timeouts, connection cap, head
@@ -41,7 +44,7 @@
 //! - [`config`]: `shadowdiff.yaml` — one struct aggregating each component's own section,
 //!   validated at once (every problem, with lines), and the rules it names.
 //! - [`admin`]: the admin HTTP server — health, `/metrics`, the JSON API over [`stats`], the
-//!   review UI.
+//!   triage routes (acknowledging a signature: the only writes, token required), the review UI.
 //! - [`aggregate`]: `shadowdiff aggregate`, the fleet view — a Kafka consumer merging every
 //!   sidecar's interval statistics and events into one [`stats::Stats`].
 //! - [`app`]: the one wiring — [`app::Sidecar::start`] builds statistics, noise, sinks, the

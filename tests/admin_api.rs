@@ -245,9 +245,32 @@ fn gate_verdicts_via_api() {
     assert_eq!(g["window"], "15m");
     assert_eq!(g["max_divergence"], 0.01);
     assert_eq!(g["min_samples"], 100);
-    let (lo, hi) = wilson95(250, 950);
+    assert_eq!(g["min_samples_for"], "both");
+    // Judged on the anytime-valid confidence sequence by default (docs/gate.md): its interval is
+    // wider than Wilson's, which `method=wilson` still gives.
+    assert_eq!(g["method"], "sequential");
+    let (lo, hi) = shadowdiff::stats::Sequence::new(0.01).interval(250, 950);
     assert_eq!(g["ci95"], json!([lo, hi]));
+    let (wlo, whi) = wilson95(250, 950);
+    assert!(lo < wlo && hi > whi);
     assert_eq!(g["endpoints"].as_array().unwrap().len(), 3);
+    let (_, w) = get_json(
+        srv.addr,
+        "/api/v1/gate?max_divergence=0.01&min_samples=100&window=15m&method=wilson",
+    );
+    assert_eq!(
+        (&w["method"], &w["verdict"]),
+        (&json!("wilson"), &json!("fail"))
+    );
+    assert_eq!(w["ci95"], json!([wlo, whi]));
+    assert_eq!(
+        w["endpoints"][0]["ci95"],
+        json!(<[f64; 2]>::from(wilson95(120, 520)))
+    );
+    // Without a window the gate judges everything since start: the sample its guarantee holds
+    // over.
+    let (_, g) = get_json(srv.addr, "/api/v1/gate?min_samples=100");
+    assert_eq!(g["window"], "all");
     // A lenient threshold passes: 26.3% ∈ [23.6%, 29.2%], all below 50%.
     let (_, g) = get_json(
         srv.addr,
@@ -315,6 +338,106 @@ fn per_endpoint_thresholds_override_the_query() {
         "/api/v1/gate?max_divergence=0.01&min_samples=500&endpoint=GET%20%2Fnoisy",
     );
     assert_eq!(g["verdict"], "pass");
+}
+
+/// Issue 16: `gate.endpoints.E.min_samples` passed check-config and was ignored — with 96
+/// samples and a per-endpoint minimum of 5, the gate said insufficient_data against the global
+/// 500.
+#[test]
+fn per_endpoint_min_samples_is_honoured() {
+    let clock = common::clock();
+    let stats = common::stats(&clock);
+    let f = Feeder::new(stats.clone());
+    f.many(1000, "GET /busy", VerdictKind::Match);
+    f.many(96, "GET /rare", VerdictKind::Match);
+    let state = AdminState::new(stats, Arc::new(AtomicBool::new(true)));
+    let without = Server::start(state.clone());
+    let mut gate = shadowdiff::stats::GateConfig::default();
+    assert_eq!(gate.min_samples, 500);
+    gate.endpoints.insert(
+        "GET /rare".into(),
+        shadowdiff::stats::GateEndpointConfig {
+            max_divergence: Some(0.1),
+            min_samples: Some(5),
+        },
+    );
+    let mut with_state = state.clone();
+    with_state.gate = Arc::new(gate.clone());
+    let with = Server::start(with_state);
+    let line = |g: &Value, e: &str| {
+        g["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["endpoint"] == e)
+            .cloned()
+            .unwrap()
+    };
+    let (_, g) = get_json(with.addr, "/api/v1/gate");
+    let rare = line(&g, "GET /rare");
+    assert_eq!(rare["samples"], 96);
+    assert_eq!(rare["min_samples"], 5);
+    assert_eq!(rare["verdict"], "pass", "{g}");
+    assert_eq!(line(&g, "GET /busy")["min_samples"], 500);
+    assert_eq!(g["verdict"], "pass", "{g}");
+    // Gating the endpoint alone: its minimum applies to the pool, which is that endpoint.
+    let (_, g) = get_json(with.addr, "/api/v1/gate?endpoint=GET%20%2Frare");
+    assert_eq!(
+        (&g["verdict"], &g["min_samples"]),
+        (&json!("pass"), &json!(5))
+    );
+    // The override wins over the query's min_samples, as max_divergence's does.
+    let (_, g) = get_json(
+        with.addr,
+        "/api/v1/gate?min_samples=1000&endpoint=GET%20%2Frare",
+    );
+    assert_eq!(g["verdict"], "pass");
+    // Without the override the same data wait for the global 500.
+    let (_, g) = get_json(
+        without.addr,
+        "/api/v1/gate?max_divergence=0.1&endpoint=GET%20%2Frare",
+    );
+    assert_eq!(g["verdict"], "insufficient_data");
+    // The config file's key reaches the gate (check-config and the server read the same struct).
+    let cfg = shadowdiff::config::Config::from_yaml(
+        std::path::Path::new("shadowdiff.yaml"),
+        "gate:\n  min_samples_for: pass\n  method: wilson\n  endpoints:\n    \"GET /rare\": {min_samples: 5, max_divergence: 10%}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.gate.min_samples_for,
+        shadowdiff::stats::MinSamplesFor::Pass
+    );
+    assert_eq!(cfg.gate.method, shadowdiff::stats::GateMethod::Wilson);
+    assert_eq!(cfg.gate.endpoints["GET /rare"], gate.endpoints["GET /rare"]);
+}
+
+/// Issue 16: 142 samples at 100% against 1% waited for min_samples; `min_samples_for=pass`
+/// (config `gate.min_samples_for`) lets overwhelming evidence fail at once.
+#[test]
+fn min_samples_can_hold_back_pass_only() {
+    let clock = common::clock();
+    let stats = common::stats(&clock);
+    let f = Feeder::new(stats.clone());
+    f.many(142, "GET /broken", VerdictKind::Mismatch);
+    f.many(142, "GET /fine", VerdictKind::Match);
+    let srv = Server::start(AdminState::new(stats, Arc::new(AtomicBool::new(true))));
+    for (endpoint, for_, want) in [
+        ("GET%20%2Fbroken", "both", "insufficient_data"),
+        ("GET%20%2Fbroken", "pass", "fail"),
+        ("GET%20%2Ffine", "pass", "insufficient_data"),
+    ] {
+        let (code, g) = get_json(
+            srv.addr,
+            &format!("/api/v1/gate?endpoint={endpoint}&min_samples_for={for_}"),
+        );
+        assert_eq!(code, 200);
+        assert_eq!(
+            (&g["verdict"], &g["min_samples_for"]),
+            (&json!(want), &json!(for_)),
+            "{g}"
+        );
+    }
 }
 
 #[test]
@@ -443,6 +566,8 @@ fn bad_parameters_are_400_naming_the_parameter() {
         ("/api/v1/gate?max_divergence=2", "max_divergence"),
         ("/api/v1/gate?min_samples=-1", "min_samples"),
         ("/api/v1/gate?window=0s", "window"),
+        ("/api/v1/gate?method=bayes", "method"),
+        ("/api/v1/gate?min_samples_for=fail", "min_samples_for"),
         ("/api/v1/mismatches?limit=0", "limit"),
         ("/api/v1/mismatches?limit=abc", "limit"),
         ("/api/v1/mismatches?verdict=match", "verdict"),

@@ -30,7 +30,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde::de::DeserializeOwned;
-use shadowdiff::stats::{GateReport, GateVerdict, SignatureSummary, Totals, judge, wilson95};
+use shadowdiff::stats::{
+    GateCounts, GateReport, GateRule, GateVerdict, SignatureSummary, Totals, judge, wilson95,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
@@ -522,16 +524,26 @@ fn fleet(brokers: &str, dir: &Path) {
                         (k + t.divergence.divergent, n + t.divergence.samples)
                     })
             };
+            let rule = GateRule {
+                max_divergence: max,
+                min_samples: min,
+                ..GateRule::default()
+            };
+            let judged = |k, n| {
+                judge(
+                    GateCounts {
+                        divergent: k,
+                        samples: n,
+                    },
+                    &rule,
+                )
+            };
             let mut worst = GateVerdict::Pass;
             for e in &g.endpoints {
                 let (k, n) = counts(&e.endpoint);
                 assert_eq!((e.divergent, e.samples), (k, n), "{label} gate {e:?}");
-                assert_eq!(e.verdict, judge(k, n, max, min), "{label} gate {e:?}");
-                assert_eq!(
-                    e.ci95,
-                    <[f64; 2]>::from(wilson95(k, n)),
-                    "{label} gate {e:?}"
-                );
+                assert_eq!(e.verdict, judged(k, n).verdict, "{label} gate {e:?}");
+                assert_eq!(e.ci95, judged(k, n).ci95, "{label} gate {e:?}");
                 if n > 0 {
                     worst = worst.max(e.verdict);
                 }
@@ -539,7 +551,7 @@ fn fleet(brokers: &str, dir: &Path) {
             let (k, n) = counts("(all)");
             assert_eq!((g.divergent, g.samples), (k, n), "{label}");
             assert_eq!((k, n), (19, 100));
-            assert_eq!(g.pool_verdict, judge(k, n, max, min), "{label}");
+            assert_eq!(g.pool_verdict, judged(k, n).verdict, "{label}");
             assert_eq!(g.verdict, worst.max(g.pool_verdict), "{label}");
             assert_eq!(g.endpoints.len(), 4, "{label}: {g:?}");
         }

@@ -15,6 +15,8 @@ use std::sync::atomic::AtomicBool;
 /// GET /ok: 0/1000 divergent (upper bound 0.38% ≤ 1%: pass).
 /// GET /bad: 100/1000 (lower bound 8.3% > 1%: fail).
 /// GET /edge: 10/1000 = exactly 1%: enough samples, but the interval straddles 1%.
+/// GET /close: 3/1000: Wilson passes it (upper 0.88%), the sequential gate not yet.
+/// GET /broken: 142/142: fails at once with --min-samples-for pass.
 fn server() -> Server {
     let clock = common::clock();
     let stats = common::stats(&clock);
@@ -24,6 +26,9 @@ fn server() -> Server {
     f.many(100, "GET /bad", VerdictKind::Mismatch);
     f.many(990, "GET /edge", VerdictKind::Match);
     f.many(10, "GET /edge", VerdictKind::Mismatch);
+    f.many(997, "GET /close", VerdictKind::Match);
+    f.many(3, "GET /close", VerdictKind::Mismatch);
+    f.many(142, "GET /broken", VerdictKind::Mismatch);
     Server::start(AdminState::new(stats, Arc::new(AtomicBool::new(true))))
 }
 
@@ -88,6 +93,33 @@ fn exit_codes_follow_the_verdict() {
     for e in ["GET /ok", "GET /bad", "GET /edge", "(all)"] {
         assert!(out.contains(e), "{e} missing from\n{out}");
     }
+    // The method: sequential by default (and said so), Wilson on request.
+    let (code, out, _) = gate(&["--url", &url, "--endpoint", "GET /close"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("sequential: anytime-valid"), "{out}");
+    let (code, out, _) = gate(&[
+        "--url",
+        &url,
+        "--endpoint",
+        "GET /close",
+        "--method",
+        "wilson",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("wilson: fixed-sample"), "{out}");
+    // min_samples for pass only: overwhelming evidence fails before min_samples.
+    let (code, _, _) = gate(&["--url", &url, "--endpoint", "GET /broken"]);
+    assert_eq!(code, 3);
+    let (code, out, _) = gate(&[
+        "--url",
+        &url,
+        "--endpoint",
+        "GET /broken",
+        "--min-samples-for",
+        "pass",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("min samples 500 for pass"), "{out}");
     // --json prints the server's report.
     let (code, out, _) = gate(&["--url", &url, "--endpoint", "GET /ok", "--json"]);
     assert_eq!(code, 0);

@@ -6,6 +6,8 @@
 //! `shadowdiff proxy` and opens the page as `/#token=...`: `tests/ui/token.mjs` checks that the
 //! data loads, every API request carries the token, and the token leaves the address bar.
 //!
+//! Another acknowledges a cluster in the page (`tests/ui/triage.mjs`, issue 16's triage).
+//!
 //! A third feeds `shadowdiff proxy` the planted personal data of `tests/pii/` and opens every
 //! event in the detail view (`tests/ui/pii.mjs`): nothing Chromium rendered may hold a secret.
 //!
@@ -294,29 +296,25 @@ fn json_server(body: &'static str) -> SocketAddr {
     addr
 }
 
-#[test]
-fn the_ui_takes_its_token_from_the_fragment_and_forgets_the_url() {
-    let Some(modules) = modules_or_skip() else {
-        return;
-    };
-    const TOKEN: &str = "ui-token+with/base64=chars-0123456789";
-    const EXCHANGES: u64 = 6;
+/// `shadowdiff proxy` with its admin API behind `TOKEN` (`admin.token_file`) in front of JSON
+/// backends whose candidate differs in `/total`, after `EXCHANGES` GETs have all been counted.
+/// The sidecar, its admin address and its log (stderr); `dir` holds the config and the files.
+fn token_sidecar(dir: &Path) -> (KillOnDrop, SocketAddr, Arc<Mutex<String>>) {
     let primary = json_server(r#"{"id":1,"total":9.99,"tags":["a","b"]}"#);
     let secondary = json_server(r#"{"id":1,"total":9.99,"tags":["a","b"]}"#);
     let candidate = json_server(r#"{"id":1,"total":10.99,"tags":["a","b"]}"#);
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("admin-token");
+    let token_file = dir.join("admin-token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let cfg = dir.path().join("shadowdiff.yaml");
+    let cfg = dir.join("shadowdiff.yaml");
     std::fs::write(
         &cfg,
         format!(
             "listen: {listen}\nprimary: http://{primary}\ncandidate: http://{candidate}\n\
              secondary: http://{secondary}\nsinks:\n  file: {{path: {}}}\n\
              admin:\n  listen: {admin}\n  token_file: {}\n",
-            dir.path().join("events.jsonl").display(),
+            dir.join("events.jsonl").display(),
             token_file.display()
         ),
     )
@@ -324,7 +322,7 @@ fn the_ui_takes_its_token_from_the_fragment_and_forgets_the_url() {
     let mut sidecar = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
             .args(["proxy", "--config", cfg.to_str().unwrap()])
-            .current_dir(dir.path())
+            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -391,6 +389,19 @@ fn the_ui_takes_its_token_from_the_fragment_and_forgets_the_url() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    (sidecar, admin, log)
+}
+
+const TOKEN: &str = "ui-token+with/base64=chars-0123456789";
+const EXCHANGES: u64 = 6;
+
+#[test]
+fn the_ui_takes_its_token_from_the_fragment_and_forgets_the_url() {
+    let Some(modules) = modules_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_sidecar, admin, log) = token_sidecar(dir.path());
     browse(
         "token.mjs",
         &modules,
@@ -405,6 +416,31 @@ fn the_ui_takes_its_token_from_the_fragment_and_forgets_the_url() {
         "the token reached the log:\n{}",
         log.lock()
     );
+}
+
+/// Triage in the browser (issue 16): QA picks the cluster, acknowledges it with who and why
+/// (the page sends the token), and the page shows it as expected, with the suggested rule and
+/// its pre-check and a field tree that filters the feed; `tests/ui/triage.mjs` checks each
+/// against the API. Then the acknowledgement is in the file beside the event file.
+#[test]
+fn a_reviewer_acknowledges_a_cluster_and_gets_its_rule_in_the_browser() {
+    let Some(modules) = modules_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_sidecar, admin, _log) = token_sidecar(dir.path());
+    browse(
+        "triage.mjs",
+        &modules,
+        admin,
+        &[
+            ("ADMIN_TOKEN", TOKEN.as_ref()),
+            ("EXPECTED_EXCHANGES", EXCHANGES.to_string().as_ref()),
+        ],
+    );
+    let kept = std::fs::read_to_string(dir.path().join("shadowdiff-acknowledgements.json"))
+        .expect("the acknowledgement is kept beside the event file");
+    assert!(kept.contains("price change agreed"), "{kept}");
 }
 
 #[test]

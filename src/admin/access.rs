@@ -19,6 +19,12 @@
 //! at all (an HTTP/1.0 health checker) is answered: browsers always send `Host`, so it cannot
 //! come from a rebinding page.
 //!
+//! The write rule. A request that changes state (any method but `GET` and `HEAD`: acknowledging
+//! a signature) needs the token even on loopback, and without a configured token it is refused
+//! with **403**: a page in the operator's browser can send a cross-site form `POST` to
+//! `127.0.0.1` (its `Host` is a loopback name, so the `Host` rule lets it by), but it can never
+//! attach an `Authorization` header.
+//!
 //! The token rule. With a token configured, every route except the UI page (`/`, which holds no
 //! data: it fetches the API with the token) and `/healthz`, `/readyz` wants
 //! `Authorization: Bearer <token>`; otherwise **401** with `WWW-Authenticate: Bearer`. The
@@ -30,7 +36,7 @@ use super::config::{AdminConfig, AdminConfigError, AdminToken};
 use crate::pipeline::metrics::{MetricFamily, MetricsSource};
 use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::serve::IncomingStream;
@@ -152,7 +158,7 @@ impl AdminAccess {
     fn count(&self, r: &Refusal) {
         let c = match r {
             Refusal::Host(_) => &self.refused_host,
-            Refusal::NoToken => &self.refused_no_token,
+            Refusal::NoToken | Refusal::WriteWithoutToken => &self.refused_no_token,
             Refusal::BadToken => &self.refused_bad_token,
         };
         c.fetch_add(1, Ordering::Relaxed);
@@ -284,6 +290,8 @@ enum Refusal {
     Host(String),
     NoToken,
     BadToken,
+    /// A state-changing request to a server with no token configured.
+    WriteWithoutToken,
 }
 
 impl IntoResponse for Refusal {
@@ -305,6 +313,13 @@ impl IntoResponse for Refusal {
                 challenge("Bearer realm=\"shadowdiff\""),
                 axum::Json(json!({
                     "error": "this admin server wants Authorization: Bearer <token> (admin.token_file)"
+                })),
+            )
+                .into_response(),
+            Refusal::WriteWithoutToken => (
+                StatusCode::FORBIDDEN,
+                axum::Json(json!({
+                    "error": "this route changes state and needs the admin token: set admin.token_file and send Authorization: Bearer <token>"
                 })),
             )
                 .into_response(),
@@ -350,6 +365,13 @@ pub async fn guard(State(access): State<Arc<AdminAccess>>, req: Request, next: N
     if let Some(bad) = refused {
         tracing::debug!(host = %bad, path = %req.uri().path(), "admin: Host refused");
         let r = Refusal::Host(bad);
+        access.count(&r);
+        return r.into_response();
+    }
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD);
+    if writes && !access.token_required() {
+        tracing::debug!(path = %req.uri().path(), "admin: a write without a configured token");
+        let r = Refusal::WriteWithoutToken;
         access.count(&r);
         return r.into_response();
     }

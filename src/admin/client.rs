@@ -65,6 +65,10 @@ pub fn token_from(
 pub struct GateQuery {
     pub max_divergence: Option<String>,
     pub min_samples: Option<u64>,
+    /// `pass` or `both`.
+    pub min_samples_for: Option<String>,
+    /// `sequential` or `wilson`.
+    pub method: Option<String>,
     pub endpoint: Option<String>,
     pub window: Option<String>,
 }
@@ -102,6 +106,12 @@ pub fn gate_url(base: &str, q: &GateQuery) -> Result<String, ClientError> {
     }
     if let Some(v) = q.min_samples {
         params.push(format!("min_samples={v}"));
+    }
+    if let Some(v) = &q.min_samples_for {
+        params.push(format!("min_samples_for={}", encode(v)));
+    }
+    if let Some(v) = &q.method {
+        params.push(format!("method={}", encode(v)));
     }
     if let Some(v) = &q.endpoint {
         params.push(format!("endpoint={}", encode(v)));

@@ -37,6 +37,11 @@ pub struct AdminConfig {
     /// refused with 421, against DNS rebinding. Default none.
     #[serde(deserialize_with = "allowed_hosts")]
     pub allowed_hosts: Vec<Authority>,
+    /// The file acknowledged signatures are kept in (JSON, rewritten on each change). Relative
+    /// to the config file's folder. Default: `acknowledgements.json` in the Kafka sink's
+    /// `spool_dir`, else `shadowdiff-acknowledgements.json` beside the event file, else kept in
+    /// memory only (lost at exit; logged).
+    pub acknowledgements: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
@@ -45,6 +50,7 @@ impl Default for AdminConfig {
             listen: DEFAULT_LISTEN,
             token_file: None,
             allowed_hosts: Vec::new(),
+            acknowledgements: None,
         }
     }
 }
@@ -81,6 +87,12 @@ impl AdminConfig {
             && !dir.as_os_str().is_empty()
         {
             self.token_file = Some(dir.join(t));
+        }
+        if let Some(a) = &self.acknowledgements
+            && a.is_relative()
+            && !dir.as_os_str().is_empty()
+        {
+            self.acknowledgements = Some(dir.join(a));
         }
     }
 }

@@ -6,19 +6,21 @@
 //! unknown or malformed one is a 400 naming it, never a silent default.
 //!
 //! Access ([`access`]): every request must name this server in `Host` (against DNS rebinding),
-//! and with `admin.token_file` set every data route wants the bearer token ([`config`]).
+//! and with `admin.token_file` set every data route wants the bearer token ([`config`]); the
+//! triage writes (`triage.rs`: acknowledging a signature) want it even on loopback.
 
 pub mod access;
 pub mod client;
 pub mod config;
 pub mod metrics;
+mod triage;
 
 pub use access::AdminAccess;
 pub use config::{AdminConfig, AdminConfigError, AdminToken};
 pub use metrics::{MetricFamily, MetricKind, MetricsSource};
 
 use crate::compare::VerdictKind;
-use crate::stats::{GateConfig, MismatchQuery, Stats, Window};
+use crate::stats::{GateAsk, GateConfig, GateMethod, MinSamplesFor, MismatchQuery, Stats, Window};
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -46,6 +48,9 @@ pub struct AdminState {
     /// Who may ask: the `Host` allow-list and the bearer token. Default: loopback names and the
     /// connection's own address, no token.
     pub access: Arc<AdminAccess>,
+    /// What a person types into the API (an acknowledgement's `by` and `reason`) is published,
+    /// so it is redacted like traffic (`redact:`).
+    pub redaction: Arc<crate::redact::Redaction>,
 }
 
 impl AdminState {
@@ -57,6 +62,7 @@ impl AdminState {
             gate: Arc::default(),
             noise: None,
             access: Arc::default(),
+            redaction: Arc::default(),
         }
     }
 
@@ -103,6 +109,13 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/gate", get(gate))
         .route("/api/v1/noise", get(noise))
         .route("/api/v1/noise/rules", get(noise_rules))
+        .route(
+            "/api/v1/acknowledgements",
+            get(triage::list)
+                .post(triage::acknowledge)
+                .delete(triage::remove),
+        )
+        .route("/api/v1/suggested-rule", get(triage::suggested_rule))
         .with_state(state)
         // After the routes, so it wraps them all (and the 404 fallback).
         .layer(axum::middleware::from_fn_with_state(access, access::guard))
@@ -128,12 +141,14 @@ pub async fn serve(
 pub struct BadParam {
     pub parameter: String,
     pub message: String,
+    /// 400 unless said otherwise (404 for an unknown signature, ...).
+    pub status: StatusCode,
 }
 
 impl IntoResponse for BadParam {
     fn into_response(self) -> Response {
         (
-            StatusCode::BAD_REQUEST,
+            self.status,
             axum::Json(json!({"error": self.message, "parameter": self.parameter})),
         )
             .into_response()
@@ -144,6 +159,7 @@ fn bad(param: &str, message: impl std::fmt::Display) -> BadParam {
     BadParam {
         parameter: param.to_string(),
         message: message.to_string(),
+        status: StatusCode::BAD_REQUEST,
     }
 }
 
@@ -313,8 +329,23 @@ async fn signatures(State(st): State<AdminState>, Query(q): Params) -> Result<Re
 }
 
 async fn gate(State(st): State<AdminState>, Query(q): Params) -> Result<Response, BadParam> {
-    only(&q, &["max_divergence", "min_samples", "endpoint", "window"])?;
-    let w = window(&st, &q)?;
+    only(
+        &q,
+        &[
+            "max_divergence",
+            "min_samples",
+            "min_samples_for",
+            "method",
+            "endpoint",
+            "window",
+        ],
+    )?;
+    // The confidence sequence's guarantee holds over a growing sample, so the gate's default
+    // window is since start (docs/gate.md); a sliding window is judged only when asked for.
+    let w = match opt(&q, "window") {
+        None => Window::All,
+        Some(_) => window(&st, &q)?,
+    };
     let max_divergence = match opt(&q, "max_divergence").map(crate::units::parse_rate) {
         None => None,
         Some(Ok(r)) => Some(r),
@@ -325,10 +356,20 @@ async fn gate(State(st): State<AdminState>, Query(q): Params) -> Result<Response
         Some(Ok(n)) => Some(n),
         Some(Err(_)) => return Err(bad("min_samples", "min_samples must be a whole number ≥ 0")),
     };
-    let p = st.gate.params(
+    let min_samples_for = opt(&q, "min_samples_for")
+        .map(MinSamplesFor::parse)
+        .transpose()
+        .map_err(|e| bad("min_samples_for", e))?;
+    let method = opt(&q, "method")
+        .map(GateMethod::parse)
+        .transpose()
+        .map_err(|e| bad("method", e))?;
+    let p = st.gate.params(GateAsk {
         max_divergence,
         min_samples,
-        opt(&q, "endpoint").map(str::to_string),
-    );
+        min_samples_for,
+        method,
+        endpoint: opt(&q, "endpoint").map(str::to_string),
+    });
     Ok(axum::Json(st.stats.gate(w, &p)).into_response())
 }

@@ -12,6 +12,8 @@ pub(super) fn run(args: &GateArgs) -> anyhow::Result<ExitCode> {
     let q = GateQuery {
         max_divergence: args.max_divergence.clone(),
         min_samples: args.min_samples,
+        min_samples_for: args.min_samples_for.clone(),
+        method: args.method.clone(),
         endpoint: args.endpoint.clone(),
         window: args.window.clone(),
     };
@@ -41,17 +43,18 @@ pub fn render_gate(r: &crate::stats::GateReport) -> String {
         .max()
         .unwrap_or(8);
     let mut s = format!(
-        "{:<width$}  {:>9}  {:>9}  {:>20}  {:>9}  verdict\n",
-        "endpoint", "samples", "rate", "ci95", "threshold"
+        "{:<width$}  {:>9}  {:>9}  {:>20}  {:>9}  {:>8}  verdict\n",
+        "endpoint", "samples", "rate", "ci95", "threshold", "min"
     );
-    let mut row = |name: &str, n: u64, rate: Option<f64>, c: [f64; 2], t: f64, v: &str| {
-        s.push_str(&format!(
-            "{name:<width$}  {n:>9}  {:>9}  {:>20}  {:>9}  {v}\n",
-            pct(rate),
-            ci(c),
-            pct(Some(t))
-        ));
-    };
+    let mut row =
+        |name: &str, n: u64, rate: Option<f64>, c: [f64; 2], t: f64, min: u64, v: &str| {
+            s.push_str(&format!(
+                "{name:<width$}  {n:>9}  {:>9}  {:>20}  {:>9}  {min:>8}  {v}\n",
+                pct(rate),
+                ci(c),
+                pct(Some(t))
+            ));
+        };
     for e in &r.endpoints {
         row(
             &e.endpoint,
@@ -59,6 +62,7 @@ pub fn render_gate(r: &crate::stats::GateReport) -> String {
             e.divergence_rate,
             e.ci95,
             e.max_divergence,
+            e.min_samples,
             e.verdict.as_str(),
         );
     }
@@ -68,13 +72,19 @@ pub fn render_gate(r: &crate::stats::GateReport) -> String {
         r.divergence_rate,
         r.ci95,
         r.max_divergence,
+        r.min_samples,
         r.pool_verdict.as_str(),
     );
+    let method = match r.method {
+        crate::stats::GateMethod::Sequential => "sequential: anytime-valid 95% confidence sequence",
+        crate::stats::GateMethod::Wilson => "wilson: fixed-sample 95% interval",
+    };
     s.push_str(&format!(
-        "\ngate: {} (window {}, min samples {})\n",
+        "\ngate: {} (window {}, min samples {} for {}; {method})\n",
         r.verdict.as_str(),
         r.window,
-        r.min_samples
+        r.min_samples,
+        r.min_samples_for.as_str()
     ));
     s
 }

@@ -5,6 +5,7 @@
 //! differ — no rule can make two identical bodies differ, and most shadow exchanges match.
 //! A mismatch is data in the verdict, never an `Err`.
 
+mod headers;
 mod json;
 pub mod noise;
 pub mod number;
@@ -13,7 +14,6 @@ pub mod rules;
 mod text;
 
 use crate::exchange::{self, DecodeError, Exchange, Request, Response, UpstreamError, decode_body};
-use http::HeaderMap;
 use rules::{Effective, RuleSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -334,14 +334,19 @@ impl Comparator {
     /// Compares one exchange: the candidate against the primary, and with a secondary answer,
     /// marks the differences that primary-vs-secondary noise explains.
     pub fn compare(&self, ex: &Exchange) -> Verdict {
+        let secondary = match &ex.secondary {
+            Some(Ok(s)) => Some(s),
+            _ => None,
+        };
         let mut v = match &ex.candidate {
             Err(e) => candidate_failed(e),
-            Ok(c) => self.compare_responses(&ex.request, Some(&ex.endpoint), &ex.primary, c),
+            Ok(c) => self.compare_with(&ex.request, Some(&ex.endpoint), &ex.primary, c, secondary),
         };
         // With a secondary answer, primary-vs-secondary differences in this exchange explain
-        // candidate differences on the same fields (see `noise`). A failed secondary explains
+        // candidate differences on the same fields (see `noise`); text bodies were judged line by
+        // line against the secondary's body already (see `text`). A failed secondary explains
         // nothing: the verdict stands as without one.
-        if let Some(Ok(s)) = &ex.secondary {
+        if let Some(s) = secondary {
             let nv = self.compare_responses(&ex.request, Some(&ex.endpoint), &ex.primary, s);
             if v.kind == VerdictKind::Mismatch && noise::mark(&mut v.differences, &nv.differences) {
                 v.kind = VerdictKind::Noise;
@@ -360,6 +365,19 @@ impl Comparator {
         p: &Response,
         c: &Response,
     ) -> Verdict {
+        self.compare_with(req, endpoint, p, c, None)
+    }
+
+    /// [`Self::compare_responses`], with the secondary's answer (`s`) to judge text-body noise
+    /// line by line. Everything else about noise is [`noise::mark`]'s, after.
+    fn compare_with(
+        &self,
+        req: &Request,
+        endpoint: Option<&str>,
+        p: &Response,
+        c: &Response,
+        s: Option<&Response>,
+    ) -> Verdict {
         let eff = self.rules.effective(&req.method, &req.path, endpoint);
         let mut diffs = Vec::new();
         if p.status != c.status {
@@ -373,7 +391,7 @@ impl Comparator {
                 detail: None,
             });
         }
-        diffs.extend(header_diffs(&eff, &p.headers, &c.headers));
+        diffs.extend(headers::header_diffs(&eff, &p.headers, &c.headers));
         let mut notes = Vec::new();
         let limit = self.opts.max_decoded_bytes;
         let decode = |r: &Response, side: &str, notes: &mut Vec<String>| match decode_body(
@@ -396,10 +414,14 @@ impl Comparator {
         };
         let mut truncated = false;
         if pb != cb {
+            // The secondary's body is only needed (and decoded) when the bodies differ; one that
+            // cannot be decoded explains nothing.
+            let sb = s.and_then(|s| decode_body(&s.headers, &s.body, limit).ok());
             let body = self.diff_bodies(
                 &eff,
                 &pb,
                 &cb,
+                sb.as_deref(),
                 exchange::media_type(&p.headers).as_deref(),
                 exchange::media_type(&c.headers).as_deref(),
             );
@@ -428,6 +450,21 @@ impl Comparator {
         p_media: Option<&str>,
         c_media: Option<&str>,
     ) -> Verdict {
+        self.compare_bodies_with(endpoint, p, c, None, p_media, c_media)
+    }
+
+    /// [`Self::compare_bodies`], with the secondary's body: text differences are marked noise
+    /// line by line (`text`). JSON differences are not marked here ([`noise::mark`] does that
+    /// from the secondary's own differences).
+    pub fn compare_bodies_with(
+        &self,
+        endpoint: Option<&str>,
+        p: &[u8],
+        c: &[u8],
+        secondary: Option<&[u8]>,
+        p_media: Option<&str>,
+        c_media: Option<&str>,
+    ) -> Verdict {
         let (method, path) = endpoint
             .and_then(|e| e.trim().split_once(' '))
             .unwrap_or(("", ""));
@@ -435,7 +472,7 @@ impl Comparator {
         if p == c {
             return Verdict::from_differences(Vec::new(), Vec::new(), false);
         }
-        let b = self.diff_bodies(&eff, p, c, p_media, c_media);
+        let b = self.diff_bodies(&eff, p, c, secondary, p_media, c_media);
         Verdict::from_differences(b.differences, b.notes, b.truncated)
     }
 
@@ -444,6 +481,7 @@ impl Comparator {
         eff: &Effective,
         p: &[u8],
         c: &[u8],
+        s: Option<&[u8]>,
         p_media: Option<&str>,
         c_media: Option<&str>,
     ) -> BodyDiff {
@@ -467,18 +505,21 @@ impl Comparator {
         }
         if text::is_binary(p) || text::is_binary(c) {
             return BodyDiff {
-                differences: vec![text::binary_diff(p, c)],
+                differences: vec![text::binary_diff(p, c, s)],
                 notes,
                 truncated: false,
             };
         }
         let (ps, cs) = (String::from_utf8_lossy(p), String::from_utf8_lossy(c));
-        let mut differences = text::text_diff(&ps, &cs);
-        let truncated = differences.len() > self.opts.max_differences;
-        differences.truncate(self.opts.max_differences);
+        // A binary secondary body explains no line.
+        let ss = s.and_then(|s| (!text::is_binary(s)).then(|| String::from_utf8_lossy(s)));
+        let cap = text::MAX_HUNKS.min(self.opts.max_differences);
+        let lines = text::text_diff(&ps, &cs, ss.as_deref(), cap);
+        let truncated = lines.hunks > self.opts.max_differences;
+        let mut differences = lines.differences;
         if differences.is_empty() {
             // Bytes differ but no line does (line endings only, say): still a difference.
-            differences.push(text::binary_diff(p, c));
+            differences.push(text::binary_diff(p, c, s));
         }
         BodyDiff {
             differences,
@@ -550,48 +591,6 @@ fn parse_json(b: &[u8], media: Option<&str>, side: &str, notes: &mut Vec<String>
             None
         }
     }
-}
-
-fn header_diffs(eff: &Effective, p: &HeaderMap, c: &HeaderMap) -> Vec<Difference> {
-    let mut names: Vec<&str> = p.keys().chain(c.keys()).map(|n| n.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let mut out = Vec::new();
-    for name in names {
-        if TRANSPORT_HEADERS.contains(&name) || eff.ignore_headers.iter().any(|h| h == name) {
-            continue;
-        }
-        let (pv, cv) = (joined(p, name), joined(c, name));
-        if pv == cv {
-            continue;
-        }
-        let redact = ALWAYS_REDACTED.contains(&name);
-        let show = |v: Option<String>| match v {
-            None => Value::Null,
-            Some(_) if redact => Value::String(REDACTED.into()),
-            Some(s) => Value::String(s),
-        };
-        out.push(Difference {
-            path: format!("@headers/{name}"),
-            field: format!("@headers/{name}"),
-            kind: DiffKind::Header,
-            primary: show(pv),
-            candidate: show(cv),
-            noise: false,
-            detail: None,
-        });
-    }
-    out
-}
-
-fn joined(h: &HeaderMap, name: &str) -> Option<String> {
-    let mut it = h.get_all(name).iter().peekable();
-    it.peek()?;
-    Some(
-        it.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect::<Vec<_>>()
-            .join(", "),
-    )
 }
 
 #[cfg(test)]

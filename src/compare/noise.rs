@@ -8,6 +8,10 @@
 //! every candidate difference on it — so a field that is only sometimes noisy but always changed
 //! by the candidate is still reported on every exchange where the legacy instances agree, and the
 //! learned-noise statistics ([`crate::stats::noise`]) compare the two rates before calling a field noisy.
+//!
+//! Text and binary bodies (`body` differences, all on the field `""`) are not judged here: a
+//! whole-body field would let one noisy line explain any change. The comparator marks them line
+//! by line against the secondary's body (`compare/text.rs`), and `mark` keeps those marks.
 
 use super::{DiffKind, Difference};
 use std::collections::HashSet;
@@ -24,14 +28,16 @@ fn compatible(noise: DiffKind, cand: DiffKind) -> bool {
 }
 
 /// Marks the candidate differences explained by this exchange's primary-vs-secondary
-/// differences. Returns true when there is at least one difference and all are noise.
+/// differences (`body` differences keep the line-level marks the comparator gave them). Returns
+/// true when there is at least one difference and all are noise.
 pub fn mark(candidate: &mut [Difference], noise: &[Difference]) -> bool {
     if noise.is_empty() {
         return false;
     }
+    // A `body` noise difference explains no field: `compatible` never pairs it with another kind.
     let by_field: HashSet<(&str, DiffKind)> =
         noise.iter().map(|n| (n.field.as_str(), n.kind)).collect();
-    for d in candidate.iter_mut() {
+    for d in candidate.iter_mut().filter(|d| d.kind != DiffKind::Body) {
         d.noise = by_field
             .iter()
             .any(|&(f, k)| f == d.field && compatible(k, d.kind));

@@ -34,6 +34,10 @@ pub enum PatternError {
     BadEscape(String),
     #[error("endpoint pattern {0:?} must be \"*\" or \"METHOD /path\"")]
     BadEndpoint(String),
+    #[error(
+        "header name {0:?}: {1} (a header name is letters, digits and !#$%&'+-.^_`|~; `*` is a glob)"
+    )]
+    BadHeader(String, &'static str),
 }
 
 impl PathPattern {
@@ -122,6 +126,65 @@ pub fn escape_into(key: &str, out: &mut String) {
             c => out.push(c),
         }
     }
+}
+
+/// A header name in `ignore_headers`: matched case-insensitively, `*` matching any run of
+/// characters (`x-b3-*`, `x-r*`; DESIGN.md, "Rules"). Header names are RFC 9110 tokens, so
+/// anything else (a space, `:`, `?`, `[`) is refused rather than silently matching nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderPattern {
+    /// Lower-cased, as written otherwise.
+    source: String,
+}
+
+impl HeaderPattern {
+    pub fn parse(src: &str) -> Result<Self, PatternError> {
+        let bad = |why| Err(PatternError::BadHeader(src.to_string(), why));
+        if src.is_empty() {
+            return bad("empty");
+        }
+        if let Some(c) = src.chars().find(|c| !is_tchar(*c)) {
+            return bad(match c {
+                '?' | '[' | ']' | '{' | '}' => "only `*` is a wildcard",
+                c if c.is_whitespace() => "contains whitespace",
+                ':' => "contains ':' (write the name only, not `name: value`)",
+                _ => "contains a character not allowed in a header name",
+            });
+        }
+        Ok(Self {
+            source: src.to_ascii_lowercase(),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether a header name (lower-case, as `http` gives it) matches.
+    pub fn matches(&self, name: &str) -> bool {
+        let mut parts = self.source.split('*');
+        let first = parts.next().unwrap_or("");
+        let Some(mut rest) = name.strip_prefix(first) else {
+            return false;
+        };
+        let mut parts: Vec<&str> = parts.collect();
+        let Some(last) = parts.pop() else {
+            // No `*`: the whole name.
+            return rest.is_empty();
+        };
+        for p in parts {
+            match rest.find(p) {
+                Some(i) => rest = &rest[i + p.len()..],
+                None => return false,
+            }
+        }
+        rest.len() >= last.len() && rest.ends_with(last)
+    }
+}
+
+/// RFC 9110 §5.6.2 `tchar` (which includes `*`).
+fn is_tchar(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }
 
 /// One step of a concrete path during the walk.
@@ -365,6 +428,27 @@ mod tests {
                 Err(_) => PathSeg::Key(s),
             })
             .collect()
+    }
+
+    #[test]
+    fn header_globs_match_case_insensitively_and_refuse_what_is_no_header_name() {
+        let h = |s: &str| HeaderPattern::parse(s).unwrap();
+        assert!(h("x-r*").matches("x-request-id") && h("X-R*").matches("x-r"));
+        assert!(!h("x-r*").matches("x-b3-traceid") && !h("x-r*").matches("ax-r"));
+        assert!(h("x-*-id").matches("x-request-id") && !h("x-*-id").matches("x-request-ids"));
+        assert!(h("*-id").matches("x-correlation-id") && h("*").matches("date"));
+        assert!(
+            h("a*b*c").matches("abc") && h("a*b*c").matches("a1b2c") && !h("a*b*c").matches("acb")
+        );
+        assert!(
+            !h("a*a").matches("a"),
+            "the prefix and suffix may not overlap"
+        );
+        assert!(h("Date").matches("date") && !h("date").matches("dates"));
+        for bad in ["", "x-r?", "x r", "x-[ab]", "date:", "x/y"] {
+            let e = HeaderPattern::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("header name"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 mod load;
 
-use super::pattern::{EndpointPattern, PathPattern};
+use super::pattern::{EndpointPattern, HeaderPattern, PathPattern};
 use crate::yaml::Problem;
 use parking_lot::RwLock;
 use regex::Regex;
@@ -58,7 +58,7 @@ pub enum Action {
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub scope: EndpointPattern,
-    pub ignore_headers: Vec<String>,
+    pub ignore_headers: Vec<HeaderPattern>,
     pub paths: Vec<(PathPattern, Action)>,
     pub ignore_added: bool,
 }
@@ -68,8 +68,8 @@ pub struct Rule {
 pub struct Effective {
     pub patterns: Vec<PathPattern>,
     pub actions: Vec<Action>,
-    /// Lower-cased header names not compared.
-    pub ignore_headers: Vec<String>,
+    /// Header names (and `*` globs) not compared.
+    pub ignore_headers: Vec<HeaderPattern>,
     pub ignore_added: bool,
 }
 

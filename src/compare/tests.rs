@@ -375,6 +375,45 @@ fn rule_ignore_headers() {
     assert_match(&comparator(&y).compare_responses(&get("/"), None, &p, &c));
 }
 
+/// Issue 16: `ignore_headers: ["x-r*"]` passed check-config and matched nothing.
+#[test]
+fn rule_ignore_headers_globs() {
+    let p = resp(
+        200,
+        &[
+            ("x-request-id", "a"),
+            ("X-Rate", "1"),
+            ("x-b3-traceid", "t1"),
+        ],
+        "{}",
+    );
+    let c = resp(
+        200,
+        &[
+            ("x-request-id", "b"),
+            ("x-rate", "2"),
+            ("x-b3-traceid", "t2"),
+        ],
+        "{}",
+    );
+    let y = rules("  - match: \"*\"\n    ignore_headers: [\"X-R*\"]\n");
+    let v = comparator(&y).compare_responses(&get("/"), None, &p, &c);
+    let fields: Vec<&str> = v.differences.iter().map(|d| d.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["@headers/x-b3-traceid"],
+        "x-r* covers x-request-id and x-rate only"
+    );
+    // An invalid glob is a load error naming the key and the reason (check-rules, check-config).
+    let e = RuleSet::from_yaml(&rules("  - match: \"*\"\n    ignore_headers: [\"x-r?\"]\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("ignore_headers: header name \"x-r?\": only `*` is a wildcard"),
+        "{e}"
+    );
+}
+
 #[test]
 fn rule_unordered_is_a_multiset() {
     let y = rules("  - match: \"*\"\n    unordered: [\"/tags\", \"/objs\"]\n");
@@ -767,7 +806,7 @@ fn text_hunk_headers_survive_a_misplaced_delete() {
         "f\n\n\n\n\n\n\n\n\nalse+",
         "\n\n\n\n\n]\n\n@\n\n\n\n\n\n\n/0/0/1alue\n\n\n\n\n\n\t\n\n\n\n\n\n\n0\n",
     );
-    let diffs = text::text_diff(p, c);
+    let diffs = text::text_diff(p, c, None, text::MAX_HUNKS).differences;
     let detail = diffs[0].detail.as_deref().unwrap();
     // Line 1 of the primary deleted, with the two blank lines after it as context.
     assert!(detail.starts_with("@@ -1,3 +1,2 @@\n-f\n"), "{detail}");

@@ -77,7 +77,8 @@ pub struct Config {
     pub candidate: Option<Upstream>,
     /// A second legacy instance, for noise cancellation. Default none.
     pub secondary: Option<Upstream>,
-    /// Admin API, metrics and UI: an address, or `{listen, token_file, allowed_hosts}`
+    /// Admin API, metrics and UI: an address, or `{listen, token_file, allowed_hosts,
+    /// acknowledgements}`
     /// ([`AdminConfig`]: every key and its default). Default `127.0.0.1:9901`, no token.
     #[serde(deserialize_with = "crate::admin::config::deserialize_admin")]
     pub admin: Option<AdminConfig>,

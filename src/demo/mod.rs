@@ -313,10 +313,11 @@ fn print_report(stats: &Stats) {
             min_samples: 100,
             ..GateConfig::default()
         }
-        .params(None, None, None),
+        .params(Default::default()),
     );
     println!(
-        "\n== gate (max divergence 1%, min 100 samples): {} — divergence {} of {} (95% CI {}–{})",
+        "\n== gate (max divergence 1%, min 100 samples, {}): {} — divergence {} of {} (95% CI {}–{})",
+        g.method.as_str(),
         g.verdict.as_str().to_uppercase(),
         pct(g.divergence_rate),
         g.samples,

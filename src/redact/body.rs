@@ -152,9 +152,25 @@ impl Redaction {
                 .collect();
         }
         let (pt, ct) = (text(sides.0), text(sides.1));
-        let v = self
-            .text_diff
-            .compare_bodies(None, pt.as_bytes(), ct.as_bytes(), None, None);
+        // Some hunks noise and some real (text judged line by line): the renderings are judged
+        // the same way against the secondary's rendering, so the published hunks carry the
+        // marks; otherwise every hunk carries the comparator's one mark.
+        let mixed = !noise && original.iter().any(|d| d.kind == DiffKind::Body && d.noise);
+        let st = match (&ex.secondary, mixed) {
+            (Some(Ok(s)), true) => match self.render(&s.headers, &s.body) {
+                Rendered::Binary(_) => None,
+                r => Some(text(r)),
+            },
+            _ => None,
+        };
+        let v = self.text_diff.compare_bodies_with(
+            None,
+            pt.as_bytes(),
+            ct.as_bytes(),
+            st.as_deref().map(str::as_bytes),
+            None,
+            None,
+        );
         if v.differences.is_empty() {
             return vec![placeholder("the bodies differ only in redacted parts")];
         }
@@ -168,7 +184,7 @@ impl Redaction {
                 // published string is.
                 primary: self.published(d.primary),
                 candidate: self.published(d.candidate),
-                noise,
+                noise: if mixed { d.noise } else { noise },
                 detail: d.detail.map(|s| self.text(&s)),
             })
             .collect()

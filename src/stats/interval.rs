@@ -401,7 +401,13 @@ impl Stats {
     pub fn record_event(&self, ev: Arc<Event>) {
         let seen = humantime::parse_rfc3339(&ev.ts).unwrap_or_else(|_| self.clock.now());
         if let Some(sig) = &ev.signature {
+            let now_epoch = self.epoch_now();
+            let epoch = epoch_of(seen, self.bucket_ms).min(now_epoch);
+            let max = self.cfg.max_signatures;
             self.with_endpoint(&ev.endpoint, |ep| {
+                if let Some(b) = ep.ring.past(epoch, now_epoch) {
+                    super::store::bump_signature(&mut b.signatures, sig, max);
+                }
                 self.bump_cluster(
                     ep,
                     sig,

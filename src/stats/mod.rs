@@ -13,9 +13,14 @@
 //! - `store`: [`Stats`] itself, its per-endpoint state and recording (the hot path).
 //! - `query`: summary, gate, mismatches, signatures, `/metrics` snapshot.
 //! - `report`: the serialisable shapes those queries return (docs/api.md).
+//! - [`ack`]: acknowledged signatures (who, why, whether the gate leaves them out), kept in a
+//!   small JSON file; [`triage`]: their *expected* counts and the suggested rule, pre-checked
+//!   with the comparator on the recent events.
 //! - `interval`: the wire form of interval statistics and merging it (the fleet aggregator).
 //! - `latency`, `skew`, `wilson`, `gate`: histograms, send skew, Wilson intervals, the release
-//!   gate's judgement; [`noise`]: learned noise (its own [`noise::NoiseConfig`], `noise:`).
+//!   gate's judgement (a pure function of counts); `sequential`: the gate's anytime-valid
+//!   confidence sequence (docs/gate.md); [`noise`]: learned noise (its own
+//!   [`noise::NoiseConfig`], `noise:`) and the rules it suggests.
 //!
 //! Memory is bounded: at most `max_endpoints` endpoints (`grouping.max_endpoints`; the rest fold
 //! into `OTHER`), at most `max_fields` distinct fields per endpoint and bucket (the rest fold into
@@ -25,6 +30,7 @@
 //! ≈ 120 MiB at worst); since-start histograms use 3 significant digits (≈ 136 KiB per
 //! histogram).
 
+pub mod ack;
 mod config;
 mod counts;
 mod endpoint_map;
@@ -35,8 +41,10 @@ pub mod noise;
 pub mod publisher;
 mod query;
 mod report;
+mod sequential;
 pub mod skew;
 mod store;
+pub mod triage;
 mod wilson;
 mod window;
 
@@ -44,7 +52,8 @@ pub use config::StatsConfig;
 pub use counts::OTHER_FIELD;
 pub use endpoint_map::{DEFAULT_MAX_ENDPOINTS, EndpointMap, OTHER_ENDPOINT, SHARDS};
 pub use gate::{
-    GateConfig, GateEndpoint, GateEndpointConfig, GateParams, GateReport, GateVerdict, judge,
+    GateAsk, GateConfig, GateCounts, GateEndpoint, GateEndpointConfig, GateMethod, GateParams,
+    GateReport, GateRule, GateVerdict, Judge, Judgement, MinSamplesFor, judge,
 };
 pub use interval::{
     IntervalDelta, MessageHead, ParsedStats, STATS_SCHEMA, StatsMessage, StatsMessageError,
@@ -55,6 +64,7 @@ pub use report::{
     ClusterField, Divergence, EndpointMetrics, EndpointSummary, FieldStat, HistogramBuckets,
     LATENCY_BUCKETS_S, MismatchQuery, SignatureSummary, Summary, Totals,
 };
+pub use sequential::{ALPHA, Sequence, Side};
 pub use store::Stats;
 pub use wilson::{Z95, wilson, wilson95};
 pub use window::{Clock, ManualClock, SystemClock, Window, WindowError, format_duration};

@@ -6,8 +6,12 @@
 use crate::compare::{DiffKind, Difference, Verdict, VerdictKind};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::{HashMap, HashSet};
+
+mod suggest;
+pub(crate) use suggest::yaml_quote;
+
+pub use suggest::{Evidence, SuggestedRule, Suggestion};
 
 /// Standard errors by which the candidate must out-differ the secondary for a field to be real.
 const REAL_Z: f64 = 2.0;
@@ -75,9 +79,9 @@ struct FieldCounts {
     /// Exchanges where both the candidate and the secondary differed on the field.
     both: u64,
     kinds: Vec<DiffKind>,
-    /// Largest relative difference seen between primary and secondary numbers (for tolerances).
-    max_rel: f64,
-    numeric_only: bool,
+    /// What the primary and secondary values looked like where they differed: the evidence
+    /// behind a suggested rule.
+    values: suggest::Values,
 }
 
 #[derive(Debug, Default)]
@@ -93,6 +97,9 @@ pub struct FieldNoise {
     pub raw: u64,
     pub noise: u64,
     pub status: FieldStatus,
+    /// For a noisy field: the rule that would absorb the noise, and the evidence for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suggestion: Option<Suggestion>,
 }
 
 /// One endpoint's learned noise.
@@ -222,13 +229,7 @@ impl NoiseModel {
             if !ep.fields.contains_key(field) && ep.fields.len() >= self.cfg.max_fields {
                 continue;
             }
-            let c = ep
-                .fields
-                .entry(field.to_string())
-                .or_insert_with(|| FieldCounts {
-                    numeric_only: true,
-                    ..Default::default()
-                });
+            let c = ep.fields.entry(field.to_string()).or_default();
             if raw.contains(field) {
                 c.raw += 1;
             }
@@ -239,15 +240,19 @@ impl NoiseModel {
                     if !c.kinds.contains(&d.kind) {
                         c.kinds.push(d.kind);
                     }
-                    match relative_delta(&d.primary, &d.candidate) {
-                        Some(r) => c.max_rel = c.max_rel.max(r),
-                        None => c.numeric_only = false,
-                    }
+                    c.values.observe(&d.primary, &d.candidate);
                 }
             }
         }
         let ep = &*ep;
-        for d in v.differences.iter_mut() {
+        // Text and binary bodies (field "") are judged line by line in each exchange
+        // (`compare/text.rs`); what is learned of the body as a whole must not override that, or
+        // one volatile line would make every change to the body noise again.
+        for d in v
+            .differences
+            .iter_mut()
+            .filter(|d| d.kind != DiffKind::Body)
+        {
             match self.status_of(ep, ep.fields.get(&d.field)) {
                 FieldStatus::Noisy => d.noise = true,
                 FieldStatus::Real => d.noise = false,
@@ -273,11 +278,17 @@ impl NoiseModel {
                 let mut fields: Vec<FieldNoise> = ep
                     .fields
                     .iter()
-                    .map(|(f, c)| FieldNoise {
-                        field: f.clone(),
-                        raw: c.raw,
-                        noise: c.noise,
-                        status: self.status_of(ep, Some(c)),
+                    .map(|(f, c)| {
+                        let status = self.status_of(ep, Some(c));
+                        FieldNoise {
+                            field: f.clone(),
+                            raw: c.raw,
+                            noise: c.noise,
+                            status,
+                            suggestion: (status == FieldStatus::Noisy)
+                                .then(|| suggest::suggest(f, c, ep.exchanges))
+                                .flatten(),
+                        }
                     })
                     .collect();
                 fields.sort_by(|a, b| b.noise.cmp(&a.noise).then(a.field.cmp(&b.field)));
@@ -293,106 +304,28 @@ impl NoiseModel {
     }
 
     /// A `diff-rules` file (YAML) with one rule per endpoint that has noisy fields: `ignore` for
-    /// volatile values, `unordered` for arrays whose order is noise, `tolerance` for numbers that
-    /// jitter by a small relative amount. Meant for review and commit, not blind use.
+    /// volatile values (ids, timestamps: values that never repeat), `unordered` for arrays whose
+    /// order is noise, `tolerance` for numbers whose relative spread is small and stable,
+    /// `ignore_headers` for noisy headers — each line commented with its evidence. Meant for
+    /// review and commit, not blind use.
     pub fn rules_yaml(&self) -> String {
         let inner = self.inner.lock();
-        let mut endpoints: Vec<&String> = inner.keys().collect();
-        endpoints.sort();
-        let mut out = String::from(
-            "# Learned by shadowdiff from primary-vs-secondary differences.\n# Review before committing to diff-rules/.\nversion: 1\nrules:\n",
-        );
-        let mut any = false;
-        for name in endpoints {
-            let ep = &inner[name];
-            let mut fields: Vec<(&String, &FieldCounts)> = ep
-                .fields
-                .iter()
-                .filter(|(_, c)| self.status_of(ep, Some(c)) == FieldStatus::Noisy)
-                .collect();
-            if fields.is_empty() {
-                continue;
-            }
-            fields.sort_by(|a, b| a.0.cmp(b.0));
-            let (mut ignore, mut unordered, mut tolerance) = (Vec::new(), Vec::new(), Vec::new());
-            for (f, c) in fields {
-                // Header and status noise is written as header ignores; status noise has no rule.
-                if let Some(h) = f.strip_prefix("@headers/") {
-                    ignore.push(("h", h.to_string(), c.noise, ep.exchanges));
-                } else if f.starts_with('@') {
-                    continue;
-                } else if c.kinds == [DiffKind::Order] {
-                    unordered.push((f.clone(), c.noise, ep.exchanges));
-                } else if c.numeric_only
-                    && c.max_rel > 0.0
-                    && c.max_rel < 0.01
-                    && c.kinds.iter().all(|k| *k == DiffKind::Value)
-                {
-                    tolerance.push((f.clone(), c.max_rel * 1.5, c.noise, ep.exchanges));
-                } else {
-                    ignore.push(("b", f.clone(), c.noise, ep.exchanges));
-                }
-            }
-            any = true;
-            out.push_str(&format!("  - match: {}\n", yaml_quote(name)));
-            let headers: Vec<&(&str, String, u64, u64)> =
-                ignore.iter().filter(|x| x.0 == "h").collect();
-            if !headers.is_empty() {
-                out.push_str("    ignore_headers:\n");
-                for (_, h, n, total) in headers {
-                    out.push_str(&format!(
-                        "      - {}   # noisy in {n} of {total}\n",
-                        yaml_quote(h)
-                    ));
-                }
-            }
-            let body: Vec<&(&str, String, u64, u64)> =
-                ignore.iter().filter(|x| x.0 == "b").collect();
-            if !body.is_empty() {
-                out.push_str("    ignore:\n");
-                for (_, f, n, total) in body {
-                    out.push_str(&format!(
-                        "      - {}   # noisy in {n} of {total}\n",
-                        yaml_quote(f)
-                    ));
-                }
-            }
-            if !unordered.is_empty() {
-                out.push_str("    unordered:\n");
-                for (f, n, total) in &unordered {
-                    out.push_str(&format!(
-                        "      - {}   # order noisy in {n} of {total}\n",
-                        yaml_quote(f)
-                    ));
-                }
-            }
-            if !tolerance.is_empty() {
-                out.push_str("    tolerance:\n");
-                for (f, rel, n, total) in &tolerance {
-                    out.push_str(&format!(
-                        "      {}: {{rel: {rel:.3e}}}   # jitter in {n} of {total}\n",
-                        yaml_quote(f)
-                    ));
-                }
-            }
-        }
-        if !any {
-            out.push_str("  []\n");
-            out = out.replace("rules:\n  []\n", "rules: []\n");
-        }
-        out
+        let mut endpoints: Vec<(&str, Vec<(&str, Suggestion)>)> = inner
+            .iter()
+            .map(|(name, ep)| {
+                let mut fields: Vec<(&str, Suggestion)> = ep
+                    .fields
+                    .iter()
+                    .filter(|(_, c)| self.status_of(ep, Some(c)) == FieldStatus::Noisy)
+                    .filter_map(|(f, c)| Some((f.as_str(), suggest::suggest(f, c, ep.exchanges)?)))
+                    .collect();
+                fields.sort_by(|a, b| a.0.cmp(b.0));
+                (name.as_str(), fields)
+            })
+            .collect();
+        endpoints.sort_by(|a, b| a.0.cmp(b.0));
+        suggest::rules_yaml(&endpoints)
     }
-}
-
-fn relative_delta(a: &Value, b: &Value) -> Option<f64> {
-    let (x, y) = (a.as_f64()?, b.as_f64()?);
-    let m = x.abs().max(y.abs());
-    Some(if m == 0.0 { 0.0 } else { (x - y).abs() / m })
-}
-
-/// Double-quoted YAML scalar (JSON string syntax is valid YAML).
-fn yaml_quote(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
 }
 
 impl crate::pipeline::Refine for NoiseModel {

@@ -3,14 +3,14 @@
 //! so queries cost what observations do not (overall figures are never recorded separately).
 
 use super::counts::{Counts, FieldCounts};
-use super::gate::{self, GateParams, GateReport, GateVerdict, judge};
+use super::gate::{self, GateCounts, GateParams, GateReport, GateVerdict, judge};
 use super::latency::{LatencySet, LatencySummary};
 use super::report::{
     ClusterField, Divergence, EndpointMetrics, EndpointSummary, HistogramBuckets, MismatchQuery,
     SignatureSummary, Summary, Totals,
 };
 use super::store::{EndpointStats, Stats};
-use super::wilson::wilson95;
+use super::triage::Expected;
 use super::window::{Window, WindowError, format_duration};
 use crate::compare::{SkipReason, VerdictKind};
 use crate::event::{Event, format_ts};
@@ -23,6 +23,7 @@ struct Agg {
     counts: Counts,
     fields: FieldCounts,
     latency: Option<LatencySet>,
+    expected: Expected,
 }
 
 impl Agg {
@@ -31,6 +32,7 @@ impl Agg {
             counts: Counts::default(),
             fields: FieldCounts::default(),
             latency: None,
+            expected: Expected::default(),
         }
     }
 
@@ -49,6 +51,7 @@ impl Agg {
             divergence: Divergence::of(&self.counts),
             latency: latency_summary(self.latency.as_ref()),
             top_fields: self.fields.top(top_fields),
+            expected: self.expected,
         }
     }
 }
@@ -100,6 +103,7 @@ impl Stats {
                 counts: ep.total,
                 fields: ep.total_fields.clone(),
                 latency: Some((*ep.total_latency).clone()),
+                expected: Expected::default(),
             },
             Window::Last(d) => {
                 let mut a = Agg::empty();
@@ -134,7 +138,9 @@ impl Stats {
         let now_epoch = self.epoch_now();
         let mut out = BTreeMap::new();
         self.for_each_endpoint(|name, ep| {
-            out.insert(name.to_string(), self.aggregate(ep, w, now_epoch));
+            let mut a = self.aggregate(ep, w, now_epoch);
+            a.expected = self.expected_of(name, ep, w, now_epoch);
+            out.insert(name.to_string(), a);
         });
         out
     }
@@ -147,6 +153,7 @@ impl Stats {
         for (name, a) in aggs {
             total.counts.add(&a.counts);
             total.fields.add(&a.fields);
+            total.expected.add(&a.expected);
             if let Some(l) = &a.latency {
                 total.add_latency(l);
             }
@@ -165,59 +172,61 @@ impl Stats {
         }
     }
 
-    /// Evaluates the release gate over a window (docs/api.md, "gate").
+    /// Evaluates the release gate over a window (docs/api.md, "gate"; docs/gate.md).
     pub fn gate(&self, w: Window, p: &GateParams) -> GateReport {
         let now_epoch = self.epoch_now();
-        let mut per: BTreeMap<String, Counts> = BTreeMap::new();
+        let mut per: BTreeMap<String, (Counts, Expected)> = BTreeMap::new();
         self.for_each_endpoint(|name, ep| {
             if p.endpoint.as_deref().is_none_or(|e| e == name) {
-                per.insert(name.to_string(), self.aggregate_counts(ep, w, now_epoch));
+                let x = self.expected_of(name, ep, w, now_epoch);
+                per.insert(
+                    name.to_string(),
+                    (self.aggregate_counts(ep, w, now_epoch), x),
+                );
             }
         });
         if let Some(e) = &p.endpoint {
             per.entry(e.clone()).or_default();
         }
+        // Acknowledged divergent exchanges whose acknowledgement says so leave the divergence
+        // (as a rule absorbing them would have made them matches); they stay in the samples.
+        let counts = |c: &Counts, x: &Expected| GateCounts {
+            divergent: c.divergent().saturating_sub(x.excluded_from_gate),
+            samples: c.samples(),
+        };
         let mut pool = Counts::default();
+        let mut pool_x = Expected::default();
         let mut endpoints = Vec::new();
         let mut worst = GateVerdict::Pass;
-        for (name, c) in &per {
+        for (name, (c, x)) in &per {
             pool.add(c);
-            let threshold = p
-                .per_endpoint
-                .get(name)
-                .copied()
-                .unwrap_or(p.max_divergence);
+            pool_x.add(x);
             // An endpoint with nothing compared in the window (only skips — e.g. POSTs that are
             // never mirrored) has nothing to judge and must not hold the gate; it is listed, but
             // not counted in the worst-of, unless it is the endpoint asked for.
-            let l = gate::line(name, c.divergent(), c.samples(), threshold, p.min_samples);
+            let mut l = gate::line(name, counts(c, x), &p.rule_for(name));
+            l.expected = *x;
             if c.samples() > 0 || p.endpoint.is_some() {
                 worst = worst.max(l.verdict);
             }
             endpoints.push(l);
         }
-        let (lo, hi) = wilson95(pool.divergent(), pool.samples());
-        // Gating one endpoint: its own threshold applies to the pool (which is that endpoint).
-        let pool_threshold = p
-            .endpoint
-            .as_ref()
-            .and_then(|e| p.per_endpoint.get(e).copied())
-            .unwrap_or(p.max_divergence);
-        let pool_verdict = judge(
-            pool.divergent(),
-            pool.samples(),
-            pool_threshold,
-            p.min_samples,
-        );
+        // Gating one endpoint: its own overrides apply to the pool (which is that endpoint).
+        let pool_rule = p.pool_rule();
+        let pc = counts(&pool, &pool_x);
+        let pool_judged = judge(pc, &pool_rule);
         GateReport {
-            verdict: worst.max(pool_verdict),
-            pool_verdict,
-            divergence_rate: gate::rate(pool.divergent(), pool.samples()),
-            divergent: pool.divergent(),
-            samples: pool.samples(),
-            ci95: [lo, hi],
-            max_divergence: pool_threshold,
-            min_samples: p.min_samples,
+            verdict: worst.max(pool_judged.verdict),
+            pool_verdict: pool_judged.verdict,
+            method: pool_rule.method,
+            divergence_rate: gate::rate(pc.divergent, pc.samples),
+            divergent: pc.divergent,
+            samples: pc.samples,
+            expected: pool_x,
+            ci95: pool_judged.ci95,
+            max_divergence: pool_rule.max_divergence,
+            min_samples: pool_rule.min_samples,
+            min_samples_for: pool_rule.min_samples_for,
             window: w.label(),
             endpoints,
         }
@@ -281,6 +290,7 @@ impl Stats {
                     first_seen: format_ts(c.first_seen),
                     last_seen: format_ts(c.last_seen),
                     example_id: c.example_id.clone(),
+                    acknowledgement: self.acks.get(name, sig),
                 });
             }
         });

@@ -51,6 +51,9 @@ pub struct Totals {
     pub divergence: Divergence,
     pub latency: LatencySummary,
     pub top_fields: Vec<FieldStat>,
+    /// Exchanges of acknowledged signatures (counted in the figures above too; docs/api.md).
+    #[serde(default)]
+    pub expected: super::triage::Expected,
 }
 
 /// One endpoint's line of the summary: its name and the same figures as the totals (flattened,
@@ -91,6 +94,9 @@ pub struct SignatureSummary {
     pub first_seen: String,
     pub last_seen: String,
     pub example_id: Option<String>,
+    /// Its acknowledgement, when QA said it is expected.
+    #[serde(default)]
+    pub acknowledgement: Option<super::ack::Acknowledgement>,
 }
 
 /// Filters of `/api/v1/mismatches`.

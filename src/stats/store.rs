@@ -9,6 +9,7 @@
 //! recorded separately: queries merge the endpoints, because queries are rare and observations
 //! are not. Published events additionally take the recent ring's lock.
 
+use super::ack::Acknowledgements;
 use super::config::StatsConfig;
 use super::counts::{Counts, FieldCounts, exchange_fields, published_differences};
 use super::endpoint_map::EndpointMap;
@@ -54,6 +55,8 @@ pub struct Stats {
     pub(super) recent: Mutex<VecDeque<Arc<Event>>>,
     /// Process-wide, since start: the skew between the three sends of each exchange.
     pub(super) skew: skew::SkewHistogram,
+    /// Acknowledged signatures, counted as expected (`triage`).
+    pub(super) acks: Arc<Acknowledgements>,
 }
 
 impl Stats {
@@ -80,7 +83,14 @@ impl Stats {
             endpoints: EndpointMap::new(max_endpoints),
             recent: Mutex::new(VecDeque::new()),
             skew: skew::SkewHistogram::default(),
+            acks: Arc::new(Acknowledgements::in_memory()),
         }
+    }
+
+    /// Counts the given acknowledgements as expected (default: none, in memory).
+    pub fn with_acknowledgements(mut self, acks: Arc<Acknowledgements>) -> Self {
+        self.acks = acks;
+        self
     }
 
     /// The send skew histogram (since start, all endpoints).
@@ -165,6 +175,11 @@ impl Stats {
             }
         }
         if let Some(sig) = &v.signature {
+            bump_signature(
+                &mut ep.ring.current(epoch).signatures,
+                sig,
+                cfg.max_signatures,
+            );
             let id = o.event.map(|e| e.id.clone());
             self.bump_cluster(ep, sig, differences, v.kind, now, id);
         }
@@ -215,6 +230,15 @@ impl Stats {
             }
             None => ep.clusters_dropped += 1,
         }
+    }
+}
+
+/// Counts one exchange of `sig` in a window bucket, while the bucket has room for it.
+pub(super) fn bump_signature(m: &mut HashMap<Box<str>, u64>, sig: &str, max: usize) {
+    if let Some(n) = m.get_mut(sig) {
+        *n += 1;
+    } else if m.len() < max {
+        m.insert(sig.into(), 1);
     }
 }
 

@@ -137,6 +137,9 @@ pub(super) struct Bucket {
     /// Allocated on first use, at the window's (lower) precision: most endpoint-minutes of a
     /// quiet endpoint never need one.
     pub(super) latency: Option<Box<LatencySet>>,
+    /// Exchanges per signature in this bucket (at most `max_signatures`): what an
+    /// acknowledgement makes *expected* over a sliding window (`triage`).
+    pub(super) signatures: std::collections::HashMap<Box<str>, u64>,
 }
 
 impl Bucket {
@@ -146,6 +149,7 @@ impl Bucket {
             counts: Counts::default(),
             fields: FieldCounts::default(),
             latency: None,
+            signatures: std::collections::HashMap::new(),
         }
     }
 
@@ -153,6 +157,7 @@ impl Bucket {
         self.epoch = epoch;
         self.counts = Counts::default();
         self.fields.map.clear();
+        self.signatures.clear();
         if let Some(l) = &mut self.latency {
             l.reset();
         }

@@ -123,6 +123,7 @@ try {
       assert.ok((await page.getAttribute(sel, "class")).includes(gate.verdict), `${sel} styled as ${gate.verdict}`);
     }
     assertRate(await page.textContent("#gate-rate"), gate.divergence_rate, gate.ci95, "gate pool");
+    assert.match(await page.textContent("#gate-method"), new RegExp(`^${gate.method} `), "how the gate judged");
     assert.match(await page.textContent("#gate-samples"), new RegExp(`^${gate.samples}\\b`));
     const rows = await tableRows(page, "#gate-endpoints");
     assert.deepEqual(rows.map((r) => [r.endpoint, r.verdict, Number(r.samples)]),
@@ -135,8 +136,11 @@ try {
   assert.ok(noise.secondary, "the demo runs with a secondary");
   await eventually(async () => {
     const rows = await tableRows(page, "#noise-fields");
-    const want = noise.endpoints.flatMap((ep) => ep.fields.map((f) => [ep.endpoint, f.field, f.raw, f.noise, ep.samples, f.status]));
-    const got = rows.map((r) => [r.endpoint, r.field, Number(r["candidate differs"]), Number(r["secondary differs"]), Number(r.of), r.status]);
+    // A noisy field shows its suggested rule and the evidence for it (issue 16, item 5).
+    const want = noise.endpoints.flatMap((ep) => ep.fields.map((f) => [ep.endpoint, f.field, f.raw, f.noise, ep.samples, f.status,
+      f.suggestion ? f.suggestion.rule : "", f.suggestion ? f.suggestion.evidence.values : ""]));
+    const got = rows.map((r) => [r.endpoint, r.field, Number(r["candidate differs"]), Number(r["secondary differs"]), Number(r.of), r.status,
+      r["suggested rule"].split(" ")[0], r["suggested rule"] ? Number(/(\d+) values/.exec(r.evidence)[1]) : ""]);
     const key = (x) => x.slice(0, 2).join(" ");
     assert.deepEqual(got.map(key).sort(), want.map(key).sort(), "noise rows");
     for (const w of want) assert.deepEqual(got.find((g) => key(g) === key(w)), w, `noise row ${key(w)}`);

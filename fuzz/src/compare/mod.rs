@@ -18,7 +18,10 @@
 //!   shuffled; numbers moved within a quarter of the tolerance; numbers and booleans as strings
 //!   under `coerce`; digits changed under a digit rewrite; fields and elements added under
 //!   `ignore_added`;
-//! - a number changed in value (a digit before its integer part) is a `value` difference.
+//! - a number changed in value (a digit before its integer part) is a `value` difference;
+//! - compared as text, with a secondary (issue 16, text noise judged line by line): a secondary
+//!   that answered as the primary explains nothing (the same differences, none noise); one that
+//!   answered as the candidate explains every difference.
 //!
 //! Where a property does not hold by design it is not asserted, and the rule set says so:
 //! `keyed` arrays report a candidate element at its primary element's index (README, "Known
@@ -278,6 +281,7 @@ pub fn check_pair(p: &[u8], c: &[u8]) -> Result<Exercised, String> {
                     let (kind, path) = (d.kind.as_str(), &d.path);
                     return Err(format!("{kind} at {path:?} in a text diff {}", ctx()));
                 }
+                text_noise(cmp, p, c, &v).map_err(|e| format!("{e} {}", ctx()))?;
             }
         }
         if set.symmetric && !v.truncated {
@@ -292,6 +296,27 @@ pub fn check_pair(p: &[u8], c: &[u8]) -> Result<Exercised, String> {
         }
     }
     Ok(seen)
+}
+
+/// Line-level text noise against the two secondaries whose answer is known in advance.
+fn text_noise(cmp: &Comparator, p: &[u8], c: &[u8], v: &Verdict) -> Result<(), String> {
+    let json = Some("application/json");
+    let with = |s: &[u8]| cmp.compare_bodies_with(Some("GET /fuzz"), p, c, Some(s), json, json);
+    let as_primary = with(p);
+    if as_primary.differences != v.differences {
+        return Err(format!(
+            "a secondary answering as the primary changed the differences: {}",
+            listing(&as_primary.differences)
+        ));
+    }
+    let as_candidate = with(c);
+    if !as_candidate.truncated && as_candidate.differences.iter().any(|d| !d.noise) {
+        return Err(format!(
+            "a secondary answering as the candidate left a real difference: {}",
+            listing(&as_candidate.differences)
+        ));
+    }
+    Ok(())
 }
 
 fn compare(cmp: &Comparator, p: &[u8], c: &[u8]) -> Verdict {

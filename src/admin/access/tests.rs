@@ -154,6 +154,7 @@ fn the_address_the_connection_arrived_on_passes() {
         listen: "0.0.0.0:9901".parse().unwrap(),
         token_file: None,
         allowed_hosts: vec![],
+        acknowledgements: None,
     });
     assert!(acc.is_err(), "0.0.0.0 without a token is refused at start");
     let acc = AdminAccess::default();

@@ -7,7 +7,7 @@
 //! reason.
 
 use super::{Action, Rewrite, Rule, RuleSet, Tolerance};
-use crate::compare::pattern::{EndpointPattern, PathPattern};
+use crate::compare::pattern::{EndpointPattern, HeaderPattern, PathPattern};
 use crate::yaml::{self, LineIndex, Problem};
 use regex::Regex;
 use serde::Deserialize;
@@ -252,12 +252,15 @@ fn rule(item: &Yaml) -> (Rule, Found) {
             Err(e) => found.push((Some("rewrite".into()), format!("rewrite: {e}"))),
         }
     }
-    rule.ignore_headers = raw
-        .ignore_headers
-        .iter()
-        .flatten()
-        .map(|h| h.to_ascii_lowercase())
-        .collect();
+    for h in raw.ignore_headers.iter().flatten() {
+        match HeaderPattern::parse(h) {
+            Ok(p) => rule.ignore_headers.push(p),
+            Err(e) => found.push((
+                Some("ignore_headers".into()),
+                format!("ignore_headers: {e}"),
+            )),
+        }
+    }
     rule.ignore_added = raw.ignore_added;
     (rule, found)
 }

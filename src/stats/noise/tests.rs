@@ -244,3 +244,143 @@ fn learned_rules_load_back_and_cancel_the_noise() {
         vec!["/total"]
     );
 }
+
+/// A value difference on `field` between primary value `p` and secondary value `s`.
+fn dv(field: &str, p: serde_json::Value, s: serde_json::Value) -> Difference {
+    Difference {
+        primary: p,
+        candidate: s,
+        ..d(field, DiffKind::Value)
+    }
+}
+
+/// Feeds `n` exchanges in which the secondary (and the candidate, alike) differ on `field` with
+/// the values `pair(i)`, and returns the field's suggestion.
+fn learn(n: u64, field: &str, pair: impl Fn(u64) -> (f64, f64)) -> (NoiseModel, Suggestion) {
+    let m = NoiseModel::new(cfg(), crate::stats::DEFAULT_MAX_ENDPOINTS);
+    for i in 0..n {
+        let (p, s) = pair(i);
+        let diff = dv(field, p.into(), s.into());
+        let mut v = verdict(vec![diff.clone()], vec![diff]);
+        m.apply("GET /j", &mut v);
+    }
+    let f = m.snapshot()[0].fields[0].clone();
+    assert_eq!(f.status, FieldStatus::Noisy);
+    let s = f.suggestion.expect("a noisy field gets a suggestion");
+    (m, s)
+}
+
+/// A reproducible jitter in [-1, 1).
+fn jitter(i: u64) -> f64 {
+    let x = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+    2.0 * x - 1.0
+}
+
+#[test]
+fn a_timestamp_that_never_repeats_is_ignored_not_given_a_tolerance() {
+    // Epoch milliseconds, the secondary answering 1–500 ms later: the relative difference is
+    // ~1e-13, which a tolerance would fit today and miss tomorrow.
+    let (m, s) = learn(40, "/generated_at", |i| {
+        let t = 1_767_225_600_000.0 + 1000.0 * i as f64;
+        (t, t + 1.0 + (250.0 * (1.0 + jitter(i))).floor())
+    });
+    assert_eq!(s.rule, SuggestedRule::Ignore, "{s:?}");
+    assert!(s.reason.contains("never repeat"), "{}", s.reason);
+    assert_eq!((s.evidence.values, s.evidence.distinct), (80, 80));
+    assert_eq!((s.evidence.noise, s.evidence.samples), (40, 40));
+    let yaml = m.rules_yaml();
+    assert!(yaml.contains("ignore:\n      - \"/generated_at\"   # noisy in 40 of 40; values never repeat (80 seen, all distinct)"), "{yaml}");
+    assert!(!yaml.contains("tolerance"), "{yaml}");
+    // The same for a string id.
+    let m2 = NoiseModel::new(cfg(), crate::stats::DEFAULT_MAX_ENDPOINTS);
+    for i in 0..20 {
+        let diff = dv(
+            "/id",
+            format!("req-{i}-p").into(),
+            format!("req-{i}-s").into(),
+        );
+        m2.apply("GET /j", &mut verdict(vec![diff.clone()], vec![diff]));
+    }
+    let s2 = m2.snapshot()[0].fields[0].suggestion.clone().unwrap();
+    assert_eq!(s2.rule, SuggestedRule::Ignore);
+    assert!(s2.reason.contains("never repeat"), "{}", s2.reason);
+}
+
+#[test]
+fn a_jittery_number_with_a_stable_spread_gets_a_tolerance_that_holds() {
+    // Prices from a small catalogue (so values repeat), the secondary off by up to ±0.1%.
+    let price = |i: u64| [10.0, 20.0, 30.0][(i % 3) as usize];
+    let (m, s) = learn(60, "/price", |i| {
+        let p = price(i);
+        (p, p * (1.0 + 0.001 * jitter(i)))
+    });
+    assert_eq!(s.rule, SuggestedRule::Tolerance, "{s:?}");
+    let rel = s.rel.unwrap();
+    let max_rel = s.evidence.max_rel.unwrap();
+    assert!(max_rel > 0.0009 && max_rel <= 0.001, "{max_rel}");
+    assert!((rel - 1.5 * max_rel).abs() < 1e-12);
+    assert!(
+        s.evidence.distinct < s.evidence.values,
+        "the catalogue repeats"
+    );
+    assert!(
+        2 * s.evidence.stable_for.unwrap() >= s.evidence.numeric,
+        "{s:?}"
+    );
+    assert!(s.reason.contains("stable over the last"), "{}", s.reason);
+    // The suggested file loads, and its tolerance absorbs the next jitter of the same size.
+    let yaml = m.rules_yaml();
+    let rules =
+        crate::compare::rules::RuleSet::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let cmp = crate::compare::Comparator::new(std::sync::Arc::new(rules), Default::default());
+    let v = cmp.compare_bodies(
+        Some("GET /j"),
+        br#"{"price": 20.0}"#,
+        br#"{"price": 20.0199}"#,
+        None,
+        None,
+    );
+    assert_eq!(v.kind, VerdictKind::Match, "{yaml}");
+}
+
+#[test]
+fn a_spread_that_keeps_growing_is_ignored_not_given_a_tolerance() {
+    // The relative difference doubles every five exchanges: any tolerance fitted so far fails
+    // on the next doubling.
+    let (_, s) = learn(60, "/drift", |i| {
+        let p = [10.0, 20.0][(i % 2) as usize];
+        (p, p * (1.0 + 1e-7 * 2f64.powi((i / 5) as i32)))
+    });
+    assert_eq!(s.rule, SuggestedRule::Ignore, "{s:?}");
+    assert!(s.reason.contains("not stable"), "{}", s.reason);
+}
+
+#[test]
+fn a_learned_noisy_text_body_does_not_make_a_real_line_change_noise() {
+    // Every exchange: the secondary's body differs on a request-id line (a `body` difference on
+    // field ""), and so does the candidate's, marked noise line by line by the comparator.
+    let m = NoiseModel::new(cfg(), crate::stats::DEFAULT_MAX_ENDPOINTS);
+    let body = |noise: bool| Difference {
+        noise,
+        ..d("", DiffKind::Body)
+    };
+    for _ in 0..20 {
+        let mut v = verdict(vec![], vec![body(false)]);
+        v.differences = vec![body(true)];
+        v.kind = VerdictKind::Noise;
+        m.apply("GET /t", &mut v);
+    }
+    assert_eq!(m.snapshot()[0].fields[0].status, FieldStatus::Noisy);
+    assert_eq!(
+        m.snapshot()[0].fields[0].suggestion,
+        None,
+        "no rule for a text body"
+    );
+    // Now the candidate also changes another line: that hunk was judged real, and stays so.
+    let mut v = verdict(vec![], vec![body(false)]);
+    v.differences = vec![body(true), body(false)];
+    v.kind = VerdictKind::Mismatch;
+    m.apply("GET /t", &mut v);
+    assert_eq!(v.kind, VerdictKind::Mismatch);
+    assert_eq!(v.differences.iter().filter(|d| d.noise).count(), 1);
+}
