@@ -52,8 +52,8 @@ pub use interval::{
 };
 pub use latency::{LatencySet, LatencySummary, MAX_US, Percentiles, SignedPercentiles};
 pub use report::{
-    ClusterField, Divergence, EndpointMetrics, EndpointSummary, FieldStat, HistogramBuckets,
-    LATENCY_BUCKETS_S, MismatchQuery, SignatureSummary, Summary, Totals,
+    ClusterField, DELTA_BUCKETS_S, Divergence, EndpointMetrics, EndpointSummary, FieldStat,
+    HistogramBuckets, LATENCY_BUCKETS_S, MismatchQuery, SignatureSummary, Summary, Totals,
 };
 pub use store::Stats;
 pub use wilson::{Z95, wilson, wilson95};
