@@ -44,16 +44,37 @@ else
   log "installing tansu 0.6.0 (cargo install; slow, once)"
   cargo install tansu --version 0.6.0 --locked --features dynostore
 fi
-# confluent-kafka bundles a current librdkafka (Debian's kcat is too old to talk to tansu).
-if target/pyenv/bin/python -c 'import confluent_kafka' >/dev/null 2>&1; then
-  log "python venv with confluent-kafka present (target/pyenv)"
+# The tests' Python packages live in one virtual environment, target/pyenv.
+if [ -x target/pyenv/bin/python ]; then
+  log "python venv present (target/pyenv)"
 else
-  log "creating target/pyenv with confluent-kafka"
+  log "creating target/pyenv"
   # Debian's python3 keeps venv in a separate package.
   python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt python3-venv
   mkdir -p target
   python3 -m venv target/pyenv
+fi
+# confluent-kafka bundles a current librdkafka (Debian's kcat is too old to talk to tansu).
+if target/pyenv/bin/python -c 'import confluent_kafka' >/dev/null 2>&1; then
+  log "confluent-kafka present (target/pyenv)"
+else
+  log "installing confluent-kafka into target/pyenv"
   target/pyenv/bin/pip install -q confluent-kafka
+fi
+
+# Offline validation of deploy/ (scripts/validate-deploy.py): kubernetes-validate carries the
+# Kubernetes schemas (no cluster needed); kustomize is built into kubectl, which this machine
+# kind ships (Debian's own kubernetes-client is 1.20, too old for the overlays).
+kv_version=1.37.0
+if [ "$(target/pyenv/bin/kubernetes-validate --version 2>/dev/null)" = "$kv_version" ]; then
+  log "kubernetes-validate $kv_version present (target/pyenv)"
+else
+  log "installing kubernetes-validate $kv_version into target/pyenv"
+  target/pyenv/bin/pip install -q "kubernetes-validate==$kv_version"
+fi
+if ! kubectl kustomize --help >/dev/null 2>&1; then
+  log "kubectl (with kustomize) is missing: deploy/ cannot be rendered (see deploy/README.md)" >&2
+  exit 1
 fi
 
 # Descriptor limits on the child process (tests/hostile_inbound.rs): prlimit, from util-linux

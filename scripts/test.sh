@@ -10,6 +10,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings (all targets: lib, bin, tests, benches)"
 cargo clippy --locked --all-targets -- -D warnings
+echo "== deploy/: render, kubernetes-validate, check-config"
+cargo build --locked --quiet --bin shadowdiff
+target/pyenv/bin/python scripts/validate-deploy.py "${CARGO_TARGET_DIR:-target}/debug/shadowdiff"
 echo "== cargo test"
 # The install step above put Chromium and playwright-core in place: the review UI browser test
 # (tests/ui.rs) must run here, not skip.

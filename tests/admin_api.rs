@@ -746,6 +746,35 @@ fn metrics_parse_as_prometheus_text() {
         (sum - (400.0 * 0.0015 + 100.0 * 0.0012)).abs() < 1e-9,
         "{sum}"
     );
+    // The paired delta (candidate − primary), signed: B's matches −200 µs, its mismatches
+    // +200 µs; C's are all 0; errors have no candidate latency, so no delta.
+    let delta =
+        |ep: &str| match &find("shadowdiff_latency_delta_seconds", &[("endpoint", ep)]).value {
+            P::Histogram(b) => b.iter().map(|c| (c.less_than, c.count)).collect::<Vec<_>>(),
+            other => panic!("not a histogram: {other:?}"),
+        };
+    let b = delta(B);
+    assert_eq!(b.len(), 28, "27 bounds and +Inf: {b:?}");
+    let at = |v: &[(f64, f64)], le: f64| v.iter().find(|(l, _)| *l == le).map(|(_, n)| *n);
+    assert_eq!(at(&b, -0.001), Some(0.0), "{b:?}");
+    assert_eq!(at(&b, 0.0), Some(200.0), "{b:?}");
+    assert_eq!(at(&b, 0.001), Some(280.0), "{b:?}");
+    assert_eq!(at(&b, f64::INFINITY), Some(280.0), "{b:?}");
+    let c = delta(C);
+    assert_eq!((at(&c, -0.001), at(&c, 0.0)), (Some(0.0), Some(120.0)));
+    let delta_sum = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "shadowdiff_latency_delta_seconds_sum"
+                && s.labels.get("endpoint") == Some(B)
+        })
+        .map(|s| num(&s.value))
+        .unwrap();
+    assert!(
+        (delta_sum - (80.0 - 200.0) * 0.0002).abs() < 1e-9,
+        "{delta_sum}"
+    );
     // Each family is declared once, even when several sources report it.
     assert_eq!(
         text.matches("# TYPE shadowdiff_sink_events_total ").count(),

@@ -127,14 +127,34 @@ pub fn render(stats: &Stats, window: Window, sources: &[Arc<dyn MetricsSource>])
 
     header(
         &mut out,
-        "shadowdiff_upstream_latency_seconds",
+        UPSTREAM_LATENCY,
         "histogram",
         "Upstream response latency since start, by side and endpoint (derived from HDR histograms).",
     );
     for e in &snap {
         for (side, h) in [("primary", &e.primary), ("candidate", &e.candidate)] {
-            histogram(&mut out, side, &e.endpoint, h);
+            histogram(
+                &mut out,
+                UPSTREAM_LATENCY,
+                &[("side", side), ("endpoint", &e.endpoint)],
+                h,
+            );
         }
+    }
+
+    header(
+        &mut out,
+        LATENCY_DELTA,
+        "histogram",
+        "Candidate minus primary latency of the same exchange (both answered) since start, by endpoint; negative: the candidate was faster (derived from HDR histograms).",
+    );
+    for e in &snap {
+        histogram(
+            &mut out,
+            LATENCY_DELTA,
+            &[("endpoint", &e.endpoint)],
+            &e.delta,
+        );
     }
 
     header(
@@ -229,19 +249,23 @@ pub fn render(stats: &Stats, window: Window, sources: &[Arc<dyn MetricsSource>])
     out
 }
 
-fn histogram(out: &mut String, side: &str, endpoint: &str, h: &HistogramBuckets) {
-    let name = "shadowdiff_upstream_latency_seconds";
+/// `shadowdiff_upstream_latency_seconds{side,endpoint}` (DESIGN.md).
+pub const UPSTREAM_LATENCY: &str = "shadowdiff_upstream_latency_seconds";
+/// `shadowdiff_latency_delta_seconds{endpoint}`: the paired delta (candidate − primary), which
+/// DESIGN.md's API carries and its metric list does not (README, "Where this goes beyond").
+pub const LATENCY_DELTA: &str = "shadowdiff_latency_delta_seconds";
+
+fn histogram(out: &mut String, name: &str, base: &[(&str, &str)], h: &HistogramBuckets) {
+    let with_le = |le: &str| {
+        let mut l = base.to_vec();
+        l.push(("le", le));
+        labels(&l)
+    };
     for (le, n) in &h.buckets {
-        let l = labels(&[
-            ("side", side),
-            ("endpoint", endpoint),
-            ("le", &format!("{le}")),
-        ]);
-        let _ = writeln!(out, "{name}_bucket{l} {n}");
+        let _ = writeln!(out, "{name}_bucket{} {n}", with_le(&format!("{le}")));
     }
-    let l = labels(&[("side", side), ("endpoint", endpoint), ("le", "+Inf")]);
-    let _ = writeln!(out, "{name}_bucket{l} {}", h.count);
-    let l = labels(&[("side", side), ("endpoint", endpoint)]);
+    let _ = writeln!(out, "{name}_bucket{} {}", with_le("+Inf"), h.count);
+    let l = labels(base);
     let _ = writeln!(out, "{name}_sum{l} {}", value(h.sum_seconds));
     let _ = writeln!(out, "{name}_count{l} {}", h.count);
 }

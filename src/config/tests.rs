@@ -359,3 +359,35 @@ limits:
     }
     assert_eq!(errs.len(), 5, "{shown:#?}");
 }
+
+/// Relative `rules:` and `admin.token_file` resolve against the config file's folder, not the
+/// working directory: the kustomize base's `rules: ../rules/` and `token_file:
+/// ../admin-token/token` must work both in the repository and at the pod's mount paths
+/// (deploy/README.md).
+#[test]
+fn relative_paths_resolve_against_the_config_files_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    for d in ["config", "rules", "admin-token"] {
+        std::fs::create_dir(tmp.path().join(d)).unwrap();
+    }
+    std::fs::write(
+        tmp.path().join("rules/a.yaml"),
+        "version: 1\nrules:\n  - match: \"*\"\n    ignore: [\"/ts\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("admin-token/token"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    let file = tmp.path().join("config/shadowdiff.yaml");
+    std::fs::write(
+        &file,
+        "rules: ../rules/\nadmin: {listen: 0.0.0.0:9901, token_file: ../admin-token/token}\n",
+    )
+    .unwrap();
+    // The working directory is the crate's, where neither ../rules/ nor ../admin-token exist.
+    let (cfg, rules) = Config::check_file(&file).unwrap();
+    assert_eq!(cfg.rules, Some(tmp.path().join("config/../rules/")));
+    assert_eq!((rules.files.len(), rules.rules.len()), (1, 1));
+}

@@ -61,8 +61,8 @@ pub use interval::{
 };
 pub use latency::{LatencySet, LatencySummary, MAX_US, Percentiles, SignedPercentiles};
 pub use report::{
-    ClusterField, Divergence, EndpointMetrics, EndpointSummary, FieldStat, HistogramBuckets,
-    LATENCY_BUCKETS_S, MismatchQuery, SignatureSummary, Summary, Totals,
+    ClusterField, DELTA_BUCKETS_S, Divergence, EndpointMetrics, EndpointSummary, FieldStat,
+    HistogramBuckets, LATENCY_BUCKETS_S, MismatchQuery, SignatureSummary, Summary, Totals,
 };
 pub use sequential::{ALPHA, Sequence, Side};
 pub use store::Stats;

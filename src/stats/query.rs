@@ -329,6 +329,10 @@ impl Stats {
                     &ep.total_latency.candidate,
                     ep.total_latency.candidate_sum_us,
                 ),
+                delta: HistogramBuckets::of_delta(
+                    &ep.total_latency.delta_pos,
+                    &ep.total_latency.delta_neg,
+                ),
             });
         });
         out.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));

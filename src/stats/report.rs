@@ -129,6 +129,14 @@ pub const LATENCY_BUCKETS_S: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Upper bounds (seconds) of the paired-delta histogram (candidate − primary on one exchange):
+/// the latency bounds mirrored below zero, and 0 itself, so "candidate slower" and "candidate
+/// faster" fall on either side of one bucket bound.
+pub const DELTA_BUCKETS_S: [f64; 27] = [
+    -10.0, -5.0, -2.5, -1.0, -0.5, -0.25, -0.1, -0.05, -0.025, -0.01, -0.005, -0.0025, -0.001, 0.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// A Prometheus histogram derived from an HDR one: cumulative counts per `le`, plus `+Inf`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistogramBuckets {
@@ -140,23 +148,56 @@ pub struct HistogramBuckets {
 
 impl HistogramBuckets {
     pub(super) fn of(h: &hdrhistogram::Histogram<u64>, sum_us: u64) -> Self {
-        let mut cum = vec![0u64; LATENCY_BUCKETS_S.len()];
+        let mut b = Self::empty(&LATENCY_BUCKETS_S);
+        b.add(h, 1);
+        b.cumulate();
+        b.sum_seconds = sum_us as f64 / 1e6;
+        b
+    }
+
+    /// The signed paired delta from its two halves (see [`crate::stats::LatencySet`]): `pos`
+    /// holds candidate − primary ≥ 0, `neg` holds primary − candidate > 0. HDR keeps no sum, so
+    /// `_sum` is summed from the recorded values (each within the histogram's precision).
+    pub(super) fn of_delta(
+        pos: &hdrhistogram::Histogram<u64>,
+        neg: &hdrhistogram::Histogram<u64>,
+    ) -> Self {
+        let mut b = Self::empty(&DELTA_BUCKETS_S);
+        let sum_us = b.add(pos, 1) - b.add(neg, -1);
+        b.cumulate();
+        b.sum_seconds = sum_us as f64 / 1e6;
+        b
+    }
+
+    fn empty(bounds: &[f64]) -> Self {
+        HistogramBuckets {
+            buckets: bounds.iter().map(|le| (*le, 0)).collect(),
+            count: 0,
+            sum_seconds: 0.0,
+        }
+    }
+
+    /// Counts every value of `h`, times `sign`, into its bucket (not yet cumulative); returns
+    /// the sum of the magnitudes in µs.
+    fn add(&mut self, h: &hdrhistogram::Histogram<u64>, sign: i8) -> i128 {
+        let mut sum = 0i128;
         for v in h.iter_recorded() {
             // A recorded HDR value stands for a small range; its representative is the range's
-            // top, so a value exactly on a bound (1 ms) is counted as ≤ 1 ms.
+            // bottom, so a value exactly on a bound (1 ms) is counted as ≤ 1 ms.
             let us = h.lowest_equivalent(v.value_iterated_to());
-            let s = us as f64 / 1e6;
-            if let Some(i) = LATENCY_BUCKETS_S.iter().position(|le| s <= *le) {
-                cum[i] += v.count_at_value();
+            let s = f64::from(sign) * us as f64 / 1e6;
+            if let Some(i) = self.buckets.iter().position(|(le, _)| s <= *le) {
+                self.buckets[i].1 += v.count_at_value();
             }
+            sum += i128::from(us) * i128::from(v.count_at_value());
         }
-        for i in 1..cum.len() {
-            cum[i] += cum[i - 1];
-        }
-        HistogramBuckets {
-            buckets: LATENCY_BUCKETS_S.iter().copied().zip(cum).collect(),
-            count: h.len(),
-            sum_seconds: sum_us as f64 / 1e6,
+        self.count += h.len();
+        sum
+    }
+
+    fn cumulate(&mut self) {
+        for i in 1..self.buckets.len() {
+            self.buckets[i].1 += self.buckets[i - 1].1;
         }
     }
 }
@@ -172,4 +213,6 @@ pub struct EndpointMetrics {
     pub window_samples: u64,
     pub primary: HistogramBuckets,
     pub candidate: HistogramBuckets,
+    /// candidate − primary on the same exchange (both answered), buckets [`DELTA_BUCKETS_S`].
+    pub delta: HistogramBuckets,
 }
