@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::Child;
+use std::time::{Duration, SystemTime};
 
 /// One nginx process (no master, no daemon) with a primary and a candidate server.
 struct Nginx {
@@ -96,36 +96,13 @@ http {{
 }}
 "#
         );
-        std::fs::write(d.join("nginx.conf"), conf).unwrap();
-        let child = Command::new(bin)
-            .args(["-p", &p.to_string(), "-c", "nginx.conf", "-e", "error.log"])
-            .current_dir(d)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let n = Nginx {
+        let child = start_nginx(bin, d, &conf, &[primary, candidate]);
+        Nginx {
             child,
             dir,
             primary,
             candidate,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for port in [primary, candidate] {
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "nginx did not listen: {}",
-                    n.errors()
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
         }
-        n
-    }
-
-    fn errors(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
     }
 
     /// The candidate's access log: (connection, its request number, method, uri, status).

@@ -13,10 +13,8 @@ use common::*;
 use http::Request;
 use shadowdiff::compare::VerdictKind;
 use shadowdiff::config::{ProxyConfig, TlsConfig, Upstream};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
 
 const BODY: &str = r#"{"v":1}"#;
 
@@ -199,31 +197,15 @@ http {{
 }}
 "#
         );
-        std::fs::write(d.join("nginx.conf"), conf).unwrap();
-        let child = Command::new(bin)
-            .args(["-p", &p.to_string(), "-c", "nginx.conf", "-e", "error.log"])
-            .current_dir(d)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let n = Nginx {
+        let child = start_nginx(bin, d, &conf, &[plain, good, expired, mtls]);
+        Nginx {
             child,
             dir,
             plain,
             good,
             expired,
             mtls,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for port in [plain, good, expired, mtls] {
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                let errors = std::fs::read_to_string(n.file("error.log")).unwrap_or_default();
-                assert!(Instant::now() < deadline, "nginx did not listen: {errors}");
-                std::thread::sleep(Duration::from_millis(10));
-            }
         }
-        n
     }
 
     fn file(&self, name: &str) -> PathBuf {

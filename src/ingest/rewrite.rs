@@ -206,11 +206,6 @@ impl UpstreamRewrite {
             out.push('?');
             out.push_str(&q);
         }
-        // Checked at load, so never expected: anything a request line cannot carry keeps the
-        // copy as the client sent it.
-        if out.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            return Cow::Borrowed(pq);
-        }
         Cow::Owned(out)
     }
 

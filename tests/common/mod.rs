@@ -359,6 +359,39 @@ pub fn installed(
         .or_else(|| missing(what))
 }
 
+/// nginx in the foreground on `dir/nginx.conf` (written from `conf`, which keeps its files in
+/// `dir`), returned once every port in `ports` accepts; nginx's error log is in the panic message
+/// if one never does. The caller kills the child.
+pub fn start_nginx(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    conf: &str,
+    ports: &[u16],
+) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let p = dir.display().to_string();
+    let mut child = Command::new(bin)
+        .args(["-p", &p, "-c", "nginx.conf", "-e", "error.log"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for port in ports {
+        while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let errors = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+                panic!("nginx did not listen on {port}: {errors}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    child
+}
+
 /// A real `shadowdiff` process (the binary under test), its stdout and stderr in a log file,
 /// killed on drop however the test ends.
 pub struct Proc {
