@@ -16,22 +16,14 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::{Duration, SystemTime};
 
 /// One nginx process (no master, no daemon) with a primary and a candidate server.
 struct Nginx {
-    child: Child,
+    _nginx: KillOnDrop,
     dir: tempfile::TempDir,
     primary: u16,
     candidate: u16,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 const ITEM: &str = r#"{"id":7,"name":"lamp","price":{"amount":"19.90","currency":"EUR"}}"#;
@@ -96,9 +88,9 @@ http {{
 }}
 "#
         );
-        let child = start_nginx(bin, d, &conf, &[primary, candidate]);
+        let _nginx = start_nginx(bin, d, &conf, &[primary, candidate]);
         Nginx {
-            child,
+            _nginx,
             dir,
             primary,
             candidate,

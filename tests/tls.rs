@@ -14,7 +14,7 @@ use http::Request;
 use shadowdiff::compare::VerdictKind;
 use shadowdiff::config::{ProxyConfig, TlsConfig, Upstream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 
 const BODY: &str = r#"{"v":1}"#;
 
@@ -141,19 +141,12 @@ fn make_certs(d: &Path) {
 /// nginx with a plain primary and three https servers: `good` (valid certificate), `expired`,
 /// and `mtls` (wants a client certificate from the CA). Every one answers `BODY`.
 struct Nginx {
-    child: Child,
+    _nginx: KillOnDrop,
     dir: tempfile::TempDir,
     plain: u16,
     good: u16,
     expired: u16,
     mtls: u16,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Nginx {
@@ -197,9 +190,9 @@ http {{
 }}
 "#
         );
-        let child = start_nginx(bin, d, &conf, &[plain, good, expired, mtls]);
+        let _nginx = start_nginx(bin, d, &conf, &[plain, good, expired, mtls]);
         Nginx {
-            child,
+            _nginx,
             dir,
             plain,
             good,

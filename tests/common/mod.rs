@@ -361,13 +361,13 @@ pub fn installed(
 
 /// nginx in the foreground on `dir/nginx.conf` (written from `conf`, which keeps its files in
 /// `dir`), returned once every port in `ports` accepts; nginx's error log is in the panic message
-/// if one never does. The caller kills the child.
+/// if one never does. Killed when the returned guard drops.
 pub fn start_nginx(
     bin: &std::path::Path,
     dir: &std::path::Path,
     conf: &str,
     ports: &[u16],
-) -> std::process::Child {
+) -> KillOnDrop {
     use std::process::{Command, Stdio};
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
     let p = dir.display().to_string();
@@ -389,7 +389,17 @@ pub fn start_nginx(
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    child
+    KillOnDrop(child)
+}
+
+/// A child process killed and reaped when this drops, however the test ends.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A real `shadowdiff` process (the binary under test), its stdout and stderr in a log file,
