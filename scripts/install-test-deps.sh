@@ -35,6 +35,8 @@ need_apt ca-certificates
 # The shadow client against a server nobody here wrote (tests/nginx_candidate.rs); also the
 # load benchmark's anchors (benches/load.sh).
 need_apt nginx
+# Test certificates for the TLS tests (tests/tls.rs: a CA, server, expired and client certificates).
+need_apt openssl
 
 # Kafka sink tests (tests/kafka.rs): a Kafka-compatible broker and an independent client.
 # tansu builds from source once (20-30 minutes) and is cached under ~/.cargo/bin.

@@ -39,7 +39,10 @@
 //!   `ingest::shadow` the background shadow task; shadows go out on [`ingest::shadow_client`]
 //!   (whose answer reader `fuzz/` drives through `shadow_client::fuzzing`), whose socket work
 //!   runs on the lower-priority thread of [`ingest::background`], into budgeted
-//!   [`ingest::buffer`]s; names resolve through [`ingest::resolve`]; [`ingest::grouping`] names
+//!   [`ingest::buffer`]s; names resolve through [`ingest::resolve`]; `https://` upstreams go
+//!   through [`ingest::tls`] (the `tls:` section, one rustls client per upstream, the plain/TLS
+//!   [`ingest::tls::Conn`] and the primary's connector); [`ingest::rewrite`] changes shadow
+//!   copies (`shadow.candidate`: path prefix, regex rewrites); [`ingest::grouping`] names
 //!   endpoints (redacted); [`ingest::config`] is the proxy's config.
 //! - [`config`]: `shadowdiff.yaml` — one struct aggregating each component's own section,
 //!   validated at once (every problem, with lines), and the rules it names.

@@ -16,22 +16,14 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// One nginx process (no master, no daemon) with a primary and a candidate server.
 struct Nginx {
-    child: Child,
+    _nginx: KillOnDrop,
     dir: tempfile::TempDir,
     primary: u16,
     candidate: u16,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 const ITEM: &str = r#"{"id":7,"name":"lamp","price":{"amount":"19.90","currency":"EUR"}}"#;
@@ -96,36 +88,13 @@ http {{
 }}
 "#
         );
-        std::fs::write(d.join("nginx.conf"), conf).unwrap();
-        let child = Command::new(bin)
-            .args(["-p", &p.to_string(), "-c", "nginx.conf", "-e", "error.log"])
-            .current_dir(d)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let n = Nginx {
-            child,
+        let _nginx = start_nginx(bin, d, &conf, &[primary, candidate]);
+        Nginx {
+            _nginx,
             dir,
             primary,
             candidate,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for port in [primary, candidate] {
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "nginx did not listen: {}",
-                    n.errors()
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
         }
-        n
-    }
-
-    fn errors(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
     }
 
     /// The candidate's access log: (connection, its request number, method, uri, status).

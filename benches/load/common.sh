@@ -30,6 +30,7 @@ backends() {
       18081) delay=0 seed=111 ;;
       18082) delay=0 seed=222 ;;
       18083) delay=200 seed=333 ;;
+      18085) delay=2000 seed=333 ;;  # benches/tls.sh: 1,024 shadows in flight at ~600 rps
       *) echo "no backend on port $p" >&2; exit 1 ;;
     esac
     "${LOAD_CPU[@]}" $TOOL backend "$p" "$delay" "$seed" & PIDS+=($!)

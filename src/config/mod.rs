@@ -22,6 +22,8 @@ pub use crate::ingest::config::{
     CircuitConfig, HostPolicy, LimitsConfig, OverloadConfig, ProxyConfig, RouteConfig, ShadowConfig,
 };
 use crate::ingest::grouping::GroupingConfig;
+use crate::ingest::rewrite::{RewriteRule, UpstreamRewrite};
+pub use crate::ingest::tls::{TlsConfig, TlsSection};
 pub use crate::pipeline::CompareConfig;
 pub use crate::redact::RedactConfig;
 pub use crate::sink::file::FileSinkConfig;
@@ -111,6 +113,9 @@ pub struct Config {
     /// `noise:`, owned by the noise model ([`crate::stats::noise::NoiseConfig`]). An addition to
     /// DESIGN.md's file.
     pub noise: NoiseConfig,
+    /// `tls:`, per `https://` upstream, owned by [`crate::ingest::tls`] ([`TlsSection`]: every
+    /// key and its default). Default `{}`.
+    pub tls: TlsSection,
 }
 
 impl Default for Config {
@@ -135,6 +140,7 @@ impl Default for Config {
             stats: StatsConfig::default(),
             gate: crate::stats::GateConfig::default(),
             noise: NoiseConfig::default(),
+            tls: TlsSection::default(),
         }
     }
 }
@@ -205,11 +211,25 @@ const SECTIONS: &[(&[&str], Check, &[&str])] = &[
         check::<Config>,
         &[
             "shadow", "limits", "compare", "grouping", "publish", "sinks", "redact", "log",
-            "stats", "gate", "noise", "admin",
+            "stats", "gate", "noise", "admin", "tls",
         ],
     ),
+    (
+        &["tls"],
+        check::<TlsSection>,
+        &["primary", "candidate", "secondary"],
+    ),
+    (&["tls", "primary"], check::<TlsConfig>, &[]),
+    (&["tls", "candidate"], check::<TlsConfig>, &[]),
+    (&["tls", "secondary"], check::<TlsConfig>, &[]),
     (&["admin"], check::<AdminConfig>, &[]),
-    (&["shadow"], check::<ShadowConfig>, &["circuit", "overload"]),
+    (
+        &["shadow"],
+        check::<ShadowConfig>,
+        &["circuit", "overload", "candidate", "secondary"],
+    ),
+    (&["shadow", "candidate"], check::<UpstreamRewrite>, &[]),
+    (&["shadow", "secondary"], check::<UpstreamRewrite>, &[]),
     (&["shadow", "circuit"], check::<CircuitConfig>, &[]),
     (&["shadow", "overload"], check::<OverloadConfig>, &[]),
     (&["limits"], check::<LimitsConfig>, &[]),
@@ -224,6 +244,14 @@ const SECTIONS: &[(&[&str], Check, &[&str])] = &[
     (&["stats"], check::<StatsConfig>, &[]),
     (&["gate"], check::<crate::stats::GateConfig>, &[]),
     (&["noise"], check::<NoiseConfig>, &[]),
+];
+
+/// Lists whose items are checked one by one, each problem at its item's line: (section, key,
+/// the item's check).
+const LISTS: &[(&[&str], &str, Check)] = &[
+    (&["shadow"], "routes", check::<RouteConfig>),
+    (&["shadow", "candidate"], "rewrite", check::<RewriteRule>),
+    (&["shadow", "secondary"], "rewrite", check::<RewriteRule>),
 ];
 
 fn lookup<'v>(doc: &'v Yaml, path: &[&str]) -> Option<&'v Yaml> {
@@ -290,23 +318,22 @@ impl Config {
                 if nested.contains(&key) && matches!(v, Yaml::Mapping(_)) {
                     continue; // checked key by key as its own section
                 }
-                if *path == ["shadow"]
-                    && key == "routes"
+                if let Some((.., check_item)) =
+                    LISTS.iter().find(|(p, k, _)| p == path && *k == key)
                     && let Yaml::Sequence(items) = v
                 {
-                    // One problem per bad route, at the route's own line.
-                    let starts = lines.list_items_at(&["shadow", "routes"]);
+                    // One problem per bad item, at the item's own line.
+                    let mut full: Vec<&str> = path.to_vec();
+                    full.push(key);
+                    let starts = lines.list_items_at(&full);
                     for (i, item) in items.iter().enumerate() {
-                        if let Err(e) = check::<RouteConfig>(item) {
+                        if let Err(e) = check_item(item) {
                             if !yaml::room(&problems, 0) {
                                 break 'sections;
                             }
                             problems.push(at(
-                                starts
-                                    .get(i)
-                                    .copied()
-                                    .or(lines.key_path(&["shadow", "routes"])),
-                                format!("shadow.routes[{i}]: {}", yaml::message(&e)),
+                                starts.get(i).copied().or(lines.key_path(&full)),
+                                format!("{}[{i}]: {}", full.join("."), yaml::message(&e)),
                             ));
                         }
                     }
@@ -363,6 +390,19 @@ impl Config {
             if let Err(e) = a.token() {
                 problems.push(at(lines.key_path(&["admin", e.key()]), e.to_string()));
             }
+        }
+        // Certificate files are relative to the config file too, and read now: `check-config`
+        // reports a missing, unparsable or mismatched one at its key's line.
+        if let Some(dir) = file.parent() {
+            cfg.tls.resolve_paths(dir);
+        }
+        for e in cfg.tls.check([
+            cfg.primary.as_ref(),
+            cfg.candidate.as_ref(),
+            cfg.secondary.as_ref(),
+        ]) {
+            let line = lines.key_path(&e.path());
+            problems.push(at(line, e.to_string()));
         }
         if cfg.stats.bucket > cfg.stats.window {
             problems.push(at(
@@ -462,6 +502,7 @@ impl Config {
             shadow: self.shadow.clone(),
             limits: self.limits.clone(),
             grouping: self.grouping.clone(),
+            tls: self.tls.clone(),
             shutdown_grace: self.shutdown_grace,
         })
     }

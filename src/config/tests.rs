@@ -166,7 +166,10 @@ fn candidate_equal_to_primary_is_refused() {
 #[test]
 fn upstream_urls() {
     assert!(Upstream::parse("http://127.0.0.1:80").is_ok());
-    assert!(Upstream::parse("https://x").is_err());
+    let tls = Upstream::parse("https://[::1]").unwrap();
+    assert!(tls.is_tls() && tls.host() == "::1" && tls.port() == 443);
+    assert_eq!(Upstream::parse("http://x").unwrap().port(), 80);
+    assert!(Upstream::parse("ftp://x").is_err());
     assert!(Upstream::parse("127.0.0.1:80").is_err());
     assert!(Upstream::parse("http://x/prefix").is_err());
     let u = Upstream::parse("http://h:9").unwrap();

@@ -3,6 +3,8 @@
 //! [`super::proxy::start`] runs with.
 
 use super::grouping::GroupingConfig;
+use super::rewrite::UpstreamRewrite;
+use super::tls::TlsSection;
 use crate::compare::pattern::EndpointPattern;
 use crate::compare::rules::RuleSet;
 use crate::units::de;
@@ -28,6 +30,8 @@ pub struct ProxyConfig {
     pub shadow: ShadowConfig,
     pub limits: LimitsConfig,
     pub grouping: GroupingConfig,
+    /// `tls:`, for `https://` upstreams (paths already resolved).
+    pub tls: TlsSection,
     /// How long shutdown waits for in-flight requests and shadows.
     pub shutdown_grace: Duration,
 }
@@ -45,6 +49,7 @@ impl ProxyConfig {
             shadow: ShadowConfig::default(),
             limits: LimitsConfig::default(),
             grouping: GroupingConfig::default(),
+            tls: TlsSection::default(),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -100,6 +105,11 @@ pub struct ShadowConfig {
     pub host: HostPolicy,
     pub circuit: CircuitConfig,
     pub overload: OverloadConfig,
+    /// How copies to the candidate are changed on the way: `{path_prefix, rewrite}`
+    /// ([`UpstreamRewrite`]: every key and its default). Default: sent as the client sent them.
+    pub candidate: UpstreamRewrite,
+    /// The same for the secondary. Default: sent as the client sent them.
+    pub secondary: UpstreamRewrite,
 }
 
 impl Default for ShadowConfig {
@@ -121,6 +131,8 @@ impl Default for ShadowConfig {
             host: HostPolicy::Candidate,
             circuit: CircuitConfig::default(),
             overload: OverloadConfig::default(),
+            candidate: UpstreamRewrite::default(),
+            secondary: UpstreamRewrite::default(),
         }
     }
 }

@@ -13,7 +13,11 @@
 //! - [`overload`]: shedding shadows while the I/O threads are saturated.
 //! - [`shadow_client`]: the lean HTTP/1.1 client shadows go out on.
 //! - [`resolve`]: upstream name lookups, cached and one at a time.
+//! - [`rewrite`]: a shadow copy's path prefix and regex rewrites (`shadow.candidate`,
+//!   `shadow.secondary`).
 //! - [`semantics`]: requests refused before forwarding (CONNECT, Host), and the one Host sent.
+//! - [`tls`]: TLS to `https://` upstreams (the `tls:` section), for the shadow client and the
+//!   primary's connector.
 
 pub mod background;
 pub mod body;
@@ -25,9 +29,11 @@ pub mod inbound;
 pub mod overload;
 pub mod proxy;
 pub mod resolve;
+pub mod rewrite;
 pub mod semantics;
 mod shadow;
 pub mod shadow_client;
+pub mod tls;
 
 use crate::compare::SkipReason;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

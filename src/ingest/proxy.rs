@@ -20,6 +20,7 @@ use super::resolve::{DNS_TTL, HyperResolver, Resolver};
 use super::semantics::{self, Refused};
 use super::shadow::{Admitted, PrimaryCopy, ShadowJob, Shadows, run_shadow};
 use super::shadow_client::ShadowClient;
+use super::tls::{TlsClient, TlsError, TlsHttpConnector};
 use crate::compare::SkipReason;
 use crate::exchange::UpstreamError;
 use crate::pipeline::Pipeline;
@@ -56,6 +57,9 @@ pub enum ProxyError {
     },
     #[error("proxy task failed: {0}")]
     Task(String),
+    /// An upstream's TLS settings cannot be used (`check-config` reports the same).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A running proxy.
@@ -122,7 +126,12 @@ pub async fn start(
         f.shadow.circuit.failures,
         f.shadow.circuit.cooldown,
     ));
-    let inner = Arc::new(Inner::new(cfg, pipeline, counters.clone(), circuit.clone()));
+    let inner = Arc::new(Inner::new(
+        cfg,
+        pipeline,
+        counters.clone(),
+        circuit.clone(),
+    )?);
     tracing::info!(
         listen = %local_addr,
         primary = %inner.cfg.primary,
@@ -141,7 +150,7 @@ pub async fn start(
 
 struct Inner {
     cfg: ProxyConfig,
-    primary: Client<HttpConnector<HyperResolver>, TeeBody<Incoming>>,
+    primary: Client<TlsHttpConnector, TeeBody<Incoming>>,
     permits: Arc<Semaphore>,
     permits_total: u32,
     counters: Arc<Counters>,
@@ -156,27 +165,37 @@ impl Inner {
         pipeline: Arc<Pipeline>,
         counters: Arc<Counters>,
         circuit: Arc<Circuit>,
-    ) -> Self {
+    ) -> Result<Self, TlsError> {
         // One resolver for every upstream: a name is looked up once per TTL, not per connection.
         let resolver = Resolver::new(DNS_TTL);
         let mut conn = HttpConnector::new_with_resolver(HyperResolver(resolver.clone()));
         conn.set_nodelay(true);
+        // `https://` upstreams: built once each, so their TLS sessions are resumed.
+        let tls = |side: &'static str, up: &Upstream| {
+            up.is_tls()
+                .then(|| TlsClient::new(side, up.host(), cfg.tls.get(side), &[b"http/1.1"]))
+                .transpose()
+        };
         let primary = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .build(conn.clone());
+            .build(TlsHttpConnector::new(conn, tls("primary", &cfg.primary)?));
         // A finished shadow frees its permit a moment before its connection goes back to the
         // pool, so the next shadow may open another: the pool is bounded so the connections
         // never creep past `max_in_flight` (with hyper's pool they reached 1,225 for 1,024).
-        let shadow_client = |up: &Upstream| {
-            ShadowClient::new(
+        let shadow_client = |side, up: &Upstream| {
+            Ok::<_, TlsError>(ShadowClient::new(
                 up.authority(),
+                tls(side, up)?,
                 cfg.shadow.max_in_flight,
                 Duration::from_secs(90),
                 resolver.clone(),
-            )
+            ))
         };
-        let candidate = shadow_client(&cfg.candidate);
-        let secondary = cfg.secondary.as_ref().map(shadow_client);
+        let candidate = shadow_client("candidate", &cfg.candidate)?;
+        let secondary = match &cfg.secondary {
+            Some(up) => Some(shadow_client("secondary", up)?),
+            None => None,
+        };
         let permits_total = u32::try_from(cfg.shadow.max_in_flight).unwrap_or(u32::MAX >> 3);
         let grouper = Grouper::new(
             cfg.rules.clone(),
@@ -196,7 +215,7 @@ impl Inner {
             budget,
             io: Background::lowered(SHADOW_IO_NICE),
         });
-        Self {
+        Ok(Self {
             primary,
             permits: Arc::new(Semaphore::new(permits_total as usize)),
             permits_total,
@@ -204,7 +223,7 @@ impl Inner {
             grouper,
             shadows,
             cfg,
-        }
+        })
     }
 
     /// Whether the method is mirrored on this route.

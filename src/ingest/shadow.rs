@@ -344,10 +344,15 @@ async fn send_shadow(
             let e = UpstreamError::Other("no secondary upstream".into());
             return (Instant::now(), Ok((Err(e), Reservation::default())));
         };
-        let h = shadow_headers(&sh.cfg, client, headers);
+        let rewrite = match side {
+            Side::Secondary => &sh.cfg.secondary,
+            _ => &sh.cfg.candidate,
+        };
+        let mut h = shadow_headers(&sh.cfg, client, headers);
+        rewrite.headers(&mut h);
         let req = ShadowRequest {
             method: &method,
-            path_and_query: &pq,
+            path_and_query: &rewrite.path_and_query(&pq),
             headers: &h,
             body: &body,
         };
@@ -386,7 +391,8 @@ async fn send_shadow(
 }
 
 /// The headers a shadow copy carries: the client's, less `strip_headers`, plus `set_headers`,
-/// the loop marker and (unless `host: original`) the shadow upstream's own Host.
+/// the loop marker and (unless `host: original`) the shadow upstream's own Host; then the
+/// upstream's header rewrites (`shadow.candidate.rewrite`) apply to all of these.
 fn shadow_headers(s: &ShadowConfig, client: &ShadowClient, mut h: HeaderMap) -> HeaderMap {
     for n in &s.strip_headers {
         h.remove(n);

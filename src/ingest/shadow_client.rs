@@ -13,8 +13,9 @@
 //! `content-length`, chunked transfer coding (extensions and trailers read and dropped) or the
 //! end of the connection; no body for HEAD, 1xx, 204 and 304; interim 1xx answers skipped;
 //! keep-alive unless the answer says `close`, is HTTP/1.0, is close-delimited, or sent more than
-//! its framing. Heads are parsed by `httparse`, as hyper does. Cleartext only: upstreams are
-//! `http://` (see `config::Upstream`).
+//! its framing. Heads are parsed by `httparse`, as hyper does. Over TCP, or TLS for `https://`
+//! upstreams ([`crate::ingest::tls`]): a TLS connection adds rustls's state to the socket, is
+//! pooled the same way, and a new one resumes the session of an earlier one.
 //!
 //! Limits: a head over [`MAX_HEAD`] is an invalid answer; a body over the caller's cap stops
 //! reading at once (`TooLarge`), as does a body the memory budget cannot hold (`OverBudget`).
@@ -23,6 +24,7 @@
 
 use crate::exchange::UpstreamError;
 use crate::ingest::resolve::Resolver;
+use crate::ingest::tls::{Conn, TlsClient};
 use crate::pipeline::budget::Reservation;
 use bytes::Bytes;
 use http::{HeaderMap, Method, header};
@@ -115,6 +117,8 @@ pub struct ShadowClient {
     port: u16,
     /// Shared with the primary's connector: a name is looked up once per TTL for everyone.
     resolver: Arc<Resolver>,
+    /// `https://` upstreams: the handshake each new connection goes through.
+    tls: Option<TlsClient>,
     idle: Mutex<VecDeque<Idle>>,
     max_idle: usize,
     idle_timeout: Duration,
@@ -122,25 +126,28 @@ pub struct ShadowClient {
 
 #[derive(Debug)]
 struct Idle {
-    io: TcpStream,
+    io: Conn,
     since: Instant,
 }
 
 impl ShadowClient {
-    /// `authority` is `host:port`; at most `max_idle` connections are kept between requests,
-    /// each for at most `idle_timeout`.
+    /// `authority` is `host:port`; with `tls`, every connection is TLS (port 443 unless
+    /// written). At most `max_idle` connections are kept between requests, each for at most
+    /// `idle_timeout`.
     pub fn new(
         authority: &str,
+        tls: Option<TlsClient>,
         max_idle: usize,
         idle_timeout: Duration,
         resolver: Arc<Resolver>,
     ) -> Self {
-        let (host, port) = host_and_port(authority);
+        let (host, port) = host_and_port(authority, if tls.is_some() { 443 } else { 80 });
         Self {
             authority: authority.to_string(),
             host,
             port,
             resolver,
+            tls,
             idle: Mutex::new(VecDeque::new()),
             max_idle,
             idle_timeout,
@@ -192,7 +199,15 @@ impl ShadowClient {
         }
     }
 
-    async fn connect(&self) -> Result<TcpStream, ShadowError> {
+    async fn connect(&self) -> Result<Conn, ShadowError> {
+        let tcp = self.connect_tcp().await?;
+        match &self.tls {
+            None => Ok(Conn::Plain(tcp)),
+            Some(tls) => Ok(Conn::Tls(Box::new(tls.wrap(tcp).await?))),
+        }
+    }
+
+    async fn connect_tcp(&self) -> Result<TcpStream, ShadowError> {
         let mut last = None;
         let ips = self
             .resolver
@@ -216,9 +231,9 @@ impl ShadowClient {
     }
 
     /// The most recently used live connection; stale and closed ones are dropped on the way.
-    fn checkout(&self) -> Option<TcpStream> {
+    fn checkout(&self) -> Option<Conn> {
         let mut idle = self.idle.lock();
-        while let Some(c) = idle.pop_back() {
+        while let Some(mut c) = idle.pop_back() {
             if c.since.elapsed() >= self.idle_timeout {
                 // Everything older is further to the front.
                 idle.clear();
@@ -226,16 +241,14 @@ impl ShadowClient {
             }
             // Closed by the upstream while idle (the reactor has seen the FIN or RST), or
             // holding bytes no request asked for: not usable.
-            let mut probe = [0u8; 1];
-            if matches!(c.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            {
+            if c.io.idle_usable() {
                 return Some(c.io);
             }
         }
         None
     }
 
-    fn checkin(&self, io: TcpStream) {
+    fn checkin(&self, io: Conn) {
         let mut idle = self.idle.lock();
         while idle
             .front()
@@ -252,17 +265,17 @@ impl ShadowClient {
     }
 }
 
-/// Host (without IPv6 brackets) and port of an authority; port 80 when it has none.
-fn host_and_port(authority: &str) -> (String, u16) {
+/// Host (without IPv6 brackets) and port of an authority; `default_port` when it has none.
+fn host_and_port(authority: &str, default_port: u16) -> (String, u16) {
     match authority.parse::<http::uri::Authority>() {
         Ok(a) => (
             a.host()
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_string(),
-            a.port_u16().unwrap_or(80),
+            a.port_u16().unwrap_or(default_port),
         ),
-        Err(_) => (authority.to_string(), 80),
+        Err(_) => (authority.to_string(), default_port),
     }
 }
 
@@ -292,7 +305,7 @@ impl From<ShadowError> for Failure {
 
 /// One request and its answer on `io`; also whether `io` may carry another.
 async fn exchange(
-    io: &mut TcpStream,
+    io: &mut Conn,
     req: &ShadowRequest<'_>,
     authority: &str,
     cap: usize,
@@ -309,6 +322,8 @@ async fn exchange(
         if !coalesce {
             io.write_all(req.body).await.map_err(unanswered)?;
         }
+        // TLS holds what it encrypted until flushed (a no-op on plain TCP).
+        io.flush().await.map_err(unanswered)?;
     }
     // No read buffer exists until the upstream has something to say: a thousand shadows
     // waiting on a slow candidate hold sockets, not buffers.

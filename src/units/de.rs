@@ -198,8 +198,8 @@ pub(crate) fn brokers<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Erro
     Ok(s)
 }
 
-/// An upstream base URL, `http://host:port`: scheme and authority only. TLS to upstreams is
-/// not built in (a sidecar talks to its neighbours in clear; terminate TLS outside).
+/// An upstream base URL, `http://host:port` or `https://host:port` (TLS: `ingest::tls`, with the
+/// `tls:` section): scheme and authority only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     uri: Uri,
@@ -212,23 +212,24 @@ impl Upstream {
             .parse()
             .map_err(|e| format!("invalid URL {s:?}: {e}"))?;
         match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
+            Some("http" | "https") => {}
+            _ => {
                 return Err(format!(
-                    "{s:?}: https upstreams are not supported; use http:// (terminate TLS outside)"
+                    "{s:?}: expected http://host:port or https://host:port"
                 ));
             }
-            _ => return Err(format!("{s:?}: expected http://host:port")),
         }
         let Some(authority) = uri.authority() else {
-            return Err(format!("{s:?}: expected http://host:port"));
+            return Err(format!(
+                "{s:?}: expected http://host:port or https://host:port"
+            ));
         };
         // `http::Uri` takes any digits as a port, and an unreadable one reads as none: the
         // shadow client would then have dialled port 80.
         port(authority.as_str()).map_err(|e| format!("{s:?}: {e}"))?;
         if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
             return Err(format!(
-                "{s:?}: a path prefix is not supported; give scheme, host and port only"
+                "{s:?}: give scheme, host and port only; a path prefix for shadows is shadow.candidate.path_prefix"
             ));
         }
         Ok(Upstream { uri })
@@ -241,6 +242,27 @@ impl Upstream {
 
     pub fn scheme(&self) -> &str {
         self.uri.scheme_str().unwrap_or("http")
+    }
+
+    /// `https://`: connections are TLS (`ingest::tls`).
+    pub fn is_tls(&self) -> bool {
+        self.scheme() == "https"
+    }
+
+    /// The host without IPv6 brackets: what TLS verifies when no `server_name` is given.
+    pub fn host(&self) -> &str {
+        self.uri
+            .host()
+            .unwrap_or("")
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+    }
+
+    /// The port, written or the scheme's (80, 443).
+    pub fn port(&self) -> u16 {
+        self.uri
+            .port_u16()
+            .unwrap_or(if self.is_tls() { 443 } else { 80 })
     }
 
     /// The URI for a request's path and query on this upstream.

@@ -359,6 +359,49 @@ pub fn installed(
         .or_else(|| missing(what))
 }
 
+/// nginx in the foreground on `dir/nginx.conf` (written from `conf`, which keeps its files in
+/// `dir`), returned once every port in `ports` accepts; nginx's error log is in the panic message
+/// if one never does. Killed when the returned guard drops.
+pub fn start_nginx(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    conf: &str,
+    ports: &[u16],
+) -> KillOnDrop {
+    use std::process::{Command, Stdio};
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let p = dir.display().to_string();
+    let mut child = Command::new(bin)
+        .args(["-p", &p, "-c", "nginx.conf", "-e", "error.log"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for port in ports {
+        while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let errors = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+                panic!("nginx did not listen on {port}: {errors}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    KillOnDrop(child)
+}
+
+/// A child process killed and reaped when this drops, however the test ends.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A real `shadowdiff` process (the binary under test), its stdout and stderr in a log file,
 /// killed on drop however the test ends.
 pub struct Proc {

@@ -245,3 +245,56 @@ fn a_key_that_is_not_a_plain_string_is_a_problem_at_its_line() {
     expect(&got, 3, "a key must be a plain string, got a list");
     assert_eq!(got.len(), 2, "{got:#?}");
 }
+
+/// `shadow.candidate` rewrites and `tls:` files: each problem at its own line, all at once.
+#[test]
+fn rewrite_rules_and_tls_files_are_refused_at_their_line() {
+    let got = problems(
+        r#"primary: http://p:1
+candidate: https://c:2
+secondary: http://s:3
+shadow:
+  candidate:
+    path_prefix: v2
+    rewrite:
+      - {in: path, regex: "^/a/(\\d+)", replace: "/b/$1"}
+      - {in: header, regex: x, replace: y}
+      - in: query
+        regex: "("
+        replace: ""
+tls:
+  candidate:
+    ca_file: /nonexistent/ca.pem
+    client_cert: /nonexistent/c.pem
+  secondary: {ca_file: /nonexistent/ca.pem}
+"#,
+    );
+    expect(&got, 6, "shadow.candidate.path_prefix: ");
+    expect(
+        &got,
+        9,
+        "shadow.candidate.rewrite[1]: name: required with `in: header`",
+    );
+    expect(
+        &got,
+        10,
+        "shadow.candidate.rewrite[2]: regex: regex parse error",
+    );
+    assert_eq!(got.len(), 3, "{got:#?}");
+    // TLS files are checked once every key parsed on its own.
+    let got = problems(
+        "primary: http://p:1\ncandidate: https://c:2\nsecondary: http://s:3\ntls:\n  candidate:\n    ca_file: /nonexistent/ca.pem\n    client_cert: /nonexistent/c.pem\n  secondary: {ca_file: /nonexistent/ca.pem}\n",
+    );
+    expect(&got, 6, "tls.candidate.ca_file: /nonexistent/ca.pem: ");
+    expect(
+        &got,
+        5,
+        "tls.candidate.client_key: required with client_cert",
+    );
+    expect(
+        &got,
+        8,
+        "tls.secondary: the secondary is an http:// upstream",
+    );
+    assert_eq!(got.len(), 3, "{got:#?}");
+}

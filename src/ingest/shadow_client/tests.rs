@@ -572,13 +572,14 @@ fn authorities_split_into_host_and_port() {
         ("[::1]:9000", "::1", 9000),
         ("[::1]", "::1", 80),
     ] {
-        assert_eq!(host_and_port(a), (host.to_string(), port), "{a}");
+        assert_eq!(host_and_port(a, 80), (host.to_string(), port), "{a}");
     }
 }
 
 fn client(authority: &str, idle_timeout: Duration) -> ShadowClient {
     ShadowClient::new(
         authority,
+        None,
         4,
         idle_timeout,
         Resolver::new(Duration::from_secs(60)),
@@ -593,6 +594,7 @@ async fn a_burst_of_new_connections_to_a_name_makes_one_lookup() {
     let resolver = Resolver::new(Duration::from_secs(60));
     let c = ShadowClient::new(
         &format!("localhost:{port}"),
+        None,
         4,
         Duration::from_secs(60),
         resolver.clone(),
