@@ -20,6 +20,7 @@ pub use crate::ingest::config::{
 };
 use crate::ingest::grouping::GroupingConfig;
 pub use crate::pipeline::CompareConfig;
+pub use crate::record::writer::RecordConfig;
 pub use crate::redact::RedactConfig;
 pub use crate::sink::file::FileSinkConfig;
 use crate::sink::kafka::KafkaConfig;
@@ -103,6 +104,9 @@ pub struct Config {
     /// `noise:`, owned by the noise model ([`crate::stats::noise::NoiseConfig`]). An addition to
     /// DESIGN.md's file.
     pub noise: NoiseConfig,
+    /// `record:`, owned by the recorder ([`RecordConfig`]: every key and its default). Default
+    /// none: nothing is recorded.
+    pub record: Option<RecordConfig>,
 }
 
 impl Default for Config {
@@ -126,6 +130,7 @@ impl Default for Config {
             stats: StatsConfig::default(),
             gate: crate::stats::GateConfig::default(),
             noise: NoiseConfig::default(),
+            record: None,
         }
     }
 }
@@ -195,7 +200,7 @@ const SECTIONS: &[(&[&str], Check, &[&str])] = &[
         check::<Config>,
         &[
             "shadow", "compare", "grouping", "publish", "sinks", "redact", "log", "stats", "gate",
-            "noise", "admin",
+            "noise", "admin", "record",
         ],
     ),
     (&["admin"], check::<AdminConfig>, &[]),
@@ -213,6 +218,7 @@ const SECTIONS: &[(&[&str], Check, &[&str])] = &[
     (&["stats"], check::<StatsConfig>, &[]),
     (&["gate"], check::<crate::stats::GateConfig>, &[]),
     (&["noise"], check::<NoiseConfig>, &[]),
+    (&["record"], check::<RecordConfig>, &[]),
 ];
 
 fn lookup<'v>(doc: &'v Yaml, path: &[&str]) -> Option<&'v Yaml> {

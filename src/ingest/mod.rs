@@ -2,6 +2,10 @@
 //! them to the comparison workers; what they share lives here.
 //!
 //! - [`proxy`]: the inline sidecar's request path (`shadowdiff proxy`).
+//! - [`recorded`]: recorded or captured pairs (a request and the primary's answer seen
+//!   elsewhere) shadowed under the same policy and compared with the recorded answer
+//!   (`replay`, `capture --candidate`).
+//! - `admission`: the shadow policy's yes or no, shared by the proxy and [`recorded`].
 //! - `shadow`: the proxy's background shadow task (candidate, secondary, hand-off to comparison).
 //! - [`circuit`]: the candidate's circuit breaker.
 //! - [`grouping`]: endpoint names for exchanges.
@@ -11,12 +15,14 @@
 //! - [`resolve`]: upstream name lookups, cached and one at a time.
 //! - [`semantics`]: requests refused before forwarding (CONNECT, Host), and the one Host sent.
 
+mod admission;
 pub mod body;
 pub mod circuit;
 pub mod config;
 pub mod grouping;
 pub mod overload;
 pub mod proxy;
+pub mod recorded;
 pub mod resolve;
 pub mod semantics;
 mod shadow;

@@ -12,7 +12,8 @@
 use super::Counters;
 use super::body::{CaptureError, Captured};
 use super::circuit::Circuit;
-use super::config::{HostPolicy, ShadowConfig};
+use super::config::{HostPolicy, ShadowConfig, Upstream};
+use super::resolve::Resolver;
 use super::shadow_client::{ShadowClient, ShadowError, ShadowRequest};
 use crate::compare::SkipReason;
 use crate::exchange::{self, Exchange, Outcome, SendOffsets, UpstreamError};
@@ -43,6 +44,29 @@ pub(super) struct Shadows {
 }
 
 impl Shadows {
+    /// The shadow clients for the candidate (and secondary) under `cfg`, sharing `resolver`;
+    /// the memory budget is the counters' (so `/metrics` reads what is held).
+    pub(super) fn new(
+        cfg: &ShadowConfig,
+        (candidate, secondary): (&Upstream, Option<&Upstream>),
+        resolver: Arc<Resolver>,
+        circuit: Arc<Circuit>,
+        counters: Arc<Counters>,
+        pipeline: Arc<Pipeline>,
+    ) -> Self {
+        let budget = Arc::clone(&counters.buffered);
+        Self {
+            cfg: cfg.clone(),
+            candidate: client(cfg, candidate, &resolver),
+            secondary: secondary.map(|s| client(cfg, s, &resolver)),
+            circuit,
+            counters,
+            pipeline,
+            cancel: CancellationToken::new(),
+            budget,
+        }
+    }
+
     /// Counts a skip and lets the sinks observe it (dropped with the count when the queue is full).
     pub(super) fn skip(
         &self,
@@ -57,6 +81,69 @@ impl Shadows {
             reason,
             primary_latency,
         });
+    }
+}
+
+/// A shadow client for `up`. A finished shadow frees its permit a moment before its connection
+/// goes back to the pool, so the next shadow may open another: the pool is bounded so the
+/// connections never creep past `max_in_flight` (with hyper's pool they reached 1,225 for
+/// 1,024).
+pub(super) fn client(cfg: &ShadowConfig, up: &Upstream, resolver: &Arc<Resolver>) -> ShadowClient {
+    ShadowClient::new(
+        up.authority(),
+        cfg.max_in_flight,
+        Duration::from_secs(90),
+        resolver.clone(),
+    )
+}
+
+/// What a shadow request is: the client's request as the primary got it.
+pub(super) struct Outgoing<'a> {
+    pub(super) endpoint: &'a str,
+    pub(super) method: &'a Method,
+    pub(super) path_and_query: &'a str,
+    pub(super) headers: &'a HeaderMap,
+    pub(super) body: &'a Bytes,
+}
+
+/// A side's answer kept for comparison (with the bytes it holds), or why it is not kept.
+pub(super) type Sent = Result<(Outcome, Reservation), Dropped>;
+
+/// The candidate's and the secondary's answers and when each request left.
+pub(super) struct Pair {
+    pub(super) cand_sent: Instant,
+    pub(super) cand: Sent,
+    pub(super) sec: Option<(Instant, Sent)>,
+}
+
+/// Sends to the candidate and the secondary together (one after the other would itself create
+/// time-dependent differences that the secondary could not cancel), and tells the circuit how
+/// the candidate did.
+pub(super) async fn send_pair(
+    shadows: &Shadows,
+    out: &Outgoing<'_>,
+    probe: &mut ProbeGuard,
+) -> Pair {
+    let cand = send_shadow(shadows, &shadows.candidate, out);
+    let ((cand_sent, cand), sec) = match &shadows.secondary {
+        Some(sec) => {
+            let (c, s) = tokio::join!(cand, send_shadow(shadows, sec, out));
+            (c, Some(s))
+        }
+        None => (cand.await, None),
+    };
+    let healthy = matches!(&cand, Ok((Ok(r), _)) if r.status < 500);
+    if cand.is_ok() {
+        shadows.circuit.record(healthy, probe.armed);
+        probe.armed = false;
+    }
+    if let Ok((Err(e), _)) = &cand {
+        tracing::debug!(side = "candidate", endpoint = %out.endpoint, error = %e, "shadow request failed");
+    }
+    Pair {
+        cand_sent,
+        cand,
+        sec,
     }
 }
 
@@ -89,7 +176,7 @@ pub(super) struct PrimaryCopy {
 }
 
 /// Decrements the in-flight gauge however the shadow task ends (finished, abandoned, panicked).
-struct InFlight(Arc<Counters>);
+pub(super) struct InFlight(pub(super) Arc<Counters>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -98,9 +185,9 @@ impl Drop for InFlight {
 }
 
 /// Releases the circuit's probe slot if the probe never reached the candidate.
-struct ProbeGuard {
-    circuit: Arc<Circuit>,
-    armed: bool,
+pub(super) struct ProbeGuard {
+    pub(super) circuit: Arc<Circuit>,
+    pub(super) armed: bool,
 }
 
 impl Drop for ProbeGuard {
@@ -147,31 +234,15 @@ async fn shadow(shadows: &Shadows, mut job: ShadowJob, probe: &mut ProbeGuard) {
     else {
         return;
     };
-    // Candidate and secondary go out together: sending one after the other would itself create
-    // time-dependent differences that the secondary could not cancel.
-    let cand = send_shadow(shadows, &shadows.candidate, &job, &body);
-    let sends = async {
-        match &shadows.secondary {
-            Some(sec) => {
-                let (c, s) = tokio::join!(cand, send_shadow(shadows, sec, &job, &body));
-                (c, Some(s))
-            }
-            None => (cand.await, None),
-        }
+    let out = Outgoing {
+        endpoint: &job.endpoint,
+        method: &job.method,
+        path_and_query: &job.path_and_query,
+        headers: &job.headers,
+        body: &body,
     };
-    let (((cand_sent, cand), sec), primary) = tokio::join!(sends, primary_copy);
-    let (sec_sent, sec) = match sec {
-        Some((t, r)) => (Some(t), Some(r)),
-        None => (None, None),
-    };
-    let healthy = matches!(&cand, Ok((Ok(r), _)) if r.status < 500);
-    if cand.is_ok() {
-        shadows.circuit.record(healthy, probe.armed);
-        probe.armed = false;
-    }
-    if let Ok((Err(e), _)) = &cand {
-        tracing::debug!(side = "candidate", endpoint = %job.endpoint, error = %e, "shadow request failed");
-    }
+    let (pair, primary) = tokio::join!(send_pair(shadows, &out, probe), primary_copy);
+    let (cand_sent, sec_sent) = (pair.cand_sent, pair.sec.as_ref().map(|(t, _)| *t));
     // No copy: the primary failed (counted as primary_error where it happened) or the client left.
     let Some(primary) = primary else {
         return;
@@ -180,31 +251,10 @@ async fn shadow(shadows: &Shadows, mut job: ShadowJob, probe: &mut ProbeGuard) {
         return;
     };
     held.absorb(h);
-    let (candidate, secondary) = match (cand, sec.transpose()) {
-        (Ok((c, ch)), Ok(s)) => {
-            held.absorb(ch);
-            let s = s.map(|(s, sh)| {
-                held.absorb(sh);
-                s
-            });
-            (c, s)
-        }
-        (Err(Dropped::OverBudget), _) | (_, Err(Dropped::OverBudget)) => {
-            shadows.skip(
-                &job.endpoint,
-                SkipReason::MemoryBudget,
-                Some(done - job.started),
-            );
-            return;
-        }
-        _ => {
-            shadows.skip(
-                &job.endpoint,
-                SkipReason::BodyTooLarge,
-                Some(done - job.started),
-            );
-            return;
-        }
+    let Ok((candidate, secondary)) =
+        keep_answers(shadows, &job.endpoint, pair, &mut held, done - job.started)
+    else {
+        return;
     };
     let (path, query) = match job.path_and_query.split_once('?') {
         Some((p, q)) => (p.to_string(), Some(q.to_string())),
@@ -232,6 +282,11 @@ async fn shadow(shadows: &Shadows, mut job: ShadowJob, probe: &mut ProbeGuard) {
         secondary,
         sends: Some(SendOffsets::new(primary.sent, cand_sent, sec_sent)),
     };
+    submit(shadows, ex, held);
+}
+
+/// Hands a complete exchange to the comparison workers; a full queue is counted.
+pub(super) fn submit(shadows: &Shadows, ex: Exchange, held: Reservation) {
     match shadows
         .pipeline
         .try_submit(Job::Compare(Box::new(ex), held))
@@ -240,6 +295,36 @@ async fn shadow(shadows: &Shadows, mut job: ShadowJob, probe: &mut ProbeGuard) {
             shadows.counters.compared.fetch_add(1, Ordering::Relaxed);
         }
         Err(_) => shadows.counters.skip(SkipReason::CompareQueueFull),
+    }
+}
+
+/// The candidate's and secondary's outcomes, their bytes moved into `held`; the skip reason,
+/// counted, when one answer was not kept (over the size cap or the memory budget).
+pub(super) fn keep_answers(
+    shadows: &Shadows,
+    endpoint: &Arc<str>,
+    pair: Pair,
+    held: &mut Reservation,
+    primary_latency: Duration,
+) -> Result<(Outcome, Option<Outcome>), SkipReason> {
+    let sec = pair.sec.map(|(_, s)| s);
+    match (pair.cand, sec.transpose()) {
+        (Ok((c, ch)), Ok(s)) => {
+            held.absorb(ch);
+            let s = s.map(|(s, sh)| {
+                held.absorb(sh);
+                s
+            });
+            Ok((c, s))
+        }
+        (Err(Dropped::OverBudget), _) | (_, Err(Dropped::OverBudget)) => {
+            shadows.skip(endpoint, SkipReason::MemoryBudget, Some(primary_latency));
+            Err(SkipReason::MemoryBudget)
+        }
+        _ => {
+            shadows.skip(endpoint, SkipReason::BodyTooLarge, Some(primary_latency));
+            Err(SkipReason::BodyTooLarge)
+        }
     }
 }
 
@@ -263,7 +348,7 @@ fn take_copy(
 
 /// Why a shadow answer is not kept for comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dropped {
+pub(super) enum Dropped {
     /// Larger than `max_body_bytes`.
     TooLarge,
     /// Keeping it would cross `max_buffered_bytes`.
@@ -286,14 +371,15 @@ fn detached(h: &HeaderMap) -> HeaderMap {
     out
 }
 
-async fn send_shadow(
+/// Sends one shadow request under the policy's header rules (strip, set, marker, Host) and
+/// timeout; returns when it left and its answer.
+pub(super) async fn send_shadow(
     shadows: &Shadows,
     client: &ShadowClient,
-    job: &ShadowJob,
-    body: &Bytes,
-) -> (Instant, Result<(Outcome, Reservation), Dropped>) {
+    out: &Outgoing<'_>,
+) -> (Instant, Sent) {
     let s = &shadows.cfg;
-    let mut h = job.headers.clone();
+    let mut h = out.headers.clone();
     for n in &s.strip_headers {
         h.remove(n);
     }
@@ -309,10 +395,10 @@ async fn send_shadow(
         h.insert(header::HOST, v);
     }
     let req = ShadowRequest {
-        method: &job.method,
-        path_and_query: &job.path_and_query,
+        method: out.method,
+        path_and_query: out.path_and_query,
         headers: &h,
-        body,
+        body: out.body,
     };
     let started = Instant::now();
     let mut held = shadows.budget.reservation();

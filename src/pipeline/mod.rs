@@ -57,6 +57,18 @@ pub trait Refine: Send + Sync {
     fn refine(&self, endpoint: &str, v: &mut Verdict);
 }
 
+/// Sees each exchange a comparison worker takes, before it is compared: the proxy's recorder
+/// (`record:`, [`crate::record::writer::Recorder`]). Called on the comparison workers, off the
+/// request path; must not block.
+pub trait Tap: Send + Sync {
+    fn exchange(&self, ex: &crate::exchange::Exchange);
+
+    /// Flushes what is buffered, waiting at most `grace`. Called once at shutdown.
+    fn shutdown(&self, grace: Duration) {
+        let _ = grace;
+    }
+}
+
 /// Several sinks behind one.
 #[derive(Default, Clone)]
 pub struct Fanout {
@@ -94,6 +106,7 @@ impl Sink for Fanout {
 pub struct Pipeline {
     pool: pool::Pool,
     sink: Arc<dyn Sink>,
+    tap: Option<Arc<dyn Tap>>,
 }
 
 impl Pipeline {
@@ -106,8 +119,9 @@ impl Pipeline {
         nice: i32,
     ) -> std::io::Result<Pipeline> {
         let sink = ctx.sink.clone();
+        let tap = ctx.tap.clone();
         let pool = pool::Pool::start(ctx, workers, queue, nice)?;
-        Ok(Pipeline { pool, sink })
+        Ok(Pipeline { pool, sink, tap })
     }
 
     /// Hands a job over without blocking; a full queue gives it back (the caller counts it).
@@ -125,5 +139,8 @@ impl Pipeline {
     pub fn stop(&self, grace: Duration) {
         self.pool.stop();
         self.sink.shutdown(grace);
+        if let Some(t) = &self.tap {
+            t.shutdown(grace);
+        }
     }
 }
