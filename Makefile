@@ -1,5 +1,5 @@
 # The project's task runner. README's two commands are `make run` and `make test`.
-.PHONY: run demo test lint fmt bench build
+.PHONY: run demo test lint fmt bench build replay-example
 
 build:
 	cargo build --release --locked
@@ -21,3 +21,7 @@ fmt:
 
 bench:
 	cargo bench --locked --bench compare
+
+# The worked replay example: the committed sample recording against the demo's candidate build.
+replay-example:
+	scripts/replay-example.sh

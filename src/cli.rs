@@ -207,6 +207,13 @@ pub struct DemoArgs {
     /// Concurrent client connections.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Serve one sample service only (legacy or candidate) on --listen, until Ctrl-C: what the
+    /// replay example (scripts/replay-example.sh) replays against.
+    #[arg(long, value_parser = ["legacy", "candidate"], requires = "listen")]
+    pub service: Option<String>,
+    /// With --service: the address to serve it on.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -233,6 +240,14 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(args) => {
+            let service = args.service.as_deref().zip(args.listen).map(|(s, a)| {
+                let b = if s == "candidate" {
+                    crate::demo::services::Build::Candidate
+                } else {
+                    crate::demo::services::Build::Legacy
+                };
+                (b, a)
+            });
             let opts = crate::demo::DemoOptions {
                 exit: args.exit,
                 secondary: !args.no_secondary,
@@ -249,7 +264,13 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match rt.block_on(crate::demo::run(opts)) {
+            let run = async move {
+                match service {
+                    Some((b, a)) => crate::demo::serve_one(b, a).await,
+                    None => crate::demo::run(opts).await,
+                }
+            };
+            match rt.block_on(run) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("shadowdiff demo: error: {e:#}");

@@ -57,6 +57,23 @@ async fn serve_sample(build: services::Build) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// Serves one sample service on `addr` until Ctrl-C (`shadowdiff demo --service`).
+pub async fn serve_one(build: services::Build, addr: SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    eprintln!(
+        "{build:?} sample service on http://{}",
+        listener.local_addr()?
+    );
+    axum::serve(listener, services::router(build))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
 fn upstream(a: SocketAddr) -> anyhow::Result<Upstream> {
     Upstream::parse(&format!("http://{a}")).map_err(|e| anyhow::anyhow!(e))
 }
