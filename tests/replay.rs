@@ -153,7 +153,20 @@ async fn record(dir: &Path, n: u64, sample: &str, rotate: &str) -> PathBuf {
         "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nprimary: {primary}\ncandidate: {candidate}\n{}",
         config_text(&rec, sample, rotate)
     );
-    let cfg = Config::from_yaml(Path::new("test.yaml"), &text).unwrap();
+    let (sidecar, stop) = sidecar(&text).await;
+    let base = format!("http://{}", sidecar.proxy_addr());
+    let client = h1_client();
+    for i in 0..n {
+        let (parts, _) = send(&client, request(&base, i)).await;
+        assert!(parts.status.is_success());
+    }
+    stop_after(sidecar, stop, n).await;
+    rec
+}
+
+/// A sidecar on the config `text` (no default event file), and what stops it.
+async fn sidecar(text: &str) -> (Sidecar, tokio::sync::oneshot::Sender<()>) {
+    let cfg = Config::from_yaml(Path::new("test.yaml"), text).unwrap();
     let mut settings = Settings::load(cfg).unwrap();
     settings.default_file_sink = false;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -162,12 +175,12 @@ async fn record(dir: &Path, n: u64, sample: &str, rotate: &str) -> PathBuf {
     })
     .await
     .unwrap();
-    let base = format!("http://{}", sidecar.proxy_addr());
-    let client = h1_client();
-    for i in 0..n {
-        let (parts, _) = send(&client, request(&base, i)).await;
-        assert!(parts.status.is_success());
-    }
+    (sidecar, stop)
+}
+
+/// Waits until `n` exchanges were compared (so the recorder has been offered each), then stops
+/// the sidecar, which flushes the recording.
+async fn stop_after(sidecar: Sidecar, stop: tokio::sync::oneshot::Sender<()>, n: u64) {
     let stats = sidecar.stats().clone();
     eventually("every exchange compared", || {
         stats
@@ -179,7 +192,6 @@ async fn record(dir: &Path, n: u64, sample: &str, rotate: &str) -> PathBuf {
     .await;
     let _ = stop.send(());
     sidecar.join().await.unwrap();
-    rec
 }
 
 /// The rotated files, oldest first, as one recording.
@@ -453,15 +465,7 @@ async fn regenerate_the_sample_recording() {
         "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nprimary: {legacy}\ncandidate: {}\nrecord: {{path: {SAMPLE}, sample: 1.0}}\n",
         demo_service(Build::Legacy).await
     );
-    let mut settings =
-        Settings::load(Config::from_yaml(Path::new("t.yaml"), &text).unwrap()).unwrap();
-    settings.default_file_sink = false;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let sidecar = Sidecar::start(settings, async move {
-        let _ = stopped.await;
-    })
-    .await
-    .unwrap();
+    let (sidecar, stop) = sidecar(&text).await;
     let base = format!("http://{}", sidecar.proxy_addr());
     let traffic = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -485,17 +489,7 @@ async fn regenerate_the_sample_recording() {
         }
         send(&client, b.body(full("")).unwrap()).await;
     }
-    let stats = sidecar.stats().clone();
-    eventually("every exchange compared", || {
-        stats
-            .summary(shadowdiff::stats::Window::All, 0)
-            .totals
-            .exchanges
-            >= n as u64
-    })
-    .await;
-    let _ = stop.send(());
-    sidecar.join().await.unwrap();
+    stop_after(sidecar, stop, n as u64).await;
 }
 
 /// The committed sample recording, replayed against the demo's candidate build with a legacy

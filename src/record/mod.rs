@@ -282,16 +282,8 @@ impl RecordRedaction {
 /// Encodes `data` with the content codings the headers name, in the order they were applied;
 /// a coding we cannot produce leaves the data as it is at that step.
 fn encode(headers: &HeaderMap, data: &[u8]) -> Vec<u8> {
-    let codings: Vec<String> = headers
-        .get_all(http::header::CONTENT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|e| e.trim().to_ascii_lowercase())
-        .filter(|e| !e.is_empty() && e != "identity")
-        .collect();
     let mut out = data.to_vec();
-    for c in &codings {
+    for c in &exchange::content_codings(headers) {
         let level = flate2::Compression::default();
         let done = match c.as_str() {
             "gzip" | "x-gzip" => {
