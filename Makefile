@@ -1,5 +1,5 @@
 # The project's task runner. README's two commands are `make run` and `make test`.
-.PHONY: run demo test lint fmt bench build fuzz
+.PHONY: run demo test lint fmt bench build fuzz replay-example
 
 build:
 	cargo build --release --locked
@@ -27,3 +27,7 @@ bench:
 FUZZ_SECONDS ?= 60
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+# The worked replay example: the committed sample recording against the demo's candidate build.
+replay-example:
+	scripts/replay-example.sh

@@ -5,6 +5,7 @@
 mod check;
 mod diff;
 mod gate;
+mod replay;
 mod serve;
 
 pub use diff::render_human;
@@ -50,6 +51,12 @@ pub enum Command {
     /// Release gate: asks a running sidecar's admin API whether the candidate's divergence rate
     /// is below a threshold; exit 0 pass, 1 fail, 3 insufficient data, 2 error.
     Gate(GateArgs),
+    /// Replays a recording (shadowdiff.recording.v1) against live targets: each recorded
+    /// request goes to the candidate (and secondary) under the shadow policy and is compared
+    /// with the recorded primary answer, or with a live --primary's (a double run). Exit 0 when
+    /// it ran; with --max-divergence, the gate's exit code (0 pass, 1 fail, 3 insufficient
+    /// data); 2 on error.
+    Replay(Box<ReplayArgs>),
     /// Fleet view: consumes every sidecar's events and interval statistics from Kafka (as a
     /// consumer group) and serves the same admin API and UI over the merged figures.
     Aggregate(AggregateArgs),
@@ -102,6 +109,46 @@ pub struct ProxyArgs {
     /// Admin API address (default 127.0.0.1:9901).
     #[arg(long)]
     pub admin: Option<std::net::SocketAddr>,
+}
+
+#[derive(clap::Args, Debug, Default)]
+pub struct ReplayArgs {
+    /// The recording to replay (JSONL, shadowdiff.recording.v1).
+    #[arg(long)]
+    pub traffic: PathBuf,
+    /// Server port of the exchanges in a pcap/pcapng file (pcap input only).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// The build under test, http://host:port (required here or in --config).
+    #[arg(long)]
+    pub candidate: Option<Upstream>,
+    /// A live primary: each request goes to it too and its answer is the reference (a double
+    /// run). Without it, the recorded answers are.
+    #[arg(long)]
+    pub primary: Option<Upstream>,
+    /// A second legacy instance, for noise cancellation.
+    #[arg(long)]
+    pub secondary: Option<Upstream>,
+    /// Requests per second at most (default: as fast as --concurrency allows).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Config file: rules, shadow policy (methods, routes, headers, timeout, breaker), compare,
+    /// redact, sinks, gate defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Write /api/v1/summary's JSON over what was replayed to this file.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+    /// Gate over what was replayed: highest acceptable divergence rate, 0.01 or 1%.
+    #[arg(long, value_parser = parse_rate_arg)]
+    pub max_divergence: Option<String>,
+    /// With --max-divergence: fewer compared exchanges is insufficient data (exit 3; default:
+    /// the config's gate.min_samples, 500).
+    #[arg(long)]
+    pub min_samples: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -160,6 +207,13 @@ pub struct DemoArgs {
     /// Concurrent client connections.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Serve one sample service only (legacy or candidate) on --listen, until Ctrl-C: what the
+    /// replay example (scripts/replay-example.sh) replays against.
+    #[arg(long, value_parser = ["legacy", "candidate"], requires = "listen")]
+    pub service: Option<String>,
+    /// With --service: the address to serve it on.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -192,6 +246,14 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(args) => {
+            let service = args.service.as_deref().zip(args.listen).map(|(s, a)| {
+                let b = if s == "candidate" {
+                    crate::demo::services::Build::Candidate
+                } else {
+                    crate::demo::services::Build::Legacy
+                };
+                (b, a)
+            });
             let opts = crate::demo::DemoOptions {
                 exit: args.exit,
                 secondary: !args.no_secondary,
@@ -208,7 +270,13 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match rt.block_on(crate::demo::run(opts)) {
+            let run = async move {
+                match service {
+                    Some((b, a)) => crate::demo::serve_one(b, a).await,
+                    None => crate::demo::run(opts).await,
+                }
+            };
+            match rt.block_on(run) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("shadowdiff demo: error: {e:#}");
@@ -250,6 +318,13 @@ pub fn main() -> ExitCode {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("shadowdiff aggregate: error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Replay(args) => match replay::run(*args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("shadowdiff replay: error: {e:#}");
                 ExitCode::from(2)
             }
         },

@@ -25,6 +25,9 @@
 //! - [`sink`]: sinks — [`sink::file`] writes JSONL with rotation; [`sink::kafka`] publishes
 //!   events to Kafka (rdkafka: `config`, `producer`, `pump`) with a durable disk spool
 //!   ([`sink::spool`], redb).
+//! - [`record`]: recordings (`shadowdiff.recording.v1`): the line format, its redaction, the
+//!   reader `replay` uses and the [`record::writer::Recorder`] behind the proxy's `record:`
+//!   (a [`pipeline::Tap`] on the comparison workers, bounded, rotated, every drop counted).
 //! - [`stats`]: divergence statistics — a [`pipeline::Sink`] counting verdicts, fields and
 //!   latency per endpoint ([`stats::EndpointMap`]) over a sliding window and since start; the
 //!   learned noise model ([`stats::noise`], the pipeline's `Refine`); Wilson intervals and the
@@ -53,8 +56,8 @@
 //!   `main.rs` only calls [`cli::main`].
 //!
 //! Layers (a module uses only modules before it; no two modules import each other):
-//! `exchange → yaml → compare → units → redact → event → pipeline → sink → stats → ingest →
-//! admin → config → aggregate → app → demo → cli` (enforced by `tests/layers.rs`). Component
+//! `exchange → yaml → compare → units → redact → event → pipeline → sink → record → stats →
+//! ingest → admin → config → aggregate → app → demo → cli` (enforced by `tests/layers.rs`). Component
 //! configs live with their component; [`config`] only aggregates them, so nothing below it
 //! reads the config file's struct.
 
@@ -69,6 +72,7 @@ pub mod event;
 pub mod exchange;
 pub mod ingest;
 pub mod pipeline;
+pub mod record;
 pub mod redact;
 pub mod sink;
 pub mod stats;

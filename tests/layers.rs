@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["event"],
     &["pipeline"],
     &["sink"],
+    &["record"],
     &["stats"],
     &["ingest"],
     &["admin"],

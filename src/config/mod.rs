@@ -23,6 +23,7 @@ pub use crate::ingest::config::{
 };
 use crate::ingest::grouping::GroupingConfig;
 pub use crate::pipeline::CompareConfig;
+pub use crate::record::writer::RecordConfig;
 pub use crate::redact::RedactConfig;
 pub use crate::sink::file::FileSinkConfig;
 use crate::sink::kafka::KafkaConfig;
@@ -110,6 +111,9 @@ pub struct Config {
     /// `noise:`, owned by the noise model ([`crate::stats::noise::NoiseConfig`]). An addition to
     /// DESIGN.md's file.
     pub noise: NoiseConfig,
+    /// `record:`, owned by the recorder ([`RecordConfig`]: every key and its default). Default
+    /// none: nothing is recorded.
+    pub record: Option<RecordConfig>,
 }
 
 impl Default for Config {
@@ -134,6 +138,7 @@ impl Default for Config {
             stats: StatsConfig::default(),
             gate: crate::stats::GateConfig::default(),
             noise: NoiseConfig::default(),
+            record: None,
         }
     }
 }
@@ -204,7 +209,7 @@ const SECTIONS: &[(&[&str], Check, &[&str])] = &[
         check::<Config>,
         &[
             "shadow", "limits", "compare", "grouping", "publish", "sinks", "redact", "log",
-            "stats", "gate", "noise", "admin",
+            "stats", "gate", "noise", "admin", "record",
         ],
     ),
     (&["admin"], check::<AdminConfig>, &[]),
@@ -223,6 +228,7 @@ const SECTIONS: &[(&[&str], Check, &[&str])] = &[
     (&["stats"], check::<StatsConfig>, &[]),
     (&["gate"], check::<crate::stats::GateConfig>, &[]),
     (&["noise"], check::<NoiseConfig>, &[]),
+    (&["record"], check::<RecordConfig>, &[]),
 ];
 
 fn lookup<'v>(doc: &'v Yaml, path: &[&str]) -> Option<&'v Yaml> {

@@ -57,6 +57,23 @@ async fn serve_sample(build: services::Build) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// Serves one sample service on `addr` until Ctrl-C (`shadowdiff demo --service`).
+pub async fn serve_one(build: services::Build, addr: SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    eprintln!(
+        "{build:?} sample service on http://{}",
+        listener.local_addr()?
+    );
+    axum::serve(listener, services::router(build))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
 fn upstream(a: SocketAddr) -> anyhow::Result<Upstream> {
     Upstream::parse(&format!("http://{a}")).map_err(|e| anyhow::anyhow!(e))
 }
@@ -226,6 +243,29 @@ fn pct(r: Option<f64>) -> String {
 }
 
 fn print_report(stats: &Stats) {
+    print_summary(stats);
+    let g = stats.gate(
+        Window::All,
+        &GateConfig {
+            max_divergence: 0.01,
+            min_samples: 100,
+            ..GateConfig::default()
+        }
+        .params(None, None, None),
+    );
+    println!(
+        "\n== gate (max divergence 1%, min 100 samples): {} — divergence {} of {} (95% CI {}–{})",
+        g.verdict.as_str().to_uppercase(),
+        pct(g.divergence_rate),
+        g.samples,
+        pct(Some(g.ci95[0])),
+        pct(Some(g.ci95[1]))
+    );
+}
+
+/// The run's figures on stdout: totals by verdict and skip reason, the divergence rate, each
+/// endpoint's top fields, the top signatures (the demo's report and `replay`'s).
+pub fn print_summary(stats: &Stats) {
     let s = stats.summary(Window::All, 5);
     let t = &s.totals;
     println!("\n== summary: {} exchanges", t.exchanges);
@@ -306,21 +346,4 @@ fn print_report(stats: &Stats) {
             fields
         );
     }
-    let g = stats.gate(
-        Window::All,
-        &GateConfig {
-            max_divergence: 0.01,
-            min_samples: 100,
-            ..GateConfig::default()
-        }
-        .params(None, None, None),
-    );
-    println!(
-        "\n== gate (max divergence 1%, min 100 samples): {} — divergence {} of {} (95% CI {}–{})",
-        g.verdict.as_str().to_uppercase(),
-        pct(g.divergence_rate),
-        g.samples,
-        pct(Some(g.ci95[0])),
-        pct(Some(g.ci95[1]))
-    );
 }

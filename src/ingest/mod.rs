@@ -4,6 +4,10 @@
 //! - [`proxy`]: the inline sidecar's request path (`shadowdiff proxy`).
 //! - [`inbound`]: its client side — accepting and serving connections under `limits:` (head and
 //!   idle timeouts, connection cap, head size, accept back-off, the descriptor budget).
+//! - [`recorded`]: recorded or captured pairs (a request and the primary's answer seen
+//!   elsewhere) shadowed under the same policy and compared with the recorded answer
+//!   (`replay`, `capture --candidate`).
+//! - `admission`: the shadow policy's yes or no, shared by the proxy and [`recorded`].
 //! - `shadow`: the proxy's background shadow task (candidate, secondary, hand-off to comparison).
 //! - [`circuit`]: the candidate's circuit breaker.
 //! - [`grouping`]: endpoint names for exchanges.
@@ -15,6 +19,7 @@
 //! - [`resolve`]: upstream name lookups, cached and one at a time.
 //! - [`semantics`]: requests refused before forwarding (CONNECT, Host), and the one Host sent.
 
+mod admission;
 pub mod background;
 pub mod body;
 pub mod buffer;
@@ -24,6 +29,7 @@ pub mod grouping;
 pub mod inbound;
 pub mod overload;
 pub mod proxy;
+pub mod recorded;
 pub mod resolve;
 pub mod semantics;
 mod shadow;
