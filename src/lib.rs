@@ -32,6 +32,12 @@
 //!   [`ingest::circuit`] its breaker and `ingest::shadow` the background shadow task; shadows go
 //!   out on [`ingest::shadow_client`], names resolve through [`ingest::resolve`];
 //!   [`ingest::grouping`] names endpoints; [`ingest::config`] is the proxy's config.
+//! - [`capture`]: the passive source (`shadowdiff capture`) — link layers and IPv4 fragments
+//!   ([`capture::packet`], etherparse), our own pure TCP reassembly ([`capture::tcp`], fuzzed),
+//!   HTTP/1.x on both directions paired in order ([`capture::http`], httparse), the connection
+//!   table with its bounds and completeness counts ([`capture::tracker`], [`capture::counts`]),
+//!   libpcap for files and interfaces ([`capture::source`]). It hands out
+//!   [`capture::CapturedExchange`]s.
 //! - [`config`]: `shadowdiff.yaml` — one struct aggregating each component's own section,
 //!   validated at once (every problem, with lines), and the rules it names.
 //! - [`admin`]: the admin HTTP server — health, `/metrics`, the JSON API over [`stats`], the
@@ -48,13 +54,14 @@
 //!
 //! Layers (a module uses only modules before it; no two modules import each other):
 //! `exchange → yaml → compare → units → redact → event → pipeline → sink → stats → ingest →
-//! admin → config → aggregate → app → demo → cli` (enforced by `tests/layers.rs`). Component
+//! capture → admin → config → aggregate → app → demo → cli` (enforced by `tests/layers.rs`). Component
 //! configs live with their component; [`config`] only aggregates them, so nothing below it
 //! reads the config file's struct.
 
 pub mod admin;
 pub mod aggregate;
 pub mod app;
+pub mod capture;
 pub mod cli;
 pub mod compare;
 pub mod config;

@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["sink"],
     &["stats"],
     &["ingest"],
+    &["capture"],
     &["admin"],
     &["config"],
     &["aggregate"],
