@@ -87,12 +87,22 @@ pub struct PacketCounts {
 }
 
 /// What became of each exchange.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExchangeCounts {
     pub complete: u64,
     /// Incomplete, by reason (every reason present, zeros included).
     pub incomplete: std::collections::BTreeMap<&'static str, u64>,
     pub unparsable: u64,
+}
+
+impl Default for ExchangeCounts {
+    fn default() -> Self {
+        Self {
+            complete: 0,
+            incomplete: Incomplete::ALL.iter().map(|r| (r.as_str(), 0)).collect(),
+            unparsable: 0,
+        }
+    }
 }
 
 impl ExchangeCounts {

@@ -10,11 +10,13 @@
 //! - [`source`]: the only I/O — libpcap (the `pcap` crate) for files and interfaces, the
 //!   kernel's received/dropped counters, and [`source::run`], which drives a tracker.
 //! - [`write`]: a minimal pcap writer, for crafted captures in tests and `sample-traffic/`.
+//! - [`fuzzing`]: the fuzz property (reassembly + HTTP), shared by the fuzz target and its replay.
 //!
 //! A [`CapturedExchange`] is the plain hand-off to whatever consumes captured traffic (the
 //! replay engine compares it with a candidate's answer, the recorder writes it).
 
 pub mod counts;
+pub mod fuzzing;
 pub mod http;
 pub mod packet;
 pub mod source;

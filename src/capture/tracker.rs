@@ -84,6 +84,9 @@ impl Tracker {
         let p = &mut self.counts.packets;
         p.seen += 1;
         self.now_us = self.now_us.max(ts_us);
+        // Idle connections end before this frame may need room for a new one.
+        self.sweep();
+        let p = &mut self.counts.packets;
         let Some(link) = link else {
             p.ignored += 1;
             return;
@@ -121,7 +124,6 @@ impl Tracker {
                 }
             }
         }
-        self.sweep();
     }
 
     fn segment(
