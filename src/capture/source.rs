@@ -98,10 +98,15 @@ pub fn run(
                 .map_err(open)?
                 .snaplen(SNAPLEN)
                 .buffer_size(BUFFER_BYTES)
-                .immediate_mode(true)
-                // Returns to us at least every 100 ms, so `stop` and the idle sweep are seen.
+                // Packets come in blocks at least every 100 ms (not immediate mode, whose poll
+                // waits for a packet however long), so `stop` and the idle sweep are seen on a
+                // quiet interface, and a busy one costs one wake-up per block.
                 .timeout(100)
                 .open()
+                .map_err(open)?
+                // Non-blocking, with our own poll below: libpcap's blocking read on Linux can
+                // wait for a packet however long, and a quiet interface must still see `stop`.
+                .setnonblock()
                 .map_err(open)?;
             let f = filter(port);
             cap.filter(&f, true)
@@ -118,7 +123,7 @@ pub fn run(
                         let h = p.header;
                         tracker.frame(ts_us(h), link, p.data, h.len as usize);
                     }
-                    Err(pcap::Error::TimeoutExpired) => {}
+                    Err(pcap::Error::TimeoutExpired) => wait_readable(&cap),
                     Err(e) => return Err(CaptureError::Read(e)),
                 }
                 tracker.take().into_iter().for_each(&mut each);
@@ -135,6 +140,23 @@ pub fn run(
     tracker.take().into_iter().for_each(&mut each);
     publish(&mut tracker);
     Ok(tracker.counts().clone())
+}
+
+/// Waits up to 100 ms for the capture to have packets.
+#[cfg(target_os = "linux")]
+fn wait_readable(cap: &pcap::Capture<pcap::Active>) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(cap, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
+    let _ = poll(&mut fds, Some(&timeout));
+}
+
+#[cfg(not(target_os = "linux"))]
+fn wait_readable(_: &pcap::Capture<pcap::Active>) {
+    std::thread::sleep(Duration::from_millis(5));
 }
 
 fn kernel(cap: &mut pcap::Capture<pcap::Active>, t: &mut Tracker) {
