@@ -312,10 +312,10 @@ pub fn shared() -> Option<PathBuf> {
     root.join("INVENTORY.txt").exists().then_some(root)
 }
 
-fn capture(file: &PathBuf, port: u16) -> (Counts, Vec<Finished>) {
+fn capture(file: &std::path::Path, port: u16) -> (Counts, Vec<Finished>) {
     let mut out = Vec::new();
     let c = run(
-        &Input::File(file.clone()),
+        &Input::File(file.to_path_buf()),
         port,
         Limits::default(),
         &AtomicBool::new(false),

@@ -235,20 +235,18 @@ impl Reader {
         let mut head = Head::default();
         let parsed = if self.response {
             let mut r = httparse::Response::new(&mut fields);
-            r.parse(buf).map(|st| {
+            r.parse(buf).inspect(|_| {
                 head.status = r.code.unwrap_or(0);
                 head.version = r.version.unwrap_or(1);
                 head.headers = own(r.headers);
-                st
             })
         } else {
             let mut r = httparse::Request::new(&mut fields);
-            r.parse(buf).map(|st| {
+            r.parse(buf).inspect(|_| {
                 head.method = r.method.unwrap_or_default().to_string();
                 head.target = r.path.unwrap_or_default().to_string();
                 head.version = r.version.unwrap_or(1);
                 head.headers = own(r.headers);
-                st
             })
         };
         let len = match parsed {

@@ -171,9 +171,9 @@ fn kernel(cap: &mut pcap::Capture<pcap::Active>, t: &mut Tracker) {
 }
 
 fn ts_us(h: &pcap::PacketHeader) -> i64 {
-    i64::from(h.ts.tv_sec)
-        .saturating_mul(1_000_000)
-        .saturating_add(i64::from(h.ts.tv_usec))
+    // timeval's fields are i64 on the 64-bit Linux targets we build for.
+    let (sec, usec): (i64, i64) = (h.ts.tv_sec, h.ts.tv_usec);
+    sec.saturating_mul(1_000_000).saturating_add(usec)
 }
 
 /// Opens a pcap or pcapng file; a `.gz` one is decompressed to a temporary file first
