@@ -322,3 +322,33 @@ fn a_body_over_the_cap_is_counted_not_compared() {
     t.finish();
     assert_eq!(t.counts().exchanges.incomplete(Incomplete::BodyTooLarge), 1);
 }
+
+/// A response the server sent unasked (before the next request was sent, as that request's
+/// ACK proves) is `no_request`; it does not take the next request's place.
+#[test]
+fn an_unsolicited_response_does_not_shift_the_pairs() {
+    let mut c = Conversation::open(client(7), server(), 1, 1, 1_700_000_000_000_000);
+    c.send(true, b"GET /a HTTP/1.1\r\n\r\n", 1460);
+    c.send(
+        false,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nA",
+        1460,
+    );
+    c.send(
+        false,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nX",
+        1460,
+    );
+    c.send(true, b"GET /b HTTP/1.1\r\n\r\n", 1460);
+    c.send(
+        false,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nB",
+        1460,
+    );
+    c.close();
+    let mut t = Tracker::new(8080, Limits::default());
+    feed(&mut t, &c.frames);
+    t.finish();
+    let got: Vec<String> = t.take().iter().map(describe).collect();
+    assert_eq!(got, ["GET /a -> 200 A", "no_request ", "GET /b -> 200 B"]);
+}
