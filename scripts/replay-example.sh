@@ -14,17 +14,7 @@ cargo build --release --locked --quiet
 bin=target/release/shadowdiff
 legacy=127.0.0.1:${LEGACY_PORT:-18081}
 candidate=127.0.0.1:${CANDIDATE_PORT:-18082}
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-"$bin" demo --service legacy --listen "$legacy" & pids+=($!)
-"$bin" demo --service candidate --listen "$candidate" & pids+=($!)
-for addr in "$legacy" "$candidate"; do
-  for _ in $(seq 100); do
-    curl -fsS "http://$addr/health" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-done
+. scripts/demo-services.sh
 set +e
 "$bin" replay --traffic sample-traffic/demo-recording.jsonl \
   --candidate "http://$candidate" --secondary "http://$legacy" \

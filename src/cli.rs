@@ -2,6 +2,7 @@
 //! built objects (rules, comparator) before any work starts; errors exit 2 (64 for
 //! `check-config`, as DESIGN.md fixes).
 
+mod capture;
 mod check;
 mod diff;
 mod gate;
@@ -57,6 +58,11 @@ pub enum Command {
     /// it ran; with --max-divergence, the gate's exit code (0 pass, 1 fail, 3 insufficient
     /// data); 2 on error.
     Replay(Box<ReplayArgs>),
+    /// Passive: reassembles the HTTP/1.x exchanges of server port N from packets (a live
+    /// interface or a pcap/pcapng file) and reports how complete the capture is; with
+    /// --candidate, compares each captured answer with the candidate's; with --record, writes
+    /// each exchange as a recording.
+    Capture(Box<CaptureArgs>),
     /// Fleet view: consumes every sidecar's events and interval statistics from Kafka (as a
     /// consumer group) and serves the same admin API and UI over the merged figures.
     Aggregate(AggregateArgs),
@@ -84,6 +90,38 @@ pub struct AggregateArgs {
     /// Admin API / UI address (default 127.0.0.1:9901).
     #[arg(long)]
     pub admin: Option<std::net::SocketAddr>,
+}
+
+#[derive(clap::Args, Debug, Default)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["interface", "pcap"])))]
+pub struct CaptureArgs {
+    /// Capture live on this interface (`lo`, `eth0`, `any`); needs root or CAP_NET_RAW.
+    #[arg(long)]
+    pub interface: Option<String>,
+    /// Read a pcap or pcapng file (`.gz` too).
+    #[arg(long)]
+    pub pcap: Option<PathBuf>,
+    /// The server port whose exchanges are reassembled.
+    #[arg(long)]
+    pub port: u16,
+    /// Send each captured request to this candidate and compare with the captured answer.
+    #[arg(long)]
+    pub candidate: Option<Upstream>,
+    /// A second legacy instance, for noise cancellation.
+    #[arg(long)]
+    pub secondary: Option<Upstream>,
+    /// Write every reassembled exchange as a recording (`shadowdiff.recording.v1`).
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+    /// Config file (shadow policy, limits, admin, stats).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Admin API / `/metrics` address (default for a live capture: 127.0.0.1:9901).
+    #[arg(long)]
+    pub admin: Option<std::net::SocketAddr>,
+    /// Write the summary JSON (with the completeness counts) to this file at the end.
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug, Default)]
@@ -311,6 +349,13 @@ pub fn main() -> ExitCode {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("shadowdiff proxy: error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Capture(args) => match capture::run(*args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("shadowdiff capture: error: {e:#}");
                 ExitCode::from(2)
             }
         },

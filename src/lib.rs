@@ -41,6 +41,13 @@
 //!   runs on the lower-priority thread of [`ingest::background`], into budgeted
 //!   [`ingest::buffer`]s; names resolve through [`ingest::resolve`]; [`ingest::grouping`] names
 //!   endpoints (redacted); [`ingest::config`] is the proxy's config.
+//! - [`capture`]: the passive source (`shadowdiff capture`) — link layers and IPv4 fragments
+//!   ([`capture::packet`], etherparse), our own pure TCP reassembly ([`capture::tcp`], fuzzed),
+//!   HTTP/1.x on both directions paired in order ([`capture::http`], httparse), the connection
+//!   table with its bounds and completeness counts ([`capture::tracker`], [`capture::counts`]),
+//!   libpcap for files and interfaces ([`capture::source`]). It hands out
+//!   [`capture::CapturedExchange`]s, which `capture --candidate` compares through
+//!   [`ingest::recorded`] and `capture --record` writes through [`record`].
 //! - [`config`]: `shadowdiff.yaml` — one struct aggregating each component's own section,
 //!   validated at once (every problem, with lines), and the rules it names.
 //! - [`admin`]: the admin HTTP server — health, `/metrics`, the JSON API over [`stats`], the
@@ -53,17 +60,21 @@
 //!   [`app`].
 //! - [`cli`]: argument parsing and dispatch; `cli/serve.rs` runs `proxy` and `aggregate`
 //!   through [`app`], `cli/check.rs`, `cli/diff.rs` and `cli/gate.rs` the other commands;
+//!   `cli/replay.rs` runs `replay` (recordings and pcap files) and `cli/capture.rs` runs
+//!   `capture`, whose `cli/capture/handoff.rs` sends each captured exchange to the comparison
+//!   ([`app::Recorded`]) and the recorder;
 //!   `main.rs` only calls [`cli::main`].
 //!
 //! Layers (a module uses only modules before it; no two modules import each other):
 //! `exchange → yaml → compare → units → redact → event → pipeline → sink → record → stats →
-//! ingest → admin → config → aggregate → app → demo → cli` (enforced by `tests/layers.rs`). Component
+//! ingest → capture → admin → config → aggregate → app → demo → cli` (enforced by `tests/layers.rs`). Component
 //! configs live with their component; [`config`] only aggregates them, so nothing below it
 //! reads the config file's struct.
 
 pub mod admin;
 pub mod aggregate;
 pub mod app;
+pub mod capture;
 pub mod cli;
 pub mod compare;
 pub mod config;

@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["record"],
     &["stats"],
     &["ingest"],
+    &["capture"],
     &["admin"],
     &["config"],
     &["aggregate"],

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use common::{eventually, full, h1_client, send};
+use common::{demo_service, eventually, fields, full, h1_client, send, verdict};
 use shadowdiff::app::{Settings, Sidecar};
 use shadowdiff::config::Config;
 use std::io::Write;
@@ -255,29 +255,6 @@ fn replay(dir: &Path, traffic: &Path, args: &[&str]) -> Run {
     }
 }
 
-/// Fields of the summary's top-fields lists with differences not all explained as noise.
-fn fields(v: &serde_json::Value, out: &mut Vec<String>) {
-    match v {
-        serde_json::Value::Object(m) => {
-            if let (Some(f), Some(c), Some(n)) = (
-                m.get("field").and_then(|f| f.as_str()),
-                m.get("count").and_then(|c| c.as_u64()),
-                m.get("noise").and_then(|n| n.as_u64()),
-            ) && c > n
-            {
-                out.push(f.to_string());
-            }
-            m.values().for_each(|x| fields(x, out));
-        }
-        serde_json::Value::Array(a) => a.iter().for_each(|x| fields(x, out)),
-        _ => {}
-    }
-}
-
-fn verdict(s: &serde_json::Value, k: &str) -> u64 {
-    s["totals"]["verdicts"][k].as_u64().unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_replays_without_mismatch_on_the_same_build_and_finds_the_planted_change() {
     let dir = tempfile::tempdir().unwrap();
@@ -425,32 +402,19 @@ async fn concurrency_and_rate_bound_the_replay() {
 }
 
 #[test]
-fn pcap_input_says_what_it_needs() {
+fn pcap_input_needs_its_port() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("x.pcap");
     std::fs::write(&p, [0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0]).unwrap();
     let r = replay(dir.path(), &p, &["--candidate", "http://127.0.0.1:9"]);
     assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("pcap input needs the capture module"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("needs --port N"), "{}", r.stderr);
 }
 
 const SAMPLE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/sample-traffic/demo-recording.jsonl"
 );
-
-async fn demo_service(build: shadowdiff::demo::services::Build) -> String {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(l, shadowdiff::demo::services::router(build)).await;
-    });
-    format!("http://{addr}")
-}
 
 /// Makes `sample-traffic/demo-recording.jsonl`: the first 150 requests of the demo's traffic
 /// through a sidecar recording everything, in front of the demo's legacy service. Run by hand:

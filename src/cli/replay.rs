@@ -51,6 +51,8 @@ struct Tally {
     compared: AtomicU64,
     skipped: AtomicU64,
     lost: AtomicU64,
+    /// The completeness counts of a pcap/pcapng input, once it is read.
+    capture: parking_lot::Mutex<Option<crate::capture::Counts>>,
 }
 
 pub(super) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -68,14 +70,15 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     // upstream, which a replay must not send to unasked.
     cfg.primary = args.primary.clone();
     super::serve::init_logging(&cfg.log);
-    if sniff(&args.traffic)? == Traffic::Pcap {
+    let pcap = sniff(&args.traffic)? == Traffic::Pcap;
+    if pcap && args.port.is_none() {
         bail!(
-            "{}: pcap input needs the capture module (not in this build); replay a recording \
-             (shadowdiff.recording.v1) instead",
+            "{}: a pcap/pcapng file needs --port N (the server port of its exchanges)",
             args.traffic.display()
         );
     }
-    if args.port.is_some() {
+    let mut args = args;
+    if !pcap && args.port.take().is_some() {
         tracing::warn!("--port applies to pcap input only; ignored for a recording");
     }
     if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
@@ -95,7 +98,8 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(64));
         }
     };
-    let total = count_lines(&args.traffic)?;
+    // A capture's exchange count is known only once it is reassembled: the bar counts up.
+    let total = if pcap { 0 } else { count_lines(&args.traffic)? };
     let live_primary = args.primary.is_some();
     let rt = super::serve::runtime("shadowdiff-replay")?;
     let tally = Arc::new(Tally::default());
@@ -109,6 +113,9 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let elapsed = started.elapsed();
+    if let Some(c) = tally.capture.lock().take() {
+        print!("{}", c.render());
+    }
     println!(
         "== replay of {}: {} exchanges read in {:.1}s ({} compared, {} skipped, {} lost, {} invalid lines){}",
         args.traffic.display(),
@@ -169,13 +176,16 @@ async fn replay(
 ) -> Result<Arc<crate::stats::Stats>, AppError> {
     let app = Recorded::start(settings, "replay", live_primary)?;
     let bar = progress(total);
-    let reader = match Reader::open(&args.traffic) {
-        Ok(r) => r,
-        Err(e) => {
-            bar.abandon();
-            tracing::error!(error = %e, "cannot read the recording");
-            return Ok(app.finish().await);
-        }
+    // The file is read on a thread of its own (libpcap and the recording reader block) into a
+    // bounded queue: reading never runs ahead of the replay by more than its capacity.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordedPair>(256);
+    let reading = {
+        let (path, port, tally, bar) =
+            (args.traffic.clone(), args.port, tally.clone(), bar.clone());
+        tokio::task::spawn_blocking(move || match port {
+            Some(port) => read_capture(&path, port, &tally, &tx),
+            None => read_recording(&path, &tally, &bar, &tx),
+        })
     };
     let mut tasks = tokio::task::JoinSet::new();
     let concurrency = args.concurrency.max(1);
@@ -183,6 +193,57 @@ async fn replay(
     // up afterwards (never more than `--concurrency` at once).
     let interval = args.rate.map(|r| Duration::from_secs_f64(1.0 / r));
     let mut next = tokio::time::Instant::now();
+    while let Some(pair) = rx.recv().await {
+        tally.read.fetch_add(1, Ordering::Relaxed);
+        if let Some(i) = interval {
+            tokio::time::sleep_until(next).await;
+            next += i;
+        }
+        while tasks.len() >= concurrency {
+            let _ = tasks.join_next().await;
+        }
+        let (shadows, tally, bar) = (app.shadows().clone(), tally.clone(), bar.clone());
+        tasks.spawn(async move {
+            let c = match shadows.shadow(pair).await {
+                Handled::Compared => &tally.compared,
+                Handled::Skipped(_) => &tally.skipped,
+                Handled::Lost => &tally.lost,
+            };
+            c.fetch_add(1, Ordering::Relaxed);
+            bar.inc(1);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    if let Ok(Err(e)) = reading.await {
+        tracing::error!(error = %e, "cannot read the traffic");
+    }
+    bar.finish_and_clear();
+    Ok(app.finish().await)
+}
+
+/// A progress bar on stderr when it is a terminal; hidden otherwise (CI logs stay clean).
+fn progress(total: u64) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("replay [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+    {
+        bar.set_style(style.progress_chars("#> "));
+    }
+    let _ = std::io::stderr().flush();
+    bar
+}
+
+/// Sends each usable recording of `path` on `tx`; unusable lines are counted and logged.
+fn read_recording(
+    path: &Path,
+    tally: &Tally,
+    bar: &indicatif::ProgressBar,
+    tx: &tokio::sync::mpsc::Sender<RecordedPair>,
+) -> anyhow::Result<()> {
+    let reader = Reader::open(path).context("cannot read the recording")?;
     for line in reader {
         let rec = match line {
             Ok(r) => r,
@@ -202,46 +263,43 @@ async fn replay(
                 continue;
             }
         };
-        tally.read.fetch_add(1, Ordering::Relaxed);
-        if let Some(i) = interval {
-            tokio::time::sleep_until(next).await;
-            next += i;
-        }
-        while tasks.len() >= concurrency {
-            let _ = tasks.join_next().await;
-        }
         let pair = RecordedPair {
             ts: rec.time(),
             request,
             primary,
         };
-        let (shadows, tally, bar) = (app.shadows().clone(), tally.clone(), bar.clone());
-        tasks.spawn(async move {
-            let c = match shadows.shadow(pair).await {
-                Handled::Compared => &tally.compared,
-                Handled::Skipped(_) => &tally.skipped,
-                Handled::Lost => &tally.lost,
-            };
-            c.fetch_add(1, Ordering::Relaxed);
-            bar.inc(1);
-        });
+        if tx.blocking_send(pair).is_err() {
+            break;
+        }
     }
-    while tasks.join_next().await.is_some() {}
-    bar.finish_and_clear();
-    Ok(app.finish().await)
+    Ok(())
 }
 
-/// A progress bar on stderr when it is a terminal; hidden otherwise (CI logs stay clean).
-fn progress(total: u64) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("replay [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
-    {
-        bar.set_style(style.progress_chars("#> "));
-    }
-    let _ = std::io::stderr().flush();
-    bar
+/// Reassembles the exchanges of server port `port` from a pcap/pcapng file (as `shadowdiff
+/// capture --pcap` does) and sends each complete one on `tx`; the completeness counts are kept
+/// in `tally` for the report.
+fn read_capture(
+    path: &Path,
+    port: u16,
+    tally: &Tally,
+    tx: &tokio::sync::mpsc::Sender<RecordedPair>,
+) -> anyhow::Result<()> {
+    use crate::capture::source::{self, Input};
+    use crate::capture::{Limits, Outcome};
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let input = Input::File(path.to_path_buf());
+    let counts = source::run(&input, port, Limits::default(), &stop, None, |f| {
+        if let (Outcome::Complete, Some(x)) = (f.outcome, f.exchange) {
+            let pair = RecordedPair {
+                ts: x.ts(),
+                request: x.to_request(),
+                primary: x.to_primary(),
+            };
+            if tx.blocking_send(pair).is_err() {
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+    })?;
+    *tally.capture.lock() = Some(counts);
+    Ok(())
 }

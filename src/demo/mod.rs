@@ -266,10 +266,18 @@ fn print_report(stats: &Stats) {
 /// The run's figures on stdout: totals by verdict and skip reason, the divergence rate, each
 /// endpoint's top fields, the top signatures (the demo's report and `replay`'s).
 pub fn print_summary(stats: &Stats) {
+    print!("{}", summary_text(stats));
+}
+
+/// [`print_summary`]'s text (`capture` writes it at once, so a closed pipe is not a panic).
+pub fn summary_text(stats: &Stats) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let s = stats.summary(Window::All, 5);
     let t = &s.totals;
-    println!("\n== summary: {} exchanges", t.exchanges);
-    println!(
+    let _ = writeln!(out, "\n== summary: {} exchanges", t.exchanges);
+    let _ = writeln!(
+        out,
         "verdicts: {}",
         t.verdicts
             .iter()
@@ -278,7 +286,8 @@ pub fn print_summary(stats: &Stats) {
             .join(", ")
     );
     if !t.skip_reasons.is_empty() {
-        println!(
+        let _ = writeln!(
+            out,
             "skipped:  {}",
             t.skip_reasons
                 .iter()
@@ -287,14 +296,16 @@ pub fn print_summary(stats: &Stats) {
                 .join(", ")
         );
     }
-    println!(
+    let _ = writeln!(
+        out,
         "divergence {} of {} compared (95% CI {}–{})\n",
         pct(t.divergence.rate),
         t.divergence.samples,
         pct(Some(t.divergence.ci95[0])),
         pct(Some(t.divergence.ci95[1]))
     );
-    println!(
+    let _ = writeln!(
+        out,
         "{:<28} {:>7} {:>10} {:>17}  top fields (count, of which noise)",
         "endpoint", "samples", "divergence", "95% CI"
     );
@@ -314,7 +325,8 @@ pub fn print_summary(stats: &Stats) {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        println!(
+        let _ = writeln!(
+            out,
             "{:<28} {:>7} {:>10} {:>17}  {}",
             e.endpoint,
             e.stats.divergence.samples,
@@ -329,7 +341,7 @@ pub fn print_summary(stats: &Stats) {
     }
     let mut sigs = stats.signatures(None);
     sigs.sort_by_key(|c| std::cmp::Reverse(c.count));
-    println!("\n== top signatures");
+    let _ = writeln!(out, "\n== top signatures");
     for c in sigs.iter().take(6) {
         let fields = c
             .fields
@@ -337,7 +349,8 @@ pub fn print_summary(stats: &Stats) {
             .map(|f| format!("{} {}", f.field, f.kind.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
-        println!(
+        let _ = writeln!(
+            out,
             "{} {:>4}× {:<16} {:<26} {}",
             c.signature,
             c.count,
@@ -346,4 +359,5 @@ pub fn print_summary(stats: &Stats) {
             fields
         );
     }
+    out
 }

@@ -162,6 +162,15 @@ impl Recorder {
         self.writer.try_line(rec.to_json_line())
     }
 
+    /// [`Recorder::write`] that waits for room in the queue instead of dropping: reading a
+    /// capture file, where every exchange is wanted and nothing is on a request path.
+    pub fn write_waiting(&self, mut rec: Recording) -> bool {
+        if let Some(r) = &self.redaction {
+            r.apply(&mut rec);
+        }
+        self.writer.line_waiting(rec.to_json_line())
+    }
+
     /// Writes what is queued and stops the writer, waiting at most `grace`.
     pub fn shutdown(&self, grace: Duration) {
         self.writer.shutdown(grace);

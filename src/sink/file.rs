@@ -125,6 +125,16 @@ impl LineWriter {
         }
     }
 
+    /// Enqueues one line, waiting for room; `false` (counted as dropped) only when the writer
+    /// thread is gone.
+    pub fn line_waiting(&self, line: String) -> bool {
+        if self.tx.send(Msg::Line(line)).is_ok() {
+            return true;
+        }
+        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
     /// Writes what is queued, fsyncs and stops the thread, waiting at most `grace`.
     pub fn shutdown(&self, grace: Duration) {
         let name = self.name;
