@@ -77,19 +77,24 @@ async fn live_loopback_capture_reassembles_at_least_999_per_mille() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    // Ready when its admin server answers (it binds after libpcap opened the interface).
+    // Ready when `/readyz` answers 200: set once libpcap has opened the interface and the
+    // filter is in place (the admin server answers before that; traffic sent then was lost).
     let client = common::h1_client();
     let url = format!("http://{admin}/metrics");
+    let readyz = format!("http://{admin}/readyz");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let req = hyper::Request::get(&url).body(common::full("")).unwrap();
-        if client.request(req).await.is_ok() {
+        let req = hyper::Request::get(&readyz).body(common::full("")).unwrap();
+        if client
+            .request(req)
+            .await
+            .is_ok_and(|r| r.status() == hyper::StatusCode::OK)
+        {
             break;
         }
         assert!(Instant::now() < deadline, "capture did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The filter must be in place: one request, seen.
     let (n, rps) = load();
     let workers = 8u64;
     let cpu0 = cpu_seconds(pid);

@@ -57,8 +57,27 @@ pub fn run(
     limits: Limits,
     stop: &AtomicBool,
     shared: Option<&Arc<Mutex<Counts>>>,
+    each: impl FnMut(Finished),
+) -> Result<Counts, CaptureError> {
+    run_ready(input, port, limits, stop, shared, None, each)
+}
+
+/// [`run`], setting `ready` once the file or the interface is open and its filter in place:
+/// what the admin server's `/readyz` waits for, so that traffic sent after it answers is seen.
+pub fn run_ready(
+    input: &Input,
+    port: u16,
+    limits: Limits,
+    stop: &AtomicBool,
+    shared: Option<&Arc<Mutex<Counts>>>,
+    ready: Option<&AtomicBool>,
     mut each: impl FnMut(Finished),
 ) -> Result<Counts, CaptureError> {
+    let opened = || {
+        if let Some(r) = ready {
+            r.store(true, Ordering::Release);
+        }
+    };
     let mut tracker = Tracker::new(port, limits);
     let publish = |t: &mut Tracker| {
         if let Some(s) = shared {
@@ -68,6 +87,7 @@ pub fn run(
     match input {
         Input::File(path) => {
             let mut cap = open_file(path)?;
+            opened();
             let link = Link::from_linktype(cap.get_datalink().0);
             let mut last = Instant::now();
             loop {
@@ -115,6 +135,7 @@ pub fn run(
                     source,
                 })?;
             let link = Link::from_linktype(cap.get_datalink().0);
+            opened();
             tracing::info!(interface = %name, filter = %f, snaplen = SNAPLEN, "capturing");
             let mut last = Instant::now();
             while !stop.load(Ordering::Relaxed) {

@@ -56,6 +56,9 @@ pub(super) fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
         ..Limits::default()
     };
     let shared = Arc::new(Mutex::new(Counts::default()));
+    // `/readyz` answers 200 once the capture is open and filtering: traffic sent after that is
+    // seen (the admin server itself comes up before).
+    let ready = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -89,7 +92,7 @@ pub(super) fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot bind the admin address {addr}"))?;
         let counts = shared.clone();
         let metrics = move || counts.lock().metrics();
-        let mut state = AdminState::new(stats.clone(), Arc::new(AtomicBool::new(true)))
+        let mut state = AdminState::new(stats.clone(), ready.clone())
             .with_access(access)
             .with_metrics_source(Arc::new(metrics) as Arc<dyn MetricsSource>);
         state.gate = Arc::new(cfg.gate.clone());
@@ -112,12 +115,13 @@ pub(super) fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     }
 
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
-    let counts = source::run(
+    let counts = source::run_ready(
         &input,
         args.port,
         limits,
         &stop,
         Some(&shared),
+        Some(&ready),
         |f: Finished| {
             if let (Outcome::Complete, Some(x)) = (f.outcome, f.exchange) {
                 tracing::debug!(
