@@ -27,8 +27,9 @@ pub struct RecordConfig {
     /// Fraction of shadowed exchanges recorded, `0.01` or `1%`. Default `1%`.
     #[serde(deserialize_with = "de::rate")]
     pub sample: f64,
-    /// Rotate when the file would exceed this. Default `100MiB`.
-    #[serde(deserialize_with = "de::size")]
+    /// Rotate when the file would exceed this; at least 1 byte, as the file sink's. Default
+    /// `100MiB`.
+    #[serde(deserialize_with = "de::positive_size")]
     pub rotate_bytes: usize,
     /// Rotated files kept (`path.1` … `path.{keep}`). Default `5`.
     #[serde(deserialize_with = "de::positive")]
