@@ -38,6 +38,10 @@ need_apt nginx
 # Test certificates for the TLS tests (tests/tls.rs: a CA, server, expired and client certificates).
 need_apt openssl
 
+# Capture (src/capture, tests/capture*.rs): the binary links libpcap; the live capture test
+# listens on `lo` as root and records sample captures with tcpdump.
+need_apt libpcap-dev tcpdump
+
 # Kafka sink tests (tests/kafka.rs): a Kafka-compatible broker and an independent client.
 # tansu builds from source once (20-30 minutes) and is cached under ~/.cargo/bin.
 if command -v tansu >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/tansu" ]; then

@@ -18,7 +18,8 @@ use crate::ingest::Counters;
 use crate::ingest::config::ProxyConfig;
 use crate::ingest::proxy::{self, ProxyError, ProxyHandle};
 use crate::pipeline::CompareConfig;
-use crate::pipeline::{Fanout, Pipeline, Refine, Sink, pool};
+use crate::pipeline::{Fanout, Pipeline, Refine, Sink, Tap, pool};
+use crate::record::writer::{RecordConfig, RecordCounters, Recorder};
 use crate::redact::Redaction;
 use crate::sink::file::FileSink;
 use crate::sink::kafka::KafkaSink;
@@ -86,11 +87,16 @@ impl Settings {
 /// The admin address when the config names none.
 pub const DEFAULT_ADMIN: SocketAddr = crate::admin::config::DEFAULT_LISTEN;
 
+mod recorded;
+pub use recorded::{Recorded, RecordedSource, start_recorded};
+
 /// The inline proxy on its own pipeline: the source, the comparison pool and the sinks.
 pub struct Proxy {
     handle: ProxyHandle,
     pipeline: Arc<Pipeline>,
     grace: Duration,
+    /// The recorder's counters, when `record:` is set.
+    record: Option<Arc<RecordCounters>>,
 }
 
 impl Proxy {
@@ -109,27 +115,39 @@ impl Proxy {
         self.handle.circuit()
     }
 
+    /// The recorder's counters (`record:`), when one runs.
+    pub fn record_counters(&self) -> Option<Arc<RecordCounters>> {
+        self.record.clone()
+    }
+
     /// Waits for the proxy to drain after its shutdown signal, then stops the pipeline behind it:
     /// the comparison queue drained, the sinks flushed within `shutdown_grace`.
     pub async fn join(self) -> Result<(), AppError> {
         let served = self.handle.join().await;
-        let (pipeline, grace) = (self.pipeline, self.grace);
-        if tokio::task::spawn_blocking(move || pipeline.stop(grace))
-            .await
-            .is_err()
-        {
-            tracing::error!("the pipeline did not stop cleanly");
-        }
+        stop_pipeline(self.pipeline, self.grace).await;
         Ok(served?)
     }
 }
 
-/// The comparison stage's settings: the `compare:`, `redact:` and `publish:` sections.
+/// Drains the comparison queue and flushes the sinks (and the recorder) within `grace`, off the
+/// async threads.
+async fn stop_pipeline(pipeline: Arc<Pipeline>, grace: Duration) {
+    if tokio::task::spawn_blocking(move || pipeline.stop(grace))
+        .await
+        .is_err()
+    {
+        tracing::error!("the pipeline did not stop cleanly");
+    }
+}
+
+/// The comparison stage's settings: the `compare:`, `redact:` and `publish:` sections, and
+/// `record:` (the proxy's recorder sees each exchange on the comparison workers).
 #[derive(Debug, Clone, Default)]
 pub struct StageConfig {
     pub compare: CompareConfig,
     pub redact: RedactConfig,
     pub publish: PublishConfig,
+    pub record: Option<RecordConfig>,
 }
 
 impl StageConfig {
@@ -139,6 +157,7 @@ impl StageConfig {
             compare: cfg.compare.clone(),
             redact: cfg.redact.clone(),
             publish: cfg.publish.clone(),
+            record: cfg.record.clone(),
         }
     }
 }
@@ -153,9 +172,45 @@ pub async fn start_proxy(
     refine: Option<Arc<dyn Refine>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Proxy, AppError> {
-    let f = stage;
+    // The recorder (`record:`) sees every shadowed exchange on the comparison workers.
+    let recorder = match &stage.record {
+        Some(rc) => {
+            let r = Recorder::open(rc, &stage.redact, cfg.shadow.max_body_bytes).map_err(|e| {
+                AppError::Sink {
+                    sink: "record",
+                    reason: e.to_string(),
+                }
+            })?;
+            tracing::info!(path = %rc.path.display(), sample = rc.sample, "recording a sample of exchanges");
+            Some(Arc::new(r))
+        }
+        None => None,
+    };
+    let record = recorder.as_ref().map(|r| r.counters());
+    let tap = recorder.map(|r| r as Arc<dyn Tap>);
+    let pipeline = start_pipeline(stage, &cfg.rules, &cfg.instance, sink, refine, tap)?;
+    let grace = cfg.shutdown_grace;
+    let handle = proxy::start(cfg, pipeline.clone(), shutdown).await?;
+    Ok(Proxy {
+        handle,
+        pipeline,
+        grace,
+        record,
+    })
+}
+
+/// The comparison pipeline every source feeds: the comparator with the rules, redaction,
+/// `refine`, then `sink` (and `tap` before comparison).
+fn start_pipeline(
+    f: &StageConfig,
+    rules: &Arc<RuleSet>,
+    instance: &str,
+    sink: Arc<dyn Sink>,
+    refine: Option<Arc<dyn Refine>>,
+    tap: Option<Arc<dyn Tap>>,
+) -> Result<Arc<Pipeline>, AppError> {
     let comparator = Comparator::new(
-        cfg.rules.clone(),
+        rules.clone(),
         CompareOptions {
             max_decoded_bytes: f.compare.max_decoded_bytes,
             max_differences: f.compare.max_differences,
@@ -165,20 +220,14 @@ pub async fn start_proxy(
     let ctx = pool::Context {
         comparator,
         redaction,
-        instance: cfg.instance.clone(),
+        instance: instance.to_string(),
         sink,
         refine,
+        tap,
     };
     let pipeline = Pipeline::start(ctx, f.compare.workers, f.compare.queue, f.compare.nice)
         .map_err(AppError::Workers)?;
-    let pipeline = Arc::new(pipeline);
-    let grace = cfg.shutdown_grace;
-    let handle = proxy::start(cfg, pipeline.clone(), shutdown).await?;
-    Ok(Proxy {
-        handle,
-        pipeline,
-        grace,
-    })
+    Ok(Arc::new(pipeline))
 }
 
 /// A running sidecar: the proxy, its pipeline and the admin server.
@@ -248,6 +297,9 @@ impl Sidecar {
         let mut state = admin_state(stats.clone(), ready.clone(), &gate, &stage)
             .with_access(access)
             .with_metrics_source(proxy.counters() as Arc<dyn MetricsSource>);
+        if let Some(r) = proxy.record_counters() {
+            state = state.with_metrics_source(r);
+        }
         for s in sinks.metrics {
             state = state.with_metrics_source(s);
         }

@@ -2,9 +2,11 @@
 //! built objects (rules, comparator) before any work starts; errors exit 2 (64 for
 //! `check-config`, as DESIGN.md fixes).
 
+mod capture;
 mod check;
 mod diff;
 mod gate;
+mod replay;
 mod serve;
 
 pub use diff::render_human;
@@ -50,6 +52,17 @@ pub enum Command {
     /// Release gate: asks a running sidecar's admin API whether the candidate's divergence rate
     /// is below a threshold; exit 0 pass, 1 fail, 3 insufficient data, 2 error.
     Gate(GateArgs),
+    /// Replays a recording (shadowdiff.recording.v1) against live targets: each recorded
+    /// request goes to the candidate (and secondary) under the shadow policy and is compared
+    /// with the recorded primary answer, or with a live --primary's (a double run). Exit 0 when
+    /// it ran; with --max-divergence, the gate's exit code (0 pass, 1 fail, 3 insufficient
+    /// data); 2 on error.
+    Replay(Box<ReplayArgs>),
+    /// Passive: reassembles the HTTP/1.x exchanges of server port N from packets (a live
+    /// interface or a pcap/pcapng file) and reports how complete the capture is; with
+    /// --candidate, compares each captured answer with the candidate's; with --record, writes
+    /// each exchange as a recording.
+    Capture(Box<CaptureArgs>),
     /// Fleet view: consumes every sidecar's events and interval statistics from Kafka (as a
     /// consumer group) and serves the same admin API and UI over the merged figures.
     Aggregate(AggregateArgs),
@@ -80,6 +93,38 @@ pub struct AggregateArgs {
 }
 
 #[derive(clap::Args, Debug, Default)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["interface", "pcap"])))]
+pub struct CaptureArgs {
+    /// Capture live on this interface (`lo`, `eth0`, `any`); needs root or CAP_NET_RAW.
+    #[arg(long)]
+    pub interface: Option<String>,
+    /// Read a pcap or pcapng file (`.gz` too).
+    #[arg(long)]
+    pub pcap: Option<PathBuf>,
+    /// The server port whose exchanges are reassembled.
+    #[arg(long)]
+    pub port: u16,
+    /// Send each captured request to this candidate and compare with the captured answer.
+    #[arg(long)]
+    pub candidate: Option<Upstream>,
+    /// A second legacy instance, for noise cancellation.
+    #[arg(long)]
+    pub secondary: Option<Upstream>,
+    /// Write every reassembled exchange as a recording (`shadowdiff.recording.v1`).
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+    /// Config file (shadow policy, limits, admin, stats).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Admin API / `/metrics` address (default for a live capture: 127.0.0.1:9901).
+    #[arg(long)]
+    pub admin: Option<std::net::SocketAddr>,
+    /// Write the summary JSON (with the completeness counts) to this file at the end.
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug, Default)]
 pub struct ProxyArgs {
     /// Config file; without it, --primary and --candidate suffice.
     #[arg(long)]
@@ -102,6 +147,46 @@ pub struct ProxyArgs {
     /// Admin API address (default 127.0.0.1:9901).
     #[arg(long)]
     pub admin: Option<std::net::SocketAddr>,
+}
+
+#[derive(clap::Args, Debug, Default)]
+pub struct ReplayArgs {
+    /// The recording to replay (JSONL, shadowdiff.recording.v1).
+    #[arg(long)]
+    pub traffic: PathBuf,
+    /// Server port of the exchanges in a pcap/pcapng file (pcap input only).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// The build under test, http://host:port (required here or in --config).
+    #[arg(long)]
+    pub candidate: Option<Upstream>,
+    /// A live primary: each request goes to it too and its answer is the reference (a double
+    /// run). Without it, the recorded answers are.
+    #[arg(long)]
+    pub primary: Option<Upstream>,
+    /// A second legacy instance, for noise cancellation.
+    #[arg(long)]
+    pub secondary: Option<Upstream>,
+    /// Requests per second at most (default: as fast as --concurrency allows).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Config file: rules, shadow policy (methods, routes, headers, timeout, breaker), compare,
+    /// redact, sinks, gate defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Write /api/v1/summary's JSON over what was replayed to this file.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+    /// Gate over what was replayed: highest acceptable divergence rate, 0.01 or 1%.
+    #[arg(long, value_parser = parse_rate_arg)]
+    pub max_divergence: Option<String>,
+    /// With --max-divergence: fewer compared exchanges is insufficient data (exit 3; default:
+    /// the config's gate.min_samples, 500).
+    #[arg(long)]
+    pub min_samples: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -169,6 +254,13 @@ pub struct DemoArgs {
     /// Concurrent client connections.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Serve one sample service only (legacy or candidate) on --listen, until Ctrl-C: what the
+    /// replay example (scripts/replay-example.sh) replays against.
+    #[arg(long, value_parser = ["legacy", "candidate"], requires = "listen")]
+    pub service: Option<String>,
+    /// With --service: the address to serve it on.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -201,6 +293,14 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(args) => {
+            let service = args.service.as_deref().zip(args.listen).map(|(s, a)| {
+                let b = if s == "candidate" {
+                    crate::demo::services::Build::Candidate
+                } else {
+                    crate::demo::services::Build::Legacy
+                };
+                (b, a)
+            });
             let opts = crate::demo::DemoOptions {
                 exit: args.exit,
                 secondary: !args.no_secondary,
@@ -217,7 +317,13 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match rt.block_on(crate::demo::run(opts)) {
+            let run = async move {
+                match service {
+                    Some((b, a)) => crate::demo::serve_one(b, a).await,
+                    None => crate::demo::run(opts).await,
+                }
+            };
+            match rt.block_on(run) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("shadowdiff demo: error: {e:#}");
@@ -255,10 +361,24 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Capture(args) => match capture::run(*args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("shadowdiff capture: error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Aggregate(args) => match serve::aggregate(args) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("shadowdiff aggregate: error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Replay(args) => match replay::run(*args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("shadowdiff replay: error: {e:#}");
                 ExitCode::from(2)
             }
         },

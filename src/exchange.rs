@@ -158,14 +158,7 @@ pub enum DecodeError {
 /// and stacked encodings such as `gzip, br`), never producing more than `limit` bytes: a zip bomb
 /// is refused once it crosses the cap, without inflating the rest.
 pub fn decode_body(headers: &HeaderMap, body: &Bytes, limit: usize) -> Result<Bytes, DecodeError> {
-    let encodings: Vec<String> = headers
-        .get_all(http::header::CONTENT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|e| e.trim().to_ascii_lowercase())
-        .filter(|e| !e.is_empty() && e != "identity")
-        .collect();
+    let encodings = content_codings(headers);
     if encodings.is_empty() {
         return Ok(body.clone());
     }
@@ -175,6 +168,19 @@ pub fn decode_body(headers: &HeaderMap, body: &Bytes, limit: usize) -> Result<By
         data = decode_one(enc, &data, limit)?;
     }
     Ok(data)
+}
+
+/// The content codings of `Content-Encoding`, lower-cased, in the order they were applied
+/// (`identity` left out).
+pub fn content_codings(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|e| e.trim().to_ascii_lowercase())
+        .filter(|e| !e.is_empty() && e != "identity")
+        .collect()
 }
 
 fn decode_one(encoding: &str, data: &[u8], limit: usize) -> Result<Bytes, DecodeError> {

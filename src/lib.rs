@@ -26,6 +26,9 @@
 //! - [`sink`]: sinks — [`sink::file`] writes JSONL with rotation; [`sink::kafka`] publishes
 //!   events to Kafka (rdkafka: `config`, `producer`, `pump`) with a durable disk spool
 //!   ([`sink::spool`], redb).
+//! - [`record`]: recordings (`shadowdiff.recording.v1`): the line format, its redaction, the
+//!   reader `replay` uses and the [`record::writer::Recorder`] behind the proxy's `record:`
+//!   (a [`pipeline::Tap`] on the comparison workers, bounded, rotated, every drop counted).
 //! - [`stats`]: divergence statistics — a [`pipeline::Sink`] counting verdicts, fields and
 //!   latency per endpoint ([`stats::EndpointMap`]) over a sliding window and since start; the
 //!   learned noise model ([`stats::noise`], the pipeline's `Refine`, and the rules it suggests
@@ -44,6 +47,13 @@
 //!   [`ingest::tls::Conn`] and the primary's connector); [`ingest::rewrite`] changes shadow
 //!   copies (`shadow.candidate`: path prefix, regex rewrites); [`ingest::grouping`] names
 //!   endpoints (redacted); [`ingest::config`] is the proxy's config.
+//! - [`capture`]: the passive source (`shadowdiff capture`) — link layers and IPv4 fragments
+//!   ([`capture::packet`], etherparse), our own pure TCP reassembly ([`capture::tcp`], fuzzed),
+//!   HTTP/1.x on both directions paired in order ([`capture::http`], httparse), the connection
+//!   table with its bounds and completeness counts ([`capture::tracker`], [`capture::counts`]),
+//!   libpcap for files and interfaces ([`capture::source`]). It hands out
+//!   [`capture::CapturedExchange`]s, which `capture --candidate` compares through
+//!   [`ingest::recorded`] and `capture --record` writes through [`record`].
 //! - [`config`]: `shadowdiff.yaml` — one struct aggregating each component's own section,
 //!   validated at once (every problem, with lines), and the rules it names.
 //! - [`admin`]: the admin HTTP server — health, `/metrics`, the JSON API over [`stats`], the
@@ -56,17 +66,21 @@
 //!   [`app`].
 //! - [`cli`]: argument parsing and dispatch; `cli/serve.rs` runs `proxy` and `aggregate`
 //!   through [`app`], `cli/check.rs`, `cli/diff.rs` and `cli/gate.rs` the other commands;
+//!   `cli/replay.rs` runs `replay` (recordings and pcap files) and `cli/capture.rs` runs
+//!   `capture`, whose `cli/capture/handoff.rs` sends each captured exchange to the comparison
+//!   ([`app::Recorded`]) and the recorder;
 //!   `main.rs` only calls [`cli::main`].
 //!
 //! Layers (a module uses only modules before it; no two modules import each other):
-//! `exchange → yaml → compare → units → redact → event → pipeline → sink → stats → ingest →
-//! admin → config → aggregate → app → demo → cli` (enforced by `tests/layers.rs`). Component
+//! `exchange → yaml → compare → units → redact → event → pipeline → sink → record → stats →
+//! ingest → capture → admin → config → aggregate → app → demo → cli` (enforced by `tests/layers.rs`). Component
 //! configs live with their component; [`config`] only aggregates them, so nothing below it
 //! reads the config file's struct.
 
 pub mod admin;
 pub mod aggregate;
 pub mod app;
+pub mod capture;
 pub mod cli;
 pub mod compare;
 pub mod config;
@@ -75,6 +89,7 @@ pub mod event;
 pub mod exchange;
 pub mod ingest;
 pub mod pipeline;
+pub mod record;
 pub mod redact;
 pub mod sink;
 pub mod stats;

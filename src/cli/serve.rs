@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 /// Installs the `tracing` subscriber: `RUST_LOG` wins over the config's level.
-fn init_logging(cfg: &crate::config::LogConfig) {
+pub(super) fn init_logging(cfg: &crate::config::LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -26,7 +26,7 @@ fn init_logging(cfg: &crate::config::LogConfig) {
 }
 
 /// Reads `--config` (or the defaults); a bad file prints its problems and yields exit 64.
-fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
+pub(super) fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
     match path {
         Some(p) => Config::load(p).map_err(|e| {
             print_problems(&e);
@@ -36,7 +36,7 @@ fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
     }
 }
 
-fn runtime(name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime(name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name(name)

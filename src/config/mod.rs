@@ -25,6 +25,7 @@ use crate::ingest::grouping::GroupingConfig;
 use crate::ingest::rewrite::{RewriteRule, UpstreamRewrite};
 pub use crate::ingest::tls::{TlsConfig, TlsSection};
 pub use crate::pipeline::CompareConfig;
+pub use crate::record::writer::RecordConfig;
 pub use crate::redact::RedactConfig;
 pub use crate::sink::file::FileSinkConfig;
 use crate::sink::kafka::KafkaConfig;
@@ -116,6 +117,9 @@ pub struct Config {
     /// `tls:`, per `https://` upstream, owned by [`crate::ingest::tls`] ([`TlsSection`]: every
     /// key and its default). Default `{}`.
     pub tls: TlsSection,
+    /// `record:`, owned by the recorder ([`RecordConfig`]: every key and its default). Default
+    /// none: nothing is recorded.
+    pub record: Option<RecordConfig>,
 }
 
 impl Default for Config {
@@ -141,6 +145,7 @@ impl Default for Config {
             gate: crate::stats::GateConfig::default(),
             noise: NoiseConfig::default(),
             tls: TlsSection::default(),
+            record: None,
         }
     }
 }
@@ -211,7 +216,7 @@ const SECTIONS: &[(&[&str], Check, &[&str])] = &[
         check::<Config>,
         &[
             "shadow", "limits", "compare", "grouping", "publish", "sinks", "redact", "log",
-            "stats", "gate", "noise", "admin", "tls",
+            "stats", "gate", "noise", "admin", "tls", "record",
         ],
     ),
     (
@@ -244,6 +249,7 @@ const SECTIONS: &[(&[&str], Check, &[&str])] = &[
     (&["stats"], check::<StatsConfig>, &[]),
     (&["gate"], check::<crate::stats::GateConfig>, &[]),
     (&["noise"], check::<NoiseConfig>, &[]),
+    (&["record"], check::<RecordConfig>, &[]),
 ];
 
 /// Lists whose items are checked one by one, each problem at its item's line: (section, key,

@@ -394,3 +394,24 @@ fn relative_paths_resolve_against_the_config_files_folder() {
     assert_eq!(cfg.rules, Some(tmp.path().join("config/../rules/")));
     assert_eq!((rules.files.len(), rules.rules.len()), (1, 1));
 }
+
+#[test]
+fn the_record_section_parses_and_its_bad_keys_are_reported_with_lines() {
+    let c = parse("record: {path: exchanges.jsonl, sample: 1%, rotate_bytes: 100MiB, keep: 5}\n")
+        .unwrap();
+    let r = c.record.unwrap();
+    assert_eq!(r.sample, 0.01);
+    assert_eq!(r.rotate_bytes, 100 << 20);
+    assert!(r.redact, "redaction stays on unless set false explicitly");
+    assert!(parse("").unwrap().record.is_none(), "off by default");
+    let e = parse("record:\n  path: x.jsonl\n  sample: 2\n  keeep: 3\n").unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains(":3:") && text.contains("record.sample"),
+        "{text}"
+    );
+    assert!(
+        text.contains(":4:") && text.contains("record.keeep"),
+        "{text}"
+    );
+}

@@ -57,6 +57,23 @@ async fn serve_sample(build: services::Build) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// Serves one sample service on `addr` until Ctrl-C (`shadowdiff demo --service`).
+pub async fn serve_one(build: services::Build, addr: SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    eprintln!(
+        "{build:?} sample service on http://{}",
+        listener.local_addr()?
+    );
+    axum::serve(listener, services::router(build))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
 fn upstream(a: SocketAddr) -> anyhow::Result<Upstream> {
     Upstream::parse(&format!("http://{a}")).map_err(|e| anyhow::anyhow!(e))
 }
@@ -226,10 +243,42 @@ fn pct(r: Option<f64>) -> String {
 }
 
 fn print_report(stats: &Stats) {
+    print_summary(stats);
+    let g = stats.gate(
+        Window::All,
+        &GateConfig {
+            max_divergence: 0.01,
+            min_samples: 100,
+            ..GateConfig::default()
+        }
+        .params(Default::default()),
+    );
+    println!(
+        "\n== gate (max divergence 1%, min 100 samples, {}): {} — divergence {} of {} (95% CI {}–{})",
+        g.method.as_str(),
+        g.verdict.as_str().to_uppercase(),
+        pct(g.divergence_rate),
+        g.samples,
+        pct(Some(g.ci95[0])),
+        pct(Some(g.ci95[1]))
+    );
+}
+
+/// The run's figures on stdout: totals by verdict and skip reason, the divergence rate, each
+/// endpoint's top fields, the top signatures (the demo's report and `replay`'s).
+pub fn print_summary(stats: &Stats) {
+    print!("{}", summary_text(stats));
+}
+
+/// [`print_summary`]'s text (`capture` writes it at once, so a closed pipe is not a panic).
+pub fn summary_text(stats: &Stats) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let s = stats.summary(Window::All, 5);
     let t = &s.totals;
-    println!("\n== summary: {} exchanges", t.exchanges);
-    println!(
+    let _ = writeln!(out, "\n== summary: {} exchanges", t.exchanges);
+    let _ = writeln!(
+        out,
         "verdicts: {}",
         t.verdicts
             .iter()
@@ -238,7 +287,8 @@ fn print_report(stats: &Stats) {
             .join(", ")
     );
     if !t.skip_reasons.is_empty() {
-        println!(
+        let _ = writeln!(
+            out,
             "skipped:  {}",
             t.skip_reasons
                 .iter()
@@ -247,14 +297,16 @@ fn print_report(stats: &Stats) {
                 .join(", ")
         );
     }
-    println!(
+    let _ = writeln!(
+        out,
         "divergence {} of {} compared (95% CI {}–{})\n",
         pct(t.divergence.rate),
         t.divergence.samples,
         pct(Some(t.divergence.ci95[0])),
         pct(Some(t.divergence.ci95[1]))
     );
-    println!(
+    let _ = writeln!(
+        out,
         "{:<28} {:>7} {:>10} {:>17}  top fields (count, of which noise)",
         "endpoint", "samples", "divergence", "95% CI"
     );
@@ -274,7 +326,8 @@ fn print_report(stats: &Stats) {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        println!(
+        let _ = writeln!(
+            out,
             "{:<28} {:>7} {:>10} {:>17}  {}",
             e.endpoint,
             e.stats.divergence.samples,
@@ -289,7 +342,7 @@ fn print_report(stats: &Stats) {
     }
     let mut sigs = stats.signatures(None);
     sigs.sort_by_key(|c| std::cmp::Reverse(c.count));
-    println!("\n== top signatures");
+    let _ = writeln!(out, "\n== top signatures");
     for c in sigs.iter().take(6) {
         let fields = c
             .fields
@@ -297,7 +350,8 @@ fn print_report(stats: &Stats) {
             .map(|f| format!("{} {}", f.field, f.kind.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
-        println!(
+        let _ = writeln!(
+            out,
             "{} {:>4}× {:<16} {:<26} {}",
             c.signature,
             c.count,
@@ -306,22 +360,5 @@ fn print_report(stats: &Stats) {
             fields
         );
     }
-    let g = stats.gate(
-        Window::All,
-        &GateConfig {
-            max_divergence: 0.01,
-            min_samples: 100,
-            ..GateConfig::default()
-        }
-        .params(Default::default()),
-    );
-    println!(
-        "\n== gate (max divergence 1%, min 100 samples, {}): {} — divergence {} of {} (95% CI {}–{})",
-        g.method.as_str(),
-        g.verdict.as_str().to_uppercase(),
-        pct(g.divergence_rate),
-        g.samples,
-        pct(Some(g.ci95[0])),
-        pct(Some(g.ci95[1]))
-    );
+    out
 }

@@ -4,6 +4,10 @@
 //! - [`proxy`]: the inline sidecar's request path (`shadowdiff proxy`).
 //! - [`inbound`]: its client side — accepting and serving connections under `limits:` (head and
 //!   idle timeouts, connection cap, head size, accept back-off, the descriptor budget).
+//! - [`recorded`]: recorded or captured pairs (a request and the primary's answer seen
+//!   elsewhere) shadowed under the same policy and compared with the recorded answer
+//!   (`replay`, `capture --candidate`).
+//! - `admission`: the shadow policy's yes or no, shared by the proxy and [`recorded`].
 //! - `shadow`: the proxy's background shadow task (candidate, secondary, hand-off to comparison).
 //! - [`circuit`]: the candidate's circuit breaker.
 //! - [`grouping`]: endpoint names for exchanges.
@@ -19,6 +23,7 @@
 //! - [`tls`]: TLS to `https://` upstreams (the `tls:` section), for the shadow client and the
 //!   primary's connector.
 
+mod admission;
 pub mod background;
 pub mod body;
 pub mod buffer;
@@ -28,6 +33,7 @@ pub mod grouping;
 pub mod inbound;
 pub mod overload;
 pub mod proxy;
+pub mod recorded;
 pub mod resolve;
 pub mod rewrite;
 pub mod semantics;

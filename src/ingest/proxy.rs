@@ -10,7 +10,7 @@
 //! down) get wrong.
 
 use super::Counters;
-use super::background::{Background, SHADOW_IO_NICE};
+use super::admission::Admission;
 use super::body::TeeBody;
 use super::circuit::Circuit;
 use super::config::{ProxyConfig, Upstream};
@@ -18,8 +18,7 @@ use super::grouping::Grouper;
 use super::inbound;
 use super::resolve::{DNS_TTL, HyperResolver, Resolver};
 use super::semantics::{self, Refused};
-use super::shadow::{Admitted, PrimaryCopy, ShadowJob, Shadows, run_shadow};
-use super::shadow_client::ShadowClient;
+use super::shadow::{PrimaryCopy, ShadowJob, Shadows, run_shadow};
 use super::tls::{TlsClient, TlsError, TlsHttpConnector};
 use crate::compare::SkipReason;
 use crate::exchange::UpstreamError;
@@ -27,7 +26,7 @@ use crate::pipeline::Pipeline;
 use crate::pipeline::budget::Budget;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -40,7 +39,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -151,8 +150,8 @@ pub async fn start(
 struct Inner {
     cfg: ProxyConfig,
     primary: Client<TlsHttpConnector, TeeBody<Incoming>>,
-    permits: Arc<Semaphore>,
-    permits_total: u32,
+    /// The shadow policy's admission, shared with the recorded-pair source.
+    admission: Admission,
     counters: Arc<Counters>,
     grouper: Grouper,
     /// What the shadow tasks share, the comparison workers included.
@@ -179,100 +178,29 @@ impl Inner {
         let primary = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(TlsHttpConnector::new(conn, tls("primary", &cfg.primary)?));
-        // A finished shadow frees its permit a moment before its connection goes back to the
-        // pool, so the next shadow may open another: the pool is bounded so the connections
-        // never creep past `max_in_flight` (with hyper's pool they reached 1,225 for 1,024).
-        let shadow_client = |side, up: &Upstream| {
-            Ok::<_, TlsError>(ShadowClient::new(
-                up.authority(),
-                tls(side, up)?,
-                cfg.shadow.max_in_flight,
-                Duration::from_secs(90),
-                resolver.clone(),
-            ))
-        };
-        let candidate = shadow_client("candidate", &cfg.candidate)?;
-        let secondary = match &cfg.secondary {
-            Some(up) => Some(shadow_client("secondary", up)?),
-            None => None,
-        };
-        let permits_total = u32::try_from(cfg.shadow.max_in_flight).unwrap_or(u32::MAX >> 3);
         let grouper = Grouper::new(
             cfg.rules.clone(),
             cfg.grouping.max_endpoints,
             pipeline.redaction().clone(),
         );
-        // The budget lives in the counters so `/metrics` can read what is held.
-        let budget = Arc::clone(&counters.buffered);
-        let shadows = Arc::new(Shadows {
-            cfg: cfg.shadow.clone(),
-            candidate,
-            secondary,
+        let admission = Admission::new(&cfg.shadow, circuit.clone(), counters.clone());
+        let shadows = Arc::new(Shadows::new(
+            &cfg.shadow,
+            (&cfg.candidate, cfg.secondary.as_ref()),
+            &cfg.tls,
+            resolver,
             circuit,
-            counters: counters.clone(),
+            counters.clone(),
             pipeline,
-            cancel: CancellationToken::new(),
-            budget,
-            io: Background::lowered(SHADOW_IO_NICE),
-        });
+        )?);
         Ok(Self {
             primary,
-            permits: Arc::new(Semaphore::new(permits_total as usize)),
-            permits_total,
+            admission,
             counters,
             grouper,
             shadows,
             cfg,
         })
-    }
-
-    /// Whether the method is mirrored on this route.
-    fn mirrored(&self, method: &Method, path: &str) -> bool {
-        let s = &self.cfg.shadow;
-        if let Some(r) = s
-            .routes
-            .iter()
-            .find(|r| r.pattern.matches(method.as_str(), path))
-        {
-            return r.mirror;
-        }
-        s.methods.contains(method)
-    }
-
-    /// Decides whether to shadow; a permit and (possibly) the circuit's probe slot come with yes.
-    fn admit(&self, head: &http::request::Parts) -> Result<Admitted, SkipReason> {
-        let s = &self.cfg.shadow;
-        if head.headers.contains_key(&s.marker) {
-            return Err(SkipReason::ShadowLoop);
-        }
-        if !self.mirrored(&head.method, head.uri.path()) {
-            return Err(SkipReason::MethodNotMirrored);
-        }
-        if s.sample < 1.0 && rand::random::<f64>() >= s.sample {
-            return Err(SkipReason::SampledOut);
-        }
-        if !self.counters.overload.admit() {
-            return Err(SkipReason::Overload);
-        }
-        let declared = head
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > s.max_body_bytes as u64) {
-            return Err(SkipReason::BodyTooLarge);
-        }
-        let permit = self
-            .permits
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| SkipReason::ShadowQueueFull)?;
-        let probe = self
-            .shadows
-            .circuit
-            .admit()
-            .ok_or(SkipReason::CircuitOpen)?;
-        Ok(Admitted { permit, probe })
     }
 }
 
@@ -301,8 +229,7 @@ async fn serve(
     };
     let deadline = inbound::serve(listener, limits, stats, handler, shutdown, grace).await;
     // Every shadow holds a permit: all permits back means no shadow in flight.
-    let all = inner.permits.clone();
-    if tokio::time::timeout_at(deadline, all.acquire_many_owned(inner.permits_total))
+    if tokio::time::timeout_at(deadline, inner.admission.all_back())
         .await
         .is_err()
     {
@@ -314,14 +241,7 @@ async fn serve(
         inner.shadows.cancel.cancel();
         // Cancelled shadows end at their next poll and give their permits back; wait for that
         // (briefly) so nothing of the proxy outlives `join`.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            inner
-                .permits
-                .clone()
-                .acquire_many_owned(inner.permits_total),
-        )
-        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), inner.admission.all_back()).await;
     }
     tracing::info!("proxy stopped");
 }
@@ -384,7 +304,10 @@ async fn handle(
     let endpoint = inner
         .grouper
         .endpoint(head.method.as_str(), head.uri.path());
-    let admitted = match inner.admit(&head) {
+    let admitted = match inner
+        .admission
+        .admit(&head.method, head.uri.path(), &head.headers)
+    {
         Ok(a) => Some(a),
         Err(reason) => {
             inner.shadows.skip(&endpoint, reason, None);

@@ -10,11 +10,14 @@
 //! [`TeeBody`]: super::body::TeeBody
 
 use super::Counters;
-use super::background::Background;
+use super::background::{Background, SHADOW_IO_NICE};
 use super::body::{CaptureError, Captured};
 use super::circuit::Circuit;
-use super::config::{HostPolicy, ShadowConfig};
+use super::config::{HostPolicy, ShadowConfig, Upstream};
+use super::resolve::Resolver;
+use super::rewrite::UpstreamRewrite;
 use super::shadow_client::{ShadowClient, ShadowError, ShadowRequest};
+use super::tls::{TlsClient, TlsError, TlsSection};
 use crate::compare::SkipReason;
 use crate::exchange::{self, Exchange, Outcome, SendOffsets, Side, UpstreamError};
 use crate::pipeline::Pipeline;
@@ -43,9 +46,42 @@ pub(super) struct Shadows {
     pub(super) budget: Arc<Budget>,
     /// Where the shadow clients' socket work runs: below forwarding's priority.
     pub(super) io: Background,
+    /// A live primary reached like a shadow: only a recorded-pair source's double run
+    /// ([`super::recorded`]) has one; the proxy forwards to its primary itself.
+    pub(super) primary: Option<ShadowClient>,
 }
 
 impl Shadows {
+    /// The shadow clients for the candidate (and secondary) under `cfg`, sharing `resolver`;
+    /// the memory budget is the counters' (so `/metrics` reads what is held). Call it from
+    /// within a runtime (the shadow I/O thread starts here).
+    pub(super) fn new(
+        cfg: &ShadowConfig,
+        (candidate, secondary): (&Upstream, Option<&Upstream>),
+        tls: &TlsSection,
+        resolver: Arc<Resolver>,
+        circuit: Arc<Circuit>,
+        counters: Arc<Counters>,
+        pipeline: Arc<Pipeline>,
+    ) -> Result<Self, TlsError> {
+        let budget = Arc::clone(&counters.buffered);
+        Ok(Self {
+            cfg: cfg.clone(),
+            candidate: client(cfg, "candidate", candidate, tls, &resolver)?,
+            secondary: match secondary {
+                Some(s) => Some(client(cfg, "secondary", s, tls, &resolver)?),
+                None => None,
+            },
+            circuit,
+            counters,
+            pipeline,
+            cancel: CancellationToken::new(),
+            budget,
+            io: Background::lowered(SHADOW_IO_NICE),
+            primary: None,
+        })
+    }
+
     /// Counts a skip and lets the sinks observe it (dropped with the count when the queue is full).
     pub(super) fn skip(
         &self,
@@ -60,6 +96,161 @@ impl Shadows {
             reason,
             primary_latency,
         });
+    }
+}
+
+/// A shadow client for `up`. A finished shadow frees its permit a moment before its connection
+/// goes back to the pool, so the next shadow may open another: the pool is bounded so the
+/// connections never creep past `max_in_flight` (with hyper's pool they reached 1,225 for
+/// 1,024).
+/// An `https://` upstream gets its TLS client here, built once so its sessions are resumed.
+pub(super) fn client(
+    cfg: &ShadowConfig,
+    side: &'static str,
+    up: &Upstream,
+    tls: &TlsSection,
+    resolver: &Arc<Resolver>,
+) -> Result<ShadowClient, TlsError> {
+    let tls = up
+        .is_tls()
+        .then(|| TlsClient::new(side, up.host(), tls.get(side), &[b"http/1.1"]))
+        .transpose()?;
+    Ok(ShadowClient::new(
+        up.authority(),
+        tls,
+        cfg.max_in_flight,
+        Duration::from_secs(90),
+        resolver.clone(),
+    ))
+}
+
+/// What a shadow request is: the client's request as the primary got it. Owned, because each
+/// side's copy is sent from the shadow I/O thread.
+#[derive(Clone)]
+pub(super) struct Outgoing {
+    pub(super) endpoint: Arc<str>,
+    pub(super) method: Method,
+    pub(super) path_and_query: String,
+    pub(super) headers: HeaderMap,
+    pub(super) body: Bytes,
+}
+
+/// A side's answer kept for comparison (with the bytes it holds), or over the memory budget.
+pub(super) type Sent = Result<(Outcome, Reservation), OverBudget>;
+
+/// The candidate's and the secondary's answers and when each request left.
+pub(super) struct Pair {
+    pub(super) cand_sent: Instant,
+    pub(super) cand: Sent,
+    pub(super) sec: Option<(Instant, Sent)>,
+}
+
+impl Pair {
+    /// The candidate's answer crossed `max_body_bytes`: its failure only when the primary's
+    /// fits, which the caller learns later ([`settle_with_primary`]).
+    pub(super) fn candidate_too_large(&self) -> bool {
+        matches!(&self.cand, Ok((Err(UpstreamError::TooLarge(_)), _)))
+    }
+}
+
+/// Sends to the candidate and the secondary together (one after the other would itself create
+/// time-dependent differences that the secondary could not cancel), and tells the circuit how
+/// the candidate did — except for an answer over the cap, settled by [`settle_with_primary`].
+pub(super) async fn send_pair(
+    shadows: &Arc<Shadows>,
+    out: &Outgoing,
+    probe: &mut ProbeGuard,
+) -> Pair {
+    let cand = send_shadow(shadows, Side::Candidate, out);
+    let ((cand_sent, cand), sec) = match &shadows.secondary {
+        Some(_) => {
+            let (c, s) = tokio::join!(cand, send_shadow(shadows, Side::Secondary, out));
+            (c, Some(s))
+        }
+        None => (cand.await, None),
+    };
+    let pair = Pair {
+        cand_sent,
+        cand,
+        sec,
+    };
+    let healthy = matches!(&pair.cand, Ok((Ok(r), _)) if r.status < 500);
+    if pair.cand.is_ok() && !pair.candidate_too_large() {
+        shadows.circuit.record(healthy, probe.armed);
+        probe.armed = false;
+    }
+    if let Ok((Err(e), _)) = &pair.cand
+        && tracing::enabled!(tracing::Level::DEBUG)
+    {
+        // The error may quote the answer (`invalid answer: chunk size "…"`): logged redacted
+        // (and redacted only when logged: a failing candidate fails thousands of times).
+        let error = shadows.pipeline.redaction().quoted(&e.to_string());
+        tracing::debug!(side = "candidate", endpoint = %out.endpoint, %error, "shadow request failed");
+    }
+    pair
+}
+
+/// What is known of the primary's answer once it has passed.
+pub(super) enum PrimarySize {
+    /// Over `max_body_bytes`.
+    TooLarge,
+    /// Its body's length.
+    Len(usize),
+    /// No copy (the primary failed, the budget could not hold it, the client left).
+    Unknown,
+}
+
+/// Tells the circuit what only the primary's answer can settle:
+/// - an answer over the cap is the candidate's failure only when the primary's fits (a primary
+///   over the cap is `body_too_large` whatever the candidate did);
+/// - an answer the budget could not hold is never the candidate's error (a `memory_budget`
+///   skip, [`keep_answers`]), but one that had already outgrown the primary's whole answer is
+///   the breaker's business: a candidate streaming endless or huge answers fills the shared
+///   budget long before any one answer reaches `max_body_bytes`, and only the breaker stops the
+///   reading that costs forwarding its CPU. An answer no bigger than the primary's, refused
+///   because other copies (large POST bodies, say) filled the budget, is not counted.
+pub(super) fn settle_with_primary(
+    shadows: &Shadows,
+    pair: &Pair,
+    primary: PrimarySize,
+    probe: &mut ProbeGuard,
+) {
+    let failed = match (&pair.cand, primary) {
+        (Ok((Err(UpstreamError::TooLarge(_)), _)), p) => !matches!(p, PrimarySize::TooLarge),
+        (Err(OverBudget(got)), PrimarySize::Len(p)) => *got > p,
+        _ => false,
+    };
+    if failed {
+        shadows.circuit.record(false, probe.armed);
+        probe.armed = false;
+    }
+}
+
+/// The candidate's and secondary's outcomes, their bytes moved into `held`; `None`, counted as
+/// a `memory_budget` skip, when one answer did not fit the budget. The budget is shared with
+/// every other shadow and copy: an answer it cannot hold says how loaded the sidecar is, not
+/// what the candidate did. Skipped, never held against it.
+pub(super) fn keep_answers(
+    shadows: &Shadows,
+    endpoint: &Arc<str>,
+    pair: Pair,
+    held: &mut Reservation,
+    primary_latency: Option<Duration>,
+) -> Option<(Outcome, Option<Outcome>)> {
+    let sec = pair.sec.map(|(_, s)| s);
+    match (pair.cand, sec.transpose()) {
+        (Ok((c, ch)), Ok(s)) => {
+            held.absorb(ch);
+            let s = s.map(|(s, sh)| {
+                held.absorb(sh);
+                s
+            });
+            Some((c, s))
+        }
+        (Err(OverBudget(_)), _) | (_, Err(OverBudget(_))) => {
+            shadows.skip(endpoint, SkipReason::MemoryBudget, primary_latency);
+            None
+        }
     }
 }
 
@@ -92,7 +283,7 @@ pub(super) struct PrimaryCopy {
 }
 
 /// Decrements the in-flight gauge however the shadow task ends (finished, abandoned, panicked).
-struct InFlight(Arc<Counters>);
+pub(super) struct InFlight(pub(super) Arc<Counters>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -101,9 +292,9 @@ impl Drop for InFlight {
 }
 
 /// Releases the circuit's probe slot if the probe never reached the candidate.
-struct ProbeGuard {
-    circuit: Arc<Circuit>,
-    armed: bool,
+pub(super) struct ProbeGuard {
+    pub(super) circuit: Arc<Circuit>,
+    pub(super) armed: bool,
 }
 
 impl Drop for ProbeGuard {
@@ -150,68 +341,28 @@ async fn shadow(shadows: &Arc<Shadows>, mut job: ShadowJob, probe: &mut ProbeGua
     else {
         return;
     };
-    // Candidate and secondary go out together: sending one after the other would itself create
-    // time-dependent differences that the secondary could not cancel.
-    let cand = send_shadow(shadows, Side::Candidate, &job, &body);
-    let sends = async {
-        match &shadows.secondary {
-            Some(_) => {
-                let (c, s) = tokio::join!(cand, send_shadow(shadows, Side::Secondary, &job, &body));
-                (c, Some(s))
-            }
-            None => (cand.await, None),
-        }
+    let out = Outgoing {
+        endpoint: job.endpoint.clone(),
+        method: job.method.clone(),
+        path_and_query: std::mem::take(&mut job.path_and_query),
+        headers: std::mem::take(&mut job.headers),
+        body: body.clone(),
     };
-    let (((cand_sent, cand), sec), primary) = tokio::join!(sends, primary_copy);
-    let (sec_sent, sec) = match sec {
-        Some((t, r)) => (Some(t), Some(r)),
-        None => (None, None),
-    };
-    let healthy = matches!(&cand, Ok((Ok(r), _)) if r.status < 500);
-    // An answer over the cap is the candidate's failure only when the primary's fits: whether
-    // it does is known once the primary's body has passed.
-    let too_large = matches!(&cand, Ok((Err(UpstreamError::TooLarge(_)), _)));
-    if cand.is_ok() && !too_large {
-        shadows.circuit.record(healthy, probe.armed);
-        probe.armed = false;
-    }
-    if let Ok((Err(e), _)) = &cand
-        && tracing::enabled!(tracing::Level::DEBUG)
-    {
-        // The error may quote the answer (`invalid answer: chunk size "…"`): logged redacted
-        // (and redacted only when logged: a failing candidate fails thousands of times).
-        let error = shadows.pipeline.redaction().quoted(&e.to_string());
-        tracing::debug!(side = "candidate", endpoint = %job.endpoint, %error, "shadow request failed");
-    }
+    let (pair, primary) = tokio::join!(send_pair(shadows, &out, probe), primary_copy);
+    // Moved out only for the sends: the exchange keeps them.
+    (job.path_and_query, job.headers) = (out.path_and_query, out.headers);
+    let (cand_sent, sec_sent) = (pair.cand_sent, pair.sec.as_ref().map(|(t, _)| *t));
     // No copy: the primary failed (counted as primary_error where it happened) or the client left.
     let primary_copy = match primary {
         Some(mut p) => Some(((&mut p.body).await, p)),
         None => None,
     };
-    if too_large {
-        let both = matches!(&primary_copy, Some((Ok(Err(CaptureError::TooLarge(_))), _)));
-        if !both {
-            shadows.circuit.record(false, probe.armed);
-            probe.armed = false;
-        }
-    }
-    // An answer the budget could not hold is not the candidate's error (below: a skip, never in
-    // the divergence rate). But one that had already outgrown the primary's whole answer is the
-    // breaker's business: a candidate streaming endless or huge answers fills the shared budget
-    // long before any one answer reaches `max_body_bytes`, and only the breaker stops the
-    // reading that costs forwarding its CPU. An answer no bigger than the primary's, refused
-    // because other copies (large POST bodies, say) filled the budget, says nothing of the
-    // candidate and is not counted.
-    if let Err(OverBudget(got)) = &cand {
-        let primary_len = match &primary_copy {
-            Some((Ok(Ok((b, ..))), _)) => Some(b.len()),
-            _ => None,
-        };
-        if primary_len.is_some_and(|p| *got > p) {
-            shadows.circuit.record(false, probe.armed);
-            probe.armed = false;
-        }
-    }
+    let primary_size = match &primary_copy {
+        Some((Ok(Err(CaptureError::TooLarge(_))), _)) => PrimarySize::TooLarge,
+        Some((Ok(Ok((b, ..))), _)) => PrimarySize::Len(b.len()),
+        _ => PrimarySize::Unknown,
+    };
+    settle_with_primary(shadows, &pair, primary_size, probe);
     let Some((copy, primary)) = primary_copy else {
         return;
     };
@@ -221,26 +372,14 @@ async fn shadow(shadows: &Arc<Shadows>, mut job: ShadowJob, probe: &mut ProbeGua
         return;
     };
     held.absorb(h);
-    let (candidate, secondary) = match (cand, sec.transpose()) {
-        (Ok((c, ch)), Ok(s)) => {
-            held.absorb(ch);
-            let s = s.map(|(s, sh)| {
-                held.absorb(sh);
-                s
-            });
-            (c, s)
-        }
-        // The budget is shared with every other shadow and copy: an answer it cannot hold says
-        // how loaded the sidecar is, not what the candidate did. Skipped, never a candidate error
-        // (the breaker heard of it above).
-        (Err(OverBudget(_)), _) | (_, Err(OverBudget(_))) => {
-            shadows.skip(
-                &job.endpoint,
-                SkipReason::MemoryBudget,
-                Some(done - job.started),
-            );
-            return;
-        }
+    let Some((candidate, secondary)) = keep_answers(
+        shadows,
+        &job.endpoint,
+        pair,
+        &mut held,
+        Some(done - job.started),
+    ) else {
+        return;
     };
     let (path, query) = match job.path_and_query.split_once('?') {
         Some((p, q)) => (p.to_string(), Some(q.to_string())),
@@ -268,6 +407,11 @@ async fn shadow(shadows: &Arc<Shadows>, mut job: ShadowJob, probe: &mut ProbeGua
         secondary,
         sends: Some(SendOffsets::new(primary.sent, cand_sent, sec_sent)),
     };
+    submit(shadows, ex, held);
+}
+
+/// Hands a complete exchange to the comparison workers; a full queue is counted.
+pub(super) fn submit(shadows: &Shadows, ex: Exchange, held: Reservation) {
     match shadows
         .pipeline
         .try_submit(Job::Compare(Box::new(ex), held))
@@ -300,7 +444,7 @@ fn take_copy(
 /// A shadow answer not kept because keeping it would cross `shadow.max_buffered_bytes`; how
 /// many of its body's bytes had arrived by then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct OverBudget(usize);
+pub(super) struct OverBudget(pub(super) usize);
 
 /// Headers to keep beyond the request: hyper's header values are slices of the connection's
 /// read buffer, so a clone would pin that whole buffer (8 KiB and up) for as long as the shadow
@@ -322,31 +466,35 @@ fn detached(h: &HeaderMap) -> HeaderMap {
 /// thread (see [`super::background`]). An answer that crosses `max_body_bytes` or the deadline
 /// stops being read at once and its connection is closed (never pooled): the outcome is then
 /// an error that says which (`TooLarge`, `Timeout`). Returns when the request went out, too.
-async fn send_shadow(
+pub(super) async fn send_shadow(
     shadows: &Arc<Shadows>,
     side: Side,
-    job: &ShadowJob,
-    body: &Bytes,
-) -> (Instant, Result<(Outcome, Reservation), OverBudget>) {
+    out: &Outgoing,
+) -> (Instant, Sent) {
     let (sh, method, pq, headers, body) = (
         shadows.clone(),
-        job.method.clone(),
-        job.path_and_query.clone(),
-        job.headers.clone(),
-        body.clone(),
+        out.method.clone(),
+        out.path_and_query.clone(),
+        out.headers.clone(),
+        out.body.clone(),
     );
     let io = shadows.io.spawn(async move {
         let client = match side {
             Side::Secondary => sh.secondary.as_ref(),
-            _ => Some(&sh.candidate),
+            Side::Primary => sh.primary.as_ref(),
+            Side::Candidate => Some(&sh.candidate),
         };
         let Some(client) = client else {
-            let e = UpstreamError::Other("no secondary upstream".into());
+            let e = UpstreamError::Other(format!("no {} upstream", side.as_str()));
             return (Instant::now(), Ok((Err(e), Reservation::default())));
         };
+        // A replay's live primary (a double run) gets the request as recorded: rewrites are for
+        // the shadows.
+        let as_recorded = UpstreamRewrite::default();
         let rewrite = match side {
             Side::Secondary => &sh.cfg.secondary,
-            _ => &sh.cfg.candidate,
+            Side::Candidate => &sh.cfg.candidate,
+            Side::Primary => &as_recorded,
         };
         let mut h = shadow_headers(&sh.cfg, client, headers);
         rewrite.headers(&mut h);

@@ -61,6 +61,18 @@ pub trait Refine: Send + Sync {
     fn refine(&self, endpoint: &str, v: &mut Verdict);
 }
 
+/// Sees each exchange a comparison worker takes, before it is compared: the proxy's recorder
+/// (`record:`, [`crate::record::writer::Recorder`]). Called on the comparison workers, off the
+/// request path; must not block.
+pub trait Tap: Send + Sync {
+    fn exchange(&self, ex: &crate::exchange::Exchange);
+
+    /// Flushes what is buffered, waiting at most `grace`. Called once at shutdown.
+    fn shutdown(&self, grace: Duration) {
+        let _ = grace;
+    }
+}
+
 /// Several sinks behind one.
 #[derive(Default, Clone)]
 pub struct Fanout {
@@ -99,6 +111,7 @@ pub struct Pipeline {
     pool: pool::Pool,
     sink: Arc<dyn Sink>,
     redaction: crate::redact::Redaction,
+    tap: Option<Arc<dyn Tap>>,
 }
 
 impl Pipeline {
@@ -112,11 +125,13 @@ impl Pipeline {
     ) -> std::io::Result<Pipeline> {
         let sink = ctx.sink.clone();
         let redaction = ctx.redaction.clone();
+        let tap = ctx.tap.clone();
         let pool = pool::Pool::start(ctx, workers, queue, nice)?;
         Ok(Pipeline {
             pool,
             sink,
             redaction,
+            tap,
         })
     }
 
@@ -142,5 +157,8 @@ impl Pipeline {
     pub fn stop(&self, grace: Duration) {
         self.pool.stop();
         self.sink.shutdown(grace);
+        if let Some(t) = &self.tap {
+            t.shutdown(grace);
+        }
     }
 }

@@ -49,6 +49,8 @@ pub struct Context {
     pub sink: Arc<dyn Sink>,
     /// Adjusts each verdict before it is observed (the learned noise model).
     pub refine: Option<Arc<dyn super::Refine>>,
+    /// Sees each exchange before it is compared (the proxy's recorder).
+    pub tap: Option<Arc<dyn super::Tap>>,
 }
 
 pub struct Pool {
@@ -197,8 +199,14 @@ fn run(sh: &Shared, ctx: &Context) {
 fn handle(job: Job, ctx: &Context) {
     match job {
         Job::Compare(ex, _held) => {
-            // A panic in the comparator must not take the worker (and the queue) down.
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(&ex, ctx)));
+            // A panic in the comparator (or the tap) must not take the worker (and the queue)
+            // down.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if let Some(t) = &ctx.tap {
+                    t.exchange(&ex);
+                }
+                process(&ex, ctx)
+            }));
             if r.is_err() {
                 tracing::error!(id = %ex.id, endpoint = %ex.endpoint, "comparator panicked on an exchange");
             }
@@ -298,6 +306,7 @@ mod tests {
                 NoiseConfig::default(),
                 crate::stats::DEFAULT_MAX_ENDPOINTS,
             ))),
+            tap: None,
         };
         Pool::start(ctx, 1, queue, 0).unwrap()
     }

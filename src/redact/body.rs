@@ -6,6 +6,19 @@ use crate::compare::{DiffKind, Difference, REDACTED};
 use crate::exchange::{self, Exchange};
 use serde_json::Value;
 
+/// What [`Redaction::recorded_body`] made of a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordedBody {
+    /// Nothing hidden in it: record the bytes as sent.
+    Unchanged,
+    /// Redacted after undoing its content coding: encode it again before recording.
+    Decoded(Vec<u8>),
+    /// Redacted as sent (no content coding, or one that could not be undone).
+    AsSent(Vec<u8>),
+    /// Too large to decode within the limit: it cannot be recorded redacted.
+    TooLarge,
+}
+
 /// What a decoded body is, for publishing.
 enum Rendered {
     /// Parsed JSON, masked and scrubbed.
@@ -37,6 +50,56 @@ impl Redaction {
             Rendered::Text(s) => Value::String(cap_str(&s, self.max_bytes)),
             Rendered::Binary(n) => Value::String(format!("<binary, {n} bytes>")),
             Rendered::Undecoded(s) => Value::String(s),
+        }
+    }
+
+    /// A body as a recording keeps it (`record:`): the same masking as a published body, but
+    /// whole — never capped nor pretty-printed — and left byte for byte as it was when nothing
+    /// in it is hidden, so a recording stays faithful (a gzip body stays the same gzip).
+    /// Decoding stops at `limit` bytes.
+    pub fn recorded_body(
+        &self,
+        headers: &http::HeaderMap,
+        raw: &bytes::Bytes,
+        limit: usize,
+    ) -> RecordedBody {
+        if raw.is_empty() {
+            return RecordedBody::Unchanged;
+        }
+        let (decoded, was_decoded) = match exchange::decode_body(headers, raw, limit) {
+            Ok(b) => {
+                let changed = b != *raw;
+                (b, changed)
+            }
+            Err(exchange::DecodeError::TooLarge { .. }) => return RecordedBody::TooLarge,
+            Err(_) => (raw.clone(), false),
+        };
+        let redacted = if let Ok(v) = serde_json::from_slice::<Value>(&decoded) {
+            let mut m = v.clone();
+            self.json_doc(&mut m);
+            if m == v {
+                return RecordedBody::Unchanged;
+            }
+            m.to_string()
+        } else {
+            match std::str::from_utf8(&decoded) {
+                Ok(s) if !s.contains('\0') => {
+                    let form = exchange::media_type(headers)
+                        .is_some_and(|m| m == "application/x-www-form-urlencoded");
+                    let t = self.render_text(s, form);
+                    if t == s {
+                        return RecordedBody::Unchanged;
+                    }
+                    t
+                }
+                // Binary: no detector reads it; kept as sent.
+                _ => return RecordedBody::Unchanged,
+            }
+        };
+        if was_decoded {
+            RecordedBody::Decoded(redacted.into_bytes())
+        } else {
+            RecordedBody::AsSent(redacted.into_bytes())
         }
     }
 

@@ -45,6 +45,7 @@ mod names;
 #[cfg(test)]
 mod tests;
 
+pub use body::RecordedBody;
 pub use detect::{BEARER, CARD, Detector, EMAIL};
 pub use names::RawNames;
 
@@ -283,6 +284,15 @@ impl Redaction {
             out.insert(self.text(n), v);
         }
         out
+    }
+
+    /// One header value as published: `<redacted>` for a hidden name, else [`Self::text`].
+    pub fn header_value(&self, name: &str, value: &str) -> String {
+        if self.hides_header(name) {
+            REDACTED.to_string()
+        } else {
+            self.text(value)
+        }
     }
 
     fn hides_header(&self, name: &str) -> bool {

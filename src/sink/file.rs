@@ -1,9 +1,9 @@
 //! The file sink: one JSON line per published event (mismatch, candidate_error, noise), rotated
 //! by size. Matches and skips are counted by other sinks, not written here.
 //!
-//! `observe` only enqueues on a bounded channel; a writer thread does the I/O. A full queue
-//! drops the event and counts it — the comparison workers (and so the request path) never wait
-//! on a disk.
+//! `observe` only enqueues on a bounded channel; a writer thread does the I/O ([`LineWriter`],
+//! which the recorder of `record:` shares). A full queue drops the event and counts it — the
+//! comparison workers (and so the request path) never wait on a disk.
 
 use crate::pipeline::{Observation, Sink};
 use crate::units::de;
@@ -68,15 +68,20 @@ enum Msg {
     Stop(SyncSender<()>),
 }
 
-pub struct FileSink {
+/// A JSONL file written by a thread of its own behind a bounded queue, rotated by size: what
+/// the file sink and the recorder (`crate::record`) write through. [`LineWriter::try_line`]
+/// never blocks; a full queue drops the line and counts it.
+pub struct LineWriter {
     tx: SyncSender<Msg>,
     counters: Arc<FileSinkCounters>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Names the writer in logs (`file`, `record`).
+    name: &'static str,
 }
 
-impl FileSink {
-    /// Opens (appending to) `cfg.path` and starts the writer thread.
-    pub fn open(cfg: &FileSinkConfig) -> Result<FileSink, FileSinkError> {
+impl LineWriter {
+    /// Opens (appending to) `cfg.path` and starts the writer thread `shadowdiff-{name}`.
+    pub fn open(cfg: &FileSinkConfig, name: &'static str) -> Result<LineWriter, FileSinkError> {
         let file = open_append(&cfg.path).map_err(|source| FileSinkError::Open {
             path: cfg.path.clone(),
             source,
@@ -91,35 +96,48 @@ impl FileSink {
             rotate_bytes: cfg.rotate_bytes as u64,
             keep: cfg.keep,
             counters: counters.clone(),
+            name,
         };
         let thread = std::thread::Builder::new()
-            .name("shadowdiff-file-sink".into())
+            .name(format!("shadowdiff-{name}"))
             .spawn(move || w.run(rx))
             .map_err(FileSinkError::Thread)?;
-        Ok(FileSink {
+        Ok(LineWriter {
             tx,
             counters,
             thread: Mutex::new(Some(thread)),
+            name,
         })
     }
 
     pub fn counters(&self) -> Arc<FileSinkCounters> {
         self.counters.clone()
     }
-}
 
-impl Sink for FileSink {
-    fn observe(&self, o: &Observation<'_>) {
-        let Some(ev) = o.event else { return };
-        match self.tx.try_send(Msg::Line(ev.to_json_line())) {
-            Ok(()) => {}
+    /// Enqueues one line (without its newline); `false` when it was dropped (counted).
+    pub fn try_line(&self, line: String) -> bool {
+        match self.tx.try_send(Msg::Line(line)) {
+            Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                false
             }
         }
     }
 
-    fn shutdown(&self, grace: Duration) {
+    /// Enqueues one line, waiting for room; `false` (counted as dropped) only when the writer
+    /// thread is gone.
+    pub fn line_waiting(&self, line: String) -> bool {
+        if self.tx.send(Msg::Line(line)).is_ok() {
+            return true;
+        }
+        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    /// Writes what is queued, fsyncs and stops the thread, waiting at most `grace`.
+    pub fn shutdown(&self, grace: Duration) {
+        let name = self.name;
         let (ack_tx, ack_rx) = sync_channel(1);
         // Queued lines are written before the stop is seen; if the queue stays full past the
         // grace, give up rather than hang shutdown.
@@ -131,7 +149,7 @@ impl Sink for FileSink {
                 Err(TrySendError::Disconnected(_)) => return,
                 Err(TrySendError::Full(m)) => {
                     if std::time::Instant::now() >= deadline {
-                        tracing::warn!(sink = "file", "queue still full at the shutdown deadline");
+                        tracing::warn!(sink = name, "queue still full at the shutdown deadline");
                         return;
                     }
                     msg = m;
@@ -147,10 +165,39 @@ impl Sink for FileSink {
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
-                tracing::warn!(sink = "file", "not flushed within the shutdown grace");
+                tracing::warn!(sink = name, "not flushed within the shutdown grace");
             }
             Err(RecvTimeoutError::Disconnected) => {}
         }
+    }
+}
+
+/// The file sink: published events through a [`LineWriter`].
+pub struct FileSink {
+    writer: LineWriter,
+}
+
+impl FileSink {
+    /// Opens (appending to) `cfg.path` and starts the writer thread.
+    pub fn open(cfg: &FileSinkConfig) -> Result<FileSink, FileSinkError> {
+        Ok(FileSink {
+            writer: LineWriter::open(cfg, "file")?,
+        })
+    }
+
+    pub fn counters(&self) -> Arc<FileSinkCounters> {
+        self.writer.counters()
+    }
+}
+
+impl Sink for FileSink {
+    fn observe(&self, o: &Observation<'_>) {
+        let Some(ev) = o.event else { return };
+        self.writer.try_line(ev.to_json_line());
+    }
+
+    fn shutdown(&self, grace: Duration) {
+        self.writer.shutdown(grace);
     }
 }
 
@@ -175,6 +222,7 @@ struct Writer {
     rotate_bytes: u64,
     keep: usize,
     counters: Arc<FileSinkCounters>,
+    name: &'static str,
 }
 
 impl Writer {
@@ -218,7 +266,7 @@ impl Writer {
             && self.size + n > self.rotate_bytes
             && let Err(e) = self.rotate()
         {
-            tracing::error!(sink = "file", path = %self.path.display(), error = %e, "rotation failed");
+            tracing::error!(sink = self.name, path = %self.path.display(), error = %e, "rotation failed");
         }
         let r = self
             .out
@@ -231,7 +279,7 @@ impl Writer {
             }
             Err(e) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(sink = "file", path = %self.path.display(), error = %e, "write failed");
+                tracing::error!(sink = self.name, path = %self.path.display(), error = %e, "write failed");
             }
         }
     }
@@ -246,7 +294,7 @@ impl Writer {
         });
         if let Err(e) = r {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(sink = "file", path = %self.path.display(), error = %e, "flush failed");
+            tracing::error!(sink = self.name, path = %self.path.display(), error = %e, "flush failed");
         }
     }
 

@@ -576,3 +576,37 @@ impl std::ops::Deref for SidecarRun {
         &self.sidecar
     }
 }
+
+/// One of the demo's sample services (`shadowdiff demo --service`) on a free 127.0.0.1 port.
+pub async fn demo_service(build: shadowdiff::demo::services::Build) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(l, shadowdiff::demo::services::router(build)).await;
+    });
+    format!("http://{addr}")
+}
+
+/// Fields of the summary's top-fields lists with differences not all explained as noise.
+pub fn fields(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let (Some(f), Some(c), Some(n)) = (
+                m.get("field").and_then(|f| f.as_str()),
+                m.get("count").and_then(|c| c.as_u64()),
+                m.get("noise").and_then(|n| n.as_u64()),
+            ) && c > n
+            {
+                out.push(f.to_string());
+            }
+            m.values().for_each(|x| fields(x, out));
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| fields(x, out)),
+        _ => {}
+    }
+}
+
+/// A summary's count of verdict `k` (0 when absent).
+pub fn verdict(s: &serde_json::Value, k: &str) -> u64 {
+    s["totals"]["verdicts"][k].as_u64().unwrap_or(0)
+}
