@@ -10,7 +10,10 @@
 //! - `two_parses_sonic` (with `--features sonic`): the same two DOM parses with `sonic_rs`;
 //! - `full_compare_identical`: `Comparator::compare_bodies` on identical bytes (short-circuits);
 //! - `full_compare_5diffs`: `Comparator::compare_bodies` where the candidate is a
-//!   re-serialisation of the primary with 5 values changed, so both bodies are parsed and walked.
+//!   re-serialisation of the primary with 5 values changed, so both bodies are parsed and walked;
+//! - `full_compare_light`: only volatile values differ (trace ids, timestamps: ignored by the
+//!   rules), same serialiser and key order — the common shadow pair, a `match`;
+//! - `full_compare_heavy`: re-serialised with three values changed in every order.
 //!
 //! Throughput is the bytes of both bodies. The figure that matters is
 //! time(two_parses) / time(full_compare_5diffs); `benches/summarise.py` prints it.
@@ -110,6 +113,15 @@ fn bench(c: &mut Criterion) {
         let p = orders::primary_body(target, 0x5eed_0000 + i as u64);
         let cand = orders::candidate_body(&p);
         let same = p.clone();
+        let light = orders::volatile_body(&p);
+        let heavy = orders::heavy_body(&p);
+        assert_eq!(
+            cmp.compare_bodies(Some(ENDPOINT), &p, &light, MEDIA, MEDIA)
+                .kind,
+            VerdictKind::Match
+        );
+        let h = cmp.compare_bodies(Some(ENDPOINT), &p, &heavy, MEDIA, MEDIA);
+        assert!(h.differences.len() >= 3, "{label}: {}", h.differences.len());
         // The benchmark is only meaningful if the comparator finds exactly the 5 changes.
         let v = cmp.compare_bodies(Some(ENDPOINT), &p, &cand, MEDIA, MEDIA);
         assert_eq!(v.kind, VerdictKind::Mismatch);
@@ -176,6 +188,32 @@ fn bench(c: &mut Criterion) {
                     Some(ENDPOINT),
                     black_box(&p),
                     black_box(&cand),
+                    MEDIA,
+                    MEDIA,
+                )
+            })
+        });
+        // Light: only volatile values differ (ignored by the rules), same key order.
+        g.throughput(Throughput::Bytes((p.len() + light.len()) as u64));
+        g.bench_function(BenchmarkId::new("full_compare_light", label), |b| {
+            b.iter(|| {
+                cmp.compare_bodies(
+                    Some(ENDPOINT),
+                    black_box(&p),
+                    black_box(&light),
+                    MEDIA,
+                    MEDIA,
+                )
+            })
+        });
+        // Heavy: three values changed in every order (truncated at 1,000 differences).
+        g.throughput(Throughput::Bytes((p.len() + heavy.len()) as u64));
+        g.bench_function(BenchmarkId::new("full_compare_heavy", label), |b| {
+            b.iter(|| {
+                cmp.compare_bodies(
+                    Some(ENDPOINT),
+                    black_box(&p),
+                    black_box(&heavy),
                     MEDIA,
                     MEDIA,
                 )

@@ -3,7 +3,8 @@
 
 Reads criterion's `target/criterion/compare/<function>/<size>/new/{estimates,benchmark}.json`
 (the layout `benches/compare.rs` produces) and prints, per size: validate-only, two parses,
-full compare on identical bodies and full compare with 5 differences, each as time, MB/s (bytes
+full compare on identical bodies, with 5 differences, with volatile values only (light) and with
+three differences per order (heavy), each as time, MB/s (bytes
 of both bodies, as the bench declares with `Throughput::Bytes`) and compares/s, plus the ratio
 time(two parses) / time(full compare, 5 differences) that the comparator is held to (>= 0.85).
 If the bench ran with `--features sonic`, a second row per size shows the sonic-rs parses.
@@ -60,6 +61,8 @@ def main():
         "two parses",
         "full compare, identical",
         "full compare, 5 diffs",
+        "full compare, light (volatile only)",
+        "full compare, heavy",
         "ratio two parses / compare (5 diffs)",
         "parser",
     ]
@@ -74,6 +77,8 @@ def main():
         validate = load(args.target, "validate_only", size, args.stat)
         identical = load(args.target, "full_compare_identical", size, args.stat)
         diffs = load(args.target, "full_compare_5diffs", size, args.stat)
+        light = load(args.target, "full_compare_light", size, args.stat)
+        heavy = load(args.target, "full_compare_heavy", size, args.stat)
         for function, parser in rows:
             parses = load(args.target, function, size, args.stat)
             if parses is None:
@@ -82,7 +87,7 @@ def main():
             ratio = f"{parses['ns'] / diffs['ns']:.2f}" if diffs else "—"
             if diffs and function == "two_parses" and parses["ns"] / diffs["ns"] < GOAL:
                 failed.append(size)
-            print(f"| {size} | {cell(validate)} | {cell(parses)} | {cell(identical)} | {cell(diffs)} | {ratio} | {parser} |")
+            print(f"| {size} | {cell(validate)} | {cell(parses)} | {cell(identical)} | {cell(diffs)} | {cell(light)} | {cell(heavy)} | {ratio} | {parser} |")
     if not found:
         sys.exit(f"no results under {args.target}/criterion/compare: run `cargo bench --bench compare` first")
     print()

@@ -6,7 +6,8 @@
 //!   secondary, with capped content decoding. Sources produce these.
 //! - [`compare`]: the pure, synchronous comparator (`Exchange` → `Verdict`): rules
 //!   ([`compare::rules`]), path and endpoint patterns ([`compare::pattern`]), exact numbers
-//!   ([`compare::number`]), structural JSON diff, text diff (noise judged line by line against
+//!   ([`compare::number`]), structural JSON diff (bodies scanned into flat tapes and walked
+//!   together, no `Value` trees: `compare/scan`), text diff (noise judged line by line against
 //!   the secondary's body), signature, the per-exchange noise marking ([`compare::noise`]). No
 //!   I/O, no clock, no state.
 //! - [`yaml`] and [`units`]: what every config section and the rules share — the one

@@ -384,3 +384,39 @@ pub fn candidate_body(primary: &[u8]) -> Vec<u8> {
     orders[at(4)]["id"] = Value::from(id + 1);
     serde_json::to_vec(&v).unwrap()
 }
+
+/// The primary with only its volatile values changed, as a second healthy instance would answer
+/// (same serialiser, so the same key order): `generated_at`, `request_id` and every `trace_id`,
+/// all ignored by the bench's rules. Bytes differ, the verdict is `match`.
+#[allow(dead_code)] // not every includer uses every body
+pub fn volatile_body(primary: &[u8]) -> Vec<u8> {
+    let mut out = primary.to_vec();
+    for field in [
+        &b"\"trace_id\":\""[..],
+        b"\"request_id\":\"",
+        b"\"generated_at\":\"",
+    ] {
+        let mut at = 0;
+        while let Some(i) = out[at..].windows(field.len()).position(|w| w == field) {
+            let v = at + i + field.len();
+            // The value's first character, changed (hex digits and years both stay valid).
+            out[v] = if out[v] == b'1' { b'2' } else { b'1' };
+            at = v;
+        }
+    }
+    out
+}
+
+/// The primary re-serialised (keys sorted) with three values changed in every order: a
+/// heavily different candidate, truncated at 1,000 differences on large pages.
+#[allow(dead_code)]
+pub fn heavy_body(primary: &[u8]) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(primary).unwrap();
+    for o in v["orders"].as_array_mut().unwrap() {
+        o["status"] = Value::from("cancelled");
+        let q = o["items"][0]["quantity"].as_u64().unwrap();
+        o["items"][0]["quantity"] = Value::from(q + 1);
+        o["totals"]["grand_total"] = Value::Number(Number::from_string_unchecked("0.00".into()));
+    }
+    serde_json::to_vec(&v).unwrap()
+}

@@ -2,7 +2,7 @@
 //! human and JSON renderings of a verdict.
 //!
 //! What it prints is published as an event is: the two sides become an [`Exchange`] and the
-//! differences, signature and notes are taken from [`Event::build`] under the redaction of
+//! differences, signature and notes are taken from [`Event::build`](crate::event::Event::build) under the redaction of
 //! `--config`'s `redact:` and `publish:` sections (the defaults without one), so a diff pasted
 //! into a ticket carries no more than the sidecar's event file would.
 
@@ -10,7 +10,6 @@ use super::DiffArgs;
 use crate::compare::rules::RuleSet;
 use crate::compare::{Comparator, CompareOptions, Difference, Verdict, VerdictKind};
 use crate::config::Config;
-use crate::event::Event;
 use crate::exchange::{self, Exchange, Response};
 use crate::redact::Redaction;
 use anyhow::{Context, bail};
@@ -132,10 +131,17 @@ fn bare(body: Vec<u8>) -> Response {
 /// event from the raw verdict): differences, signature and notes from the event.
 fn published(ex: &Exchange, mut v: Verdict, r: &Redaction) -> Verdict {
     let mut raw = r.name_differences(&mut v);
-    let ev = raw.with_raw(&mut v, |v| Event::build(ex, v, "diff", r));
+    // The differences and notes exactly as `Event::build` publishes them; the rest of an event
+    // (the redacted bodies: a parse and a re-serialisation of each) is not printed, so not built.
+    let (differences, notes) = raw.with_raw(&mut v, |v| {
+        (
+            r.differences(ex, &v.differences),
+            v.notes.iter().map(|n| r.quoted(n)).collect(),
+        )
+    });
     Verdict {
-        differences: ev.differences,
-        notes: ev.notes,
+        differences,
+        notes,
         ..v
     }
 }

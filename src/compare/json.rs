@@ -1,41 +1,102 @@
-//! Structural JSON diff under rules. One recursive walk over both trees; rule patterns are
-//! tracked with a [`Cursor`] so nodes no rule touches cost a comparison and nothing else.
-//! Recursion depth is bounded by the parser's nesting limit (serde_json: 128), so no input can
-//! overflow the stack here.
+//! Structural JSON diff under rules over two `serde_json::Value` trees: the **reference** walk.
+//! The comparator runs its transcription onto scanned tapes (`compare/scan`), which builds no
+//! trees; this walk is kept, under `#[cfg(test)]`, as what `scan/tests.rs` checks it against.
+//! What both share lives here outside `cfg(test)`: the rules at a node, leaf equality on text,
+//! difference records.
+//!
+//! One recursive walk over both trees; rule patterns are tracked with a [`Cursor`] so nodes no
+//! rule touches cost a comparison and nothing else. Recursion depth is bounded by the parser's
+//! nesting limit (serde_json: 128), so no input can overflow the stack here.
 
+#[cfg(test)]
 mod arrays;
 mod record;
 mod scalar;
 
 pub use record::{excerpt, render};
+pub(super) use scalar::{apply_rewrites, coerced, coerced_equal, hash_number, numbers_equal};
+#[cfg(test)]
 use scalar::{same_scalar, same_type, scalars_equal};
 
-use super::pattern::{Cursor, PathSeg};
+use super::pattern::Cursor;
 use super::rules::{Action, Effective, Rewrite, Tolerance};
-use super::{DiffKind, Difference};
-use serde_json::{Map, Value};
 use smallvec::SmallVec;
+#[cfg(test)]
+use {
+    super::pattern::PathSeg,
+    super::{DiffKind, Difference},
+    serde_json::{Map, Value},
+};
 
 /// Most pairs of leftover elements (after hash matching) tried for tolerance-aware pairing in
 /// `unordered` arrays; beyond this, leftovers are reported as missing/added without pairing, so
 /// the walk stays near-linear whatever the input.
-const MAX_PAIRING_WORK: usize = 4096;
+pub(super) const MAX_PAIRING_WORK: usize = 4096;
 
 /// Values larger than this many nodes are summarised in differences, not copied.
-const MAX_VALUE_NODES: usize = 64;
-const MAX_STRING_CHARS: usize = 1024;
+pub(super) const MAX_VALUE_NODES: usize = 64;
+pub(super) const MAX_STRING_CHARS: usize = 1024;
 
 /// What the rules ask at one node.
 #[derive(Default)]
-struct NodeRules<'e> {
-    ignore: bool,
-    unordered: bool,
-    keyed: Option<&'e str>,
-    tolerance: Option<Tolerance>,
-    coerce: bool,
-    rewrites: SmallVec<[&'e Rewrite; 2]>,
+pub(super) struct NodeRules<'e> {
+    pub ignore: bool,
+    pub unordered: bool,
+    pub keyed: Option<&'e str>,
+    pub tolerance: Option<Tolerance>,
+    pub coerce: bool,
+    pub rewrites: SmallVec<[&'e Rewrite; 2]>,
 }
 
+/// The rules at the node `cur` stands at.
+pub(super) fn node_rules<'e>(eff: &'e Effective, cur: &Cursor) -> NodeRules<'e> {
+    let mut r = NodeRules::default();
+    if cur.is_dead() {
+        return r;
+    }
+    for i in cur.accepted(&eff.patterns) {
+        match &eff.actions[i] {
+            Action::Ignore => r.ignore = true,
+            Action::Unordered => r.unordered = true,
+            Action::Keyed(k) => r.keyed = Some(k.as_str()),
+            Action::Tolerance(t) => r.tolerance = Some(*t),
+            Action::Coerce => r.coerce = true,
+            Action::Rewrite(rw) => r.rewrites.push(rw),
+        }
+    }
+    r
+}
+
+/// Whether an `ignore` rule covers the node `cur` stands at.
+pub(super) fn ignored(eff: &Effective, cur: &Cursor) -> bool {
+    !cur.is_dead()
+        && cur
+            .accepted(&eff.patterns)
+            .any(|i| matches!(eff.actions[i], Action::Ignore))
+}
+
+/// Tries to pair `x` (a row of `equal`), moving earlier pairs along an augmenting path; the
+/// recursion is as deep as the matching is large, at most `sqrt(MAX_PAIRING_WORK)`.
+pub(super) fn augment(
+    x: usize,
+    equal: &[bool],
+    owner: &mut [Option<usize>],
+    seen: &mut [bool],
+) -> bool {
+    let n = owner.len();
+    for y in 0..n {
+        if equal[x * n + y] && !seen[y] {
+            seen[y] = true;
+            if owner[y].is_none_or(|o| augment(o, equal, owner, seen)) {
+                owner[y] = Some(x);
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
 pub struct Walker<'e> {
     eff: &'e Effective,
     pub out: Vec<Difference>,
@@ -46,6 +107,7 @@ pub struct Walker<'e> {
     approx: usize,
 }
 
+#[cfg(test)]
 impl<'e> Walker<'e> {
     pub fn new(eff: &'e Effective, cap: usize) -> Self {
         Self {
@@ -65,29 +127,11 @@ impl<'e> Walker<'e> {
     }
 
     fn rules_at(&self, cur: &Cursor) -> NodeRules<'e> {
-        let mut r = NodeRules::default();
-        if cur.is_dead() {
-            return r;
-        }
-        let eff: &'e Effective = self.eff;
-        for i in cur.accepted(&eff.patterns) {
-            match &eff.actions[i] {
-                Action::Ignore => r.ignore = true,
-                Action::Unordered => r.unordered = true,
-                Action::Keyed(k) => r.keyed = Some(k.as_str()),
-                Action::Tolerance(t) => r.tolerance = Some(*t),
-                Action::Coerce => r.coerce = true,
-                Action::Rewrite(rw) => r.rewrites.push(rw),
-            }
-        }
-        r
+        node_rules(self.eff, cur)
     }
 
     fn ignored(&self, cur: &Cursor) -> bool {
-        !cur.is_dead()
-            && cur
-                .accepted(&self.eff.patterns)
-                .any(|i| matches!(self.eff.actions[i], Action::Ignore))
+        ignored(self.eff, cur)
     }
 
     fn full(&mut self) -> bool {

@@ -11,6 +11,7 @@ pub mod noise;
 pub mod number;
 pub mod pattern;
 pub mod rules;
+mod scan;
 mod text;
 
 use crate::exchange::{self, DecodeError, Exchange, Request, Response, UpstreamError, decode_body};
@@ -486,15 +487,19 @@ impl Comparator {
         c_media: Option<&str>,
     ) -> BodyDiff {
         let mut notes = Vec::new();
-        let pj = parse_json(p, p_media, "primary", &mut notes);
-        let cj = parse_json(c, c_media, "candidate", &mut notes);
+        let (mut p_spare, mut c_spare) = (Vec::new(), Vec::new());
+        let pj = parse_json(p, p_media, "primary", &mut notes, |b| {
+            scan::scan(b, &mut p_spare)
+        });
+        let cj = parse_json(c, c_media, "candidate", &mut notes, |b| {
+            scan::scan(b, &mut c_spare)
+        });
         if let (Some(pv), Some(cv)) = (&pj, &cj) {
-            let mut w = json::Walker::new(eff, self.opts.max_differences);
-            w.diff(pv, cv);
+            let (differences, truncated) = scan::diff(eff, pv, cv, self.opts.max_differences);
             return BodyDiff {
-                differences: w.out,
+                differences,
                 notes,
-                truncated: w.truncated,
+                truncated,
             };
         }
         if pj.is_some() != cj.is_some() && !p.is_empty() && !c.is_empty() {
@@ -557,9 +562,16 @@ fn candidate_failed(e: &UpstreamError) -> Verdict {
     }
 }
 
-/// Parses a body as JSON when it looks like JSON. The content type is a hint: a JSON type with an
-/// invalid body is noted (and the body compared as text); any body that parses is JSON.
-fn parse_json(b: &[u8], media: Option<&str>, side: &str, notes: &mut Vec<String>) -> Option<Value> {
+/// Parses a body as JSON (with `parse`) when it looks like JSON. The content type is a hint: a
+/// JSON type with an invalid body is noted (and the body compared as text); any body that parses
+/// is JSON.
+fn parse_json<'b, T>(
+    b: &'b [u8],
+    media: Option<&str>,
+    side: &str,
+    notes: &mut Vec<String>,
+    parse: impl FnOnce(&'b [u8]) -> Result<T, serde_json::Error>,
+) -> Option<T> {
     let declared = media.is_some_and(exchange::is_json_media);
     let first = b.iter().find(|c| !c.is_ascii_whitespace());
     let plausible = matches!(
@@ -575,7 +587,7 @@ fn parse_json(b: &[u8], media: Option<&str>, side: &str, notes: &mut Vec<String>
         }
         return None;
     }
-    match serde_json::from_slice::<Value>(b) {
+    match parse(b) {
         Ok(v) => Some(v),
         Err(e) => {
             if declared {

@@ -4,7 +4,7 @@
 
 use super::record::excerpt_array;
 use super::scalar::{apply_rewrites, coerced, hash_number, same_scalar};
-use super::{MAX_PAIRING_WORK, Walker, excerpt};
+use super::{MAX_PAIRING_WORK, Walker, augment, excerpt};
 use crate::compare::DiffKind;
 use crate::compare::pattern::{Cursor, PathSeg};
 use serde_json::Value;
@@ -377,20 +377,4 @@ impl<'e> Walker<'e> {
         left_a.sort_unstable();
         self.report_leftovers(a, b, &left_a, &left_b, cur, path);
     }
-}
-
-/// Tries to pair `x` (a row of `equal`), moving earlier pairs along an augmenting path; the
-/// recursion is as deep as the matching is large, at most `sqrt(MAX_PAIRING_WORK)`.
-fn augment(x: usize, equal: &[bool], owner: &mut [Option<usize>], seen: &mut [bool]) -> bool {
-    let n = owner.len();
-    for y in 0..n {
-        if equal[x * n + y] && !seen[y] {
-            seen[y] = true;
-            if owner[y].is_none_or(|o| augment(o, equal, owner, seen)) {
-                owner[y] = Some(x);
-                return true;
-            }
-        }
-    }
-    false
 }

@@ -51,6 +51,7 @@ pub fn excerpt(v: &Value) -> Value {
     }
 }
 
+#[cfg(test)]
 pub(super) fn excerpt_array(a: &[Value]) -> Value {
     if a.len() > MAX_VALUE_NODES {
         return Value::String(format!("<array of {} elements>", a.len()));

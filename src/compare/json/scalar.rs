@@ -1,6 +1,7 @@
 //! Leaves in the walk: when two scalars are equal under the rules (exact numbers, `tolerance`,
 //! `coerce`, `rewrite`), and the canonical hash of a number for `unordered` arrays.
 
+#[cfg(test)]
 use super::NodeRules;
 use crate::compare::number;
 use crate::compare::rules::{Rewrite, Tolerance};
@@ -8,7 +9,7 @@ use serde_json::Value;
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 
-pub(super) fn hash_number<H: Hasher>(text: &str, h: &mut H) {
+pub(in crate::compare) fn hash_number<H: Hasher>(text: &str, h: &mut H) {
     h.write_u8(2);
     match number::canon(text) {
         Some(c) => c.hash(h),
@@ -16,7 +17,7 @@ pub(super) fn hash_number<H: Hasher>(text: &str, h: &mut H) {
     }
 }
 
-pub(super) fn apply_rewrites<'s>(s: &'s str, rewrites: &[&Rewrite]) -> Cow<'s, str> {
+pub(in crate::compare) fn apply_rewrites<'s>(s: &'s str, rewrites: &[&Rewrite]) -> Cow<'s, str> {
     let mut out = Cow::Borrowed(s);
     for rw in rewrites {
         if let Cow::Owned(o) = rw.regex.replace_all(&out, rw.replace.as_str()) {
@@ -27,7 +28,7 @@ pub(super) fn apply_rewrites<'s>(s: &'s str, rewrites: &[&Rewrite]) -> Cow<'s, s
 }
 
 /// A string read as the number or boolean it spells, for `coerce`.
-pub(super) fn coerced(s: &str) -> Option<Value> {
+pub(in crate::compare) fn coerced(s: &str) -> Option<Value> {
     let t = s.trim();
     match t {
         "true" => Some(Value::Bool(true)),
@@ -39,7 +40,8 @@ pub(super) fn coerced(s: &str) -> Option<Value> {
 
 /// Identical scalars: equal under any rule (no rule can make a value differ from itself), so the
 /// walk skips them without stepping the pattern cursor — most leaves of most bodies.
-pub(super) fn same_scalar(p: &Value, c: &Value) -> bool {
+#[cfg(test)]
+pub(in crate::compare) fn same_scalar(p: &Value, c: &Value) -> bool {
     match (p, c) {
         (Value::Null, Value::Null) => true,
         (Value::Bool(x), Value::Bool(y)) => x == y,
@@ -49,7 +51,8 @@ pub(super) fn same_scalar(p: &Value, c: &Value) -> bool {
     }
 }
 
-pub(super) fn scalars_equal(p: &Value, c: &Value, rules: &NodeRules<'_>) -> bool {
+#[cfg(test)]
+pub(in crate::compare) fn scalars_equal(p: &Value, c: &Value, rules: &NodeRules<'_>) -> bool {
     match (p, c) {
         (Value::Null, Value::Null) => true,
         (Value::Bool(x), Value::Bool(y)) => x == y,
@@ -81,7 +84,7 @@ pub(super) fn scalars_equal(p: &Value, c: &Value, rules: &NodeRules<'_>) -> bool
     }
 }
 
-pub(super) fn coerced_equal(x: &str, y: &str, tol: Option<Tolerance>) -> bool {
+pub(in crate::compare) fn coerced_equal(x: &str, y: &str, tol: Option<Tolerance>) -> bool {
     match (coerced(x), coerced(y)) {
         (Some(Value::Number(a)), Some(Value::Number(b))) => {
             numbers_equal(a.as_str(), b.as_str(), tol)
@@ -90,7 +93,7 @@ pub(super) fn coerced_equal(x: &str, y: &str, tol: Option<Tolerance>) -> bool {
     }
 }
 
-pub(super) fn numbers_equal(x: &str, y: &str, tol: Option<Tolerance>) -> bool {
+pub(in crate::compare) fn numbers_equal(x: &str, y: &str, tol: Option<Tolerance>) -> bool {
     if number::eq(x, y) {
         return true;
     }
@@ -100,7 +103,8 @@ pub(super) fn numbers_equal(x: &str, y: &str, tol: Option<Tolerance>) -> bool {
     }
 }
 
-pub(super) fn same_type(p: &Value, c: &Value, coerce: bool) -> bool {
+#[cfg(test)]
+pub(in crate::compare) fn same_type(p: &Value, c: &Value, coerce: bool) -> bool {
     let t = |v: &Value| match v {
         Value::Null => 0,
         Value::Bool(_) => 1,
