@@ -79,7 +79,7 @@ pub struct AggregateArgs {
     pub admin: Option<std::net::SocketAddr>,
 }
 
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Debug, Default, Clone)]
 pub struct ProxyArgs {
     /// Config file; without it, --primary and --candidate suffice.
     #[arg(long)]

@@ -39,8 +39,8 @@ pub struct AdminState {
     /// Extra gauges and counters reported at scrape time (in-flight, sink outcomes, ...).
     pub metrics_sources: Vec<Arc<dyn MetricsSource>>,
     /// The gate's defaults and per-endpoint thresholds (`gate:` in the config), used when a
-    /// query does not say.
-    pub gate: Arc<GateConfig>,
+    /// query does not say; a reload swaps them.
+    pub gate: Arc<arc_swap::ArcSwap<GateConfig>>,
     /// Learned noise, when the sidecar has a secondary (`/api/v1/noise`, `/api/v1/noise/rules`).
     pub noise: Option<Arc<crate::stats::noise::NoiseModel>>,
     /// Who may ask: the `Host` allow-list and the bearer token. Default: loopback names and the
@@ -325,7 +325,7 @@ async fn gate(State(st): State<AdminState>, Query(q): Params) -> Result<Response
         Some(Ok(n)) => Some(n),
         Some(Err(_)) => return Err(bad("min_samples", "min_samples must be a whole number ≥ 0")),
     };
-    let p = st.gate.params(
+    let p = st.gate.load().params(
         max_divergence,
         min_samples,
         opt(&q, "endpoint").map(str::to_string),

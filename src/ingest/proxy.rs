@@ -13,7 +13,7 @@ use super::Counters;
 use super::background::{Background, SHADOW_IO_NICE};
 use super::body::TeeBody;
 use super::circuit::Circuit;
-use super::config::{ProxyConfig, Upstream};
+use super::config::{MirrorPolicy, ProxyConfig, Upstream};
 use super::grouping::Grouper;
 use super::inbound;
 use super::resolve::{DNS_TTL, HyperResolver, Resolver};
@@ -24,6 +24,7 @@ use crate::compare::SkipReason;
 use crate::exchange::UpstreamError;
 use crate::pipeline::Pipeline;
 use crate::pipeline::budget::Budget;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -63,6 +64,7 @@ pub struct ProxyHandle {
     local_addr: SocketAddr,
     counters: Arc<Counters>,
     circuit: Arc<Circuit>,
+    mirror: Arc<ArcSwap<MirrorPolicy>>,
     join: JoinHandle<()>,
 }
 
@@ -80,6 +82,12 @@ impl ProxyHandle {
     /// The candidate's circuit breaker.
     pub fn circuit(&self) -> Arc<Circuit> {
         self.circuit.clone()
+    }
+
+    /// The mirror policy in force (`shadow.methods`, `routes`, `sample`): a reload stores a new
+    /// one, which applies from the next request on (requests load it without a lock).
+    pub fn mirror(&self) -> Arc<ArcSwap<MirrorPolicy>> {
+        self.mirror.clone()
     }
 
     /// Waits until the proxy has shut down completely (connections closed, shadows finished or
@@ -123,6 +131,7 @@ pub async fn start(
         f.shadow.circuit.cooldown,
     ));
     let inner = Arc::new(Inner::new(cfg, pipeline, counters.clone(), circuit.clone()));
+    let mirror = inner.mirror.clone();
     tracing::info!(
         listen = %local_addr,
         primary = %inner.cfg.primary,
@@ -135,6 +144,7 @@ pub async fn start(
         local_addr,
         counters,
         circuit,
+        mirror,
         join,
     })
 }
@@ -146,6 +156,8 @@ struct Inner {
     permits_total: u32,
     counters: Arc<Counters>,
     grouper: Grouper,
+    /// `shadow.methods`, `routes` and `sample` as last reloaded.
+    mirror: Arc<ArcSwap<MirrorPolicy>>,
     /// What the shadow tasks share, the comparison workers included.
     shadows: Arc<Shadows>,
 }
@@ -178,11 +190,9 @@ impl Inner {
         let candidate = shadow_client(&cfg.candidate);
         let secondary = cfg.secondary.as_ref().map(shadow_client);
         let permits_total = u32::try_from(cfg.shadow.max_in_flight).unwrap_or(u32::MAX >> 3);
-        let grouper = Grouper::new(
-            cfg.rules.clone(),
-            cfg.grouping.max_endpoints,
-            pipeline.redaction().clone(),
-        );
+        // The pipeline's stage carries the rules (their templates) and the redaction, reloaded.
+        let grouper = Grouper::live(pipeline.stages(), cfg.grouping.max_endpoints);
+        let mirror = Arc::new(ArcSwap::from_pointee(cfg.shadow.mirror_policy()));
         // The budget lives in the counters so `/metrics` can read what is held.
         let budget = Arc::clone(&counters.buffered);
         let shadows = Arc::new(Shadows {
@@ -202,14 +212,14 @@ impl Inner {
             permits_total,
             counters,
             grouper,
+            mirror,
             shadows,
             cfg,
         }
     }
 
     /// Whether the method is mirrored on this route.
-    fn mirrored(&self, method: &Method, path: &str) -> bool {
-        let s = &self.cfg.shadow;
+    fn mirrored(s: &MirrorPolicy, method: &Method, path: &str) -> bool {
         if let Some(r) = s
             .routes
             .iter()
@@ -226,10 +236,11 @@ impl Inner {
         if head.headers.contains_key(&s.marker) {
             return Err(SkipReason::ShadowLoop);
         }
-        if !self.mirrored(&head.method, head.uri.path()) {
+        let m = self.mirror.load();
+        if !Self::mirrored(&m, &head.method, head.uri.path()) {
             return Err(SkipReason::MethodNotMirrored);
         }
-        if s.sample < 1.0 && rand::random::<f64>() >= s.sample {
+        if m.sample < 1.0 && rand::random::<f64>() >= m.sample {
             return Err(SkipReason::SampledOut);
         }
         if !self.counters.overload.admit() {

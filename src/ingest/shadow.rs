@@ -180,7 +180,7 @@ async fn shadow(shadows: &Arc<Shadows>, mut job: ShadowJob, probe: &mut ProbeGua
     {
         // The error may quote the answer (`invalid answer: chunk size "…"`): logged redacted
         // (and redacted only when logged: a failing candidate fails thousands of times).
-        let error = shadows.pipeline.redaction().quoted(&e.to_string());
+        let error = shadows.pipeline.stage().redaction.quoted(&e.to_string());
         tracing::debug!(side = "candidate", endpoint = %job.endpoint, %error, "shadow request failed");
     }
     // No copy: the primary failed (counted as primary_error where it happened) or the client left.
