@@ -41,7 +41,7 @@
 //! - [`config`]: `shadowdiff.yaml` — one struct aggregating each component's own section,
 //!   validated at once (every problem, with lines), and the rules it names.
 //! - [`admin`]: the admin HTTP server — health, `/metrics`, the JSON API over [`stats`], the
-//!   review UI.
+//!   review UI (its charts in `admin/charts.js`, over `/api/v1/charts`).
 //! - [`aggregate`]: `shadowdiff aggregate`, the fleet view — a Kafka consumer merging every
 //!   sidecar's interval statistics and events into one [`stats::Stats`].
 //! - [`app`]: the one wiring — [`app::Sidecar::start`] builds statistics, noise, sinks, the

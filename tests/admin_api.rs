@@ -293,7 +293,7 @@ fn per_endpoint_thresholds_override_the_query() {
             min_samples: None,
         },
     );
-    state.gate = Arc::new(gate);
+    state.gate = Arc::new(arc_swap::ArcSwap::from_pointee(gate));
     let srv = Server::start(state);
     let (_, g) = get_json(
         srv_strict.addr,

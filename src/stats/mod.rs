@@ -11,7 +11,8 @@
 //! - `window`: clocks, [`Window`] (the span a query covers) and the bucketed sliding window.
 //! - `counts`: the verdict, skip and (field, kind) counters every level shares.
 //! - `store`: [`Stats`] itself, its per-endpoint state and recording (the hot path).
-//! - `query`: summary, gate, mismatches, signatures, `/metrics` snapshot.
+//! - `query`: summary, gate, mismatches, signatures, `/metrics` snapshot; `charts`: what the
+//!   review UI draws (latency histograms, the paired delta, divergence per bucket).
 //! - `report`: the serialisable shapes those queries return (docs/api.md).
 //! - `interval`: the wire form of interval statistics and merging it (the fleet aggregator).
 //! - `latency`, `skew`, `wilson`, `gate`: histograms, send skew, Wilson intervals, the release
@@ -25,6 +26,7 @@
 //! ≈ 120 MiB at worst); since-start histograms use 3 significant digits (≈ 136 KiB per
 //! histogram).
 
+mod charts;
 mod config;
 mod counts;
 mod endpoint_map;
@@ -40,6 +42,7 @@ mod store;
 mod wilson;
 mod window;
 
+pub use charts::Charts;
 pub use config::StatsConfig;
 pub use counts::OTHER_FIELD;
 pub use endpoint_map::{DEFAULT_MAX_ENDPOINTS, EndpointMap, OTHER_ENDPOINT, SHARDS};
