@@ -3,7 +3,8 @@
 //! - SIGHUP applies a good change (the next exchange is judged by the new rules) and refuses a
 //!   bad one, keeping the old rules, with the problem's file and line in the log;
 //! - a Kubernetes ConfigMap-style swap of the `..data` symlink is picked up without a signal;
-//! - a config file change reloads sampling and warns about restart-only parts;
+//! - a config file change reloads sampling and the gate's threshold, and warns about
+//!   restart-only parts;
 //! - SIGHUP never stops the process: a burst of them, and one with the config file gone.
 //!
 //! The candidate's answer differs from the primary's only in `/ts`, so a rule ignoring `/ts`
@@ -205,7 +206,7 @@ fn a_config_change_reloads_sampling_and_names_restart_only_parts() {
     replace(
         &s.config,
         &(std::fs::read_to_string(&s.config).unwrap()
-            + "shadow: {sample: 0}\nlimits: {idle_timeout: 30s}\n"),
+            + "shadow: {sample: 0}\nlimits: {idle_timeout: 30s}\ngate: {max_divergence: 0.25}\n"),
     );
     wait_until("a reload after the config change", &mut p, |p| {
         reloads(p, "ok") >= 1.0
@@ -218,6 +219,9 @@ fn a_config_change_reloads_sampling_and_names_restart_only_parts() {
         ),
         1.0
     );
+    // The gate's default threshold reloaded too.
+    let gate = http_get(s.admin, "/api/v1/gate").unwrap().body;
+    assert!(gate.contains("\"max_divergence\":0.25"), "{gate}");
     let log = p.log();
     assert!(
         log.contains("applied only at a restart") && log.contains("limits"),

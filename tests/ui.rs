@@ -245,15 +245,21 @@ fn demo() -> (KillOnDrop, SocketAddr, u64) {
     (demo, admin, expected)
 }
 
+/// `target/ui-test/NAME`, its folder made and an older screenshot removed.
+fn fresh_screenshot(name: &str) -> PathBuf {
+    let out_dir = manifest_dir().join("target/ui-test");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let p = out_dir.join(name);
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
 #[test]
 fn a_reviewer_finds_the_planted_regression_in_the_browser() {
     let Some(modules) = modules_or_skip() else {
         return;
     };
-    let out_dir = manifest_dir().join("target/ui-test");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let screenshot = out_dir.join("review.png");
-    let _ = std::fs::remove_file(&screenshot);
+    let screenshot = fresh_screenshot("review.png");
     let (_demo, admin, expected) = demo();
 
     let browsing = Instant::now();
@@ -281,10 +287,7 @@ fn the_charts_draw_what_the_api_says() {
     let Some(modules) = modules_or_skip() else {
         return;
     };
-    let out_dir = manifest_dir().join("target/ui-test");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let charts = out_dir.join("charts.png");
-    let _ = std::fs::remove_file(&charts);
+    let charts = fresh_screenshot("charts.png");
     let (_demo, admin, _) = demo();
     browse(
         "charts.mjs",

@@ -167,9 +167,10 @@ async function loadCharts() {
   }
   root.dataset.window = c.window;
 }
-// Drawn while the panel is open (closed by default: the tables come first on the page).
-function refreshCharts() { if ($("charts-open").open) loadCharts().catch(fail); }
-$("charts-open").addEventListener("toggle", refreshCharts);
+// Drawn while the dialog is open (opened from the header: the page's tables keep their room).
+function refreshCharts() { if ($("charts-dialog").open) loadCharts().catch(fail); }
+$("charts-button").addEventListener("click", () => { $("charts-dialog").showModal(); refreshCharts(); });
+$("charts-close").addEventListener("click", () => $("charts-dialog").close());
 $("refresh").addEventListener("click", refreshCharts);
 $("window").addEventListener("change", refreshCharts);
 $("auth").addEventListener("submit", refreshCharts);

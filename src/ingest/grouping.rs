@@ -304,6 +304,37 @@ mod tests {
         assert_eq!(g.len(), 1);
     }
 
+    /// A reload that changes the redaction renames from the next request on: names cached under
+    /// the old stage are not served under the new one.
+    #[test]
+    fn a_new_stage_empties_the_name_cache() {
+        let redacting = Stage::new(
+            Comparator::new(Arc::new(RuleSet::default()), CompareOptions::default()),
+            Redaction::default(),
+        );
+        let slot = Arc::new(ArcSwap::from_pointee(redacting));
+        let g = Grouper::live(slot.clone(), 10);
+        assert_eq!(
+            &*g.endpoint("GET", "/u/ann@example.com"),
+            "GET /u/<redacted:email>"
+        );
+        let cfg = crate::redact::RedactConfig {
+            patterns: Vec::new(),
+            ..Default::default()
+        };
+        slot.store(Arc::new(Stage {
+            generation: 1,
+            ..Stage::new(
+                Comparator::new(Arc::new(RuleSet::default()), CompareOptions::default()),
+                Redaction::from_config(&cfg, 1024),
+            )
+        }));
+        assert_eq!(
+            &*g.endpoint("GET", "/u/ann@example.com"),
+            "GET /u/ann@example.com"
+        );
+    }
+
     #[test]
     fn capped_at_max_endpoints() {
         let g = Grouper::new(Arc::new(RuleSet::default()), 2, Redaction::default());
