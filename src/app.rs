@@ -5,9 +5,14 @@
 //! the integration tests all start here, so a setting cannot reach one of them and miss another;
 //! a new source (capture, replay) adds only its own start next to the proxy's.
 //!
+//! Hot reload ([`reload`]): SIGHUP and a change in the config file or the rules folder swap the
+//! rules, redaction, sampling and gate thresholds of a running sidecar.
+//!
 //! Shutdown follows the pipeline (vector's rule): only the source watches the shutdown signal;
 //! once it has drained, the comparison pool stops, the sinks flush within the grace period, and
 //! the admin server goes last, so `/metrics` can be scraped until the end.
+
+pub mod reload;
 
 use crate::admin::{AdminAccess, AdminConfig, AdminState, MetricsSource};
 use crate::compare::rules::RuleSet;
@@ -18,7 +23,7 @@ use crate::ingest::Counters;
 use crate::ingest::config::ProxyConfig;
 use crate::ingest::proxy::{self, ProxyError, ProxyHandle};
 use crate::pipeline::CompareConfig;
-use crate::pipeline::{Fanout, Pipeline, Refine, Sink, Tap, pool};
+use crate::pipeline::{Fanout, Pipeline, Refine, Sink, Stage, Tap, pool};
 use crate::record::writer::{RecordConfig, RecordCounters, Recorder};
 use crate::redact::Redaction;
 use crate::sink::file::FileSink;
@@ -28,6 +33,8 @@ use crate::stats::Stats;
 use crate::stats::ack::Acknowledgements;
 use crate::stats::noise::NoiseModel;
 use crate::stats::publisher::{StatsPublisher, StatsPublisherConfig};
+use arc_swap::ArcSwap;
+use reload::{ReloadCounters, ReloadSource, Reloader, Slots};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,7 +66,6 @@ pub enum AppError {
 }
 
 /// Everything a sidecar starts from: the validated config (file plus flags) and compiled rules.
-#[derive(Debug)]
 pub struct Settings {
     pub config: Config,
     pub rules: RuleSet,
@@ -69,6 +75,8 @@ pub struct Settings {
     /// When the admin address is taken, bind a free loopback port instead of failing (`demo`:
     /// another sidecar may hold 9901).
     pub admin_fallback: bool,
+    /// Where SIGHUP and file changes reload from (`proxy`); none: nothing reloads (`demo`).
+    pub reload: Option<ReloadSource>,
 }
 
 impl Settings {
@@ -80,6 +88,7 @@ impl Settings {
             rules,
             default_file_sink: true,
             admin_fallback: false,
+            reload: None,
         })
     }
 }
@@ -218,8 +227,7 @@ fn start_pipeline(
     );
     let redaction = Redaction::from_config(&f.redact, f.publish.max_body_bytes);
     let ctx = pool::Context {
-        comparator,
-        redaction,
+        stage: Arc::new(ArcSwap::from_pointee(Stage::new(comparator, redaction))),
         instance: instance.to_string(),
         sink,
         refine,
@@ -238,6 +246,7 @@ pub struct Sidecar {
     admin_addr: SocketAddr,
     admin_stop: oneshot::Sender<()>,
     admin: JoinHandle<Result<(), crate::admin::AdminError>>,
+    reloader: Option<Reloader>,
 }
 
 impl Sidecar {
@@ -252,7 +261,10 @@ impl Sidecar {
             rules,
             default_file_sink,
             admin_fallback,
+            reload,
         } = settings;
+        // What restart-only changes are told against at a reload.
+        let running = reload.as_ref().map(|_| cfg.clone());
         // The admin settings as they stand after `--admin`: a non-loopback address without a
         // token, or an unreadable token, stops the start before anything opens.
         let admin_cfg = cfg.admin.clone().unwrap_or_default();
@@ -294,12 +306,25 @@ impl Sidecar {
         .await?;
 
         let ready = Arc::new(AtomicBool::new(false));
+        let reloads = Arc::new(ReloadCounters::default());
         let mut state = admin_state(stats.clone(), ready.clone(), &gate, &stage)
             .with_access(access)
-            .with_metrics_source(proxy.counters() as Arc<dyn MetricsSource>);
+            .with_metrics_source(proxy.counters() as Arc<dyn MetricsSource>)
+            .with_metrics_source(reloads.clone());
         if let Some(r) = proxy.record_counters() {
             state = state.with_metrics_source(r);
         }
+        let reloader = match (reload, running) {
+            (Some(src), Some(running)) => {
+                let slots = Slots {
+                    pipeline: proxy.pipeline.clone(),
+                    mirror: proxy.handle.mirror(),
+                    gate: state.gate.clone(),
+                };
+                Some(Reloader::start(src, running, slots, reloads).map_err(AppError::Workers)?)
+            }
+            _ => None,
+        };
         for s in sinks.metrics {
             state = state.with_metrics_source(s);
         }
@@ -317,6 +342,7 @@ impl Sidecar {
             admin_addr,
             admin_stop,
             admin,
+            reloader,
         })
     }
 
@@ -349,6 +375,9 @@ impl Sidecar {
     /// stops the admin server.
     pub async fn join(self) -> Result<(), AppError> {
         let served = self.proxy.join().await;
+        if let Some(r) = self.reloader {
+            let _ = tokio::task::spawn_blocking(move || r.stop()).await;
+        }
         let _ = self.admin_stop.send(());
         let admin = self.admin.await;
         served?;
@@ -406,7 +435,7 @@ fn admin_state(
     stage: &StageConfig,
 ) -> AdminState {
     let mut state = AdminState::new(stats, ready);
-    state.gate = Arc::new(gate.clone());
+    state.gate = Arc::new(ArcSwap::from_pointee(gate.clone()));
     state.redaction = Arc::new(Redaction::from_config(
         &stage.redact,
         stage.publish.max_body_bytes,
@@ -539,13 +568,25 @@ impl Sinks {
 }
 
 /// The proxy's and the aggregator's shutdown signal: resolves when SIGTERM or SIGINT arrives.
+/// SIGHUP is caught and logged; nothing reloads on it (see [`signals`] for what does).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    signals().0
+}
+
+/// The shutdown signal (SIGTERM or SIGINT), and one message per SIGHUP for the reloader
+/// ([`reload::ReloadSource::hangups`]).
 ///
 /// SIGHUP never stops the process (its default action would kill it, exit 129, without
-/// draining): it is caught and logged; reloading the rules on it comes with issue 14 ("Operate
-/// it"). The handlers are installed when this is called, not when the future is first polled,
-/// so call it inside the runtime, before starting anything: a signal that arrives while the
-/// sidecar starts must not meet the default action.
-pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+/// draining): it is caught, forwarded and logged; with the receiver dropped it is only logged.
+/// The handlers are installed when this is called, not when the future is first polled, so call
+/// it inside the runtime, before starting anything: a signal that arrives while the sidecar
+/// starts must not meet the default action.
+pub fn signals() -> (
+    impl Future<Output = ()> + Send + 'static,
+    crossbeam_channel::Receiver<()>,
+) {
+    // One pending reload covers any number of SIGHUPs sent before it runs.
+    let (hup_tx, hup_rx) = crossbeam_channel::bounded::<()>(1);
     #[cfg(unix)]
     {
         use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -565,7 +606,7 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
         let mut term = watch(SignalKind::terminate(), "SIGTERM");
         let mut int = watch(SignalKind::interrupt(), "SIGINT");
         let mut hup = watch(SignalKind::hangup(), "SIGHUP");
-        async move {
+        let fut = async move {
             loop {
                 tokio::select! {
                     Some(()) = recv(&mut term) => {
@@ -576,19 +617,26 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
                         tracing::info!(signal = "SIGINT", "shutdown requested");
                         return;
                     }
-                    Some(()) = recv(&mut hup) => tracing::info!(
-                        signal = "SIGHUP",
-                        "received: reloading the rules on SIGHUP comes with issue 14 (\"Operate it\"); nothing changes, the process keeps serving"
-                    ),
+                    Some(()) = recv(&mut hup) => match hup_tx.try_send(()) {
+                        Err(crossbeam_channel::TrySendError::Disconnected(())) => tracing::info!(
+                            signal = "SIGHUP",
+                            "received: nothing reloads in this command; the process keeps serving"
+                        ),
+                        // Full: a reload is pending and will read the files after this signal.
+                        _ => tracing::info!(signal = "SIGHUP", "received: reloading the rules and the config"),
+                    },
                     else => std::future::pending::<()>().await,
                 }
             }
-        }
+        };
+        (fut, hup_rx)
     }
     #[cfg(not(unix))]
     {
-        async {
+        drop(hup_tx);
+        let fut = async {
             let _ = tokio::signal::ctrl_c().await;
-        }
+        };
+        (fut, hup_rx)
     }
 }

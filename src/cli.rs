@@ -92,7 +92,7 @@ pub struct AggregateArgs {
     pub admin: Option<std::net::SocketAddr>,
 }
 
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Debug, Default, Clone)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["interface", "pcap"])))]
 pub struct CaptureArgs {
     /// Capture live on this interface (`lo`, `eth0`, `any`); needs root or CAP_NET_RAW.
@@ -124,7 +124,7 @@ pub struct CaptureArgs {
     pub summary_json: Option<PathBuf>,
 }
 
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Debug, Default, Clone)]
 pub struct ProxyArgs {
     /// Config file; without it, --primary and --candidate suffice.
     #[arg(long)]

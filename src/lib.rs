@@ -58,11 +58,14 @@
 //! - [`config`]: `shadowdiff.yaml` — one struct aggregating each component's own section,
 //!   validated at once (every problem, with lines), and the rules it names.
 //! - [`admin`]: the admin HTTP server — health, `/metrics`, the JSON API over [`stats`], the
-//!   triage routes (acknowledging a signature: the only writes, token required), the review UI.
+//!   triage routes (acknowledging a signature: the only writes, token required), the review UI
+//!   (its charts in `admin/charts.js`, over `/api/v1/charts`).
 //! - [`aggregate`]: `shadowdiff aggregate`, the fleet view — a Kafka consumer merging every
 //!   sidecar's interval statistics and events into one [`stats::Stats`].
 //! - [`app`]: the one wiring — [`app::Sidecar::start`] builds statistics, noise, sinks, the
-//!   pipeline, the source and the admin server; [`app::Aggregator`] the fleet view.
+//!   pipeline, the source and the admin server; [`app::Aggregator`] the fleet view;
+//!   [`app::reload`] swaps the rules, redaction, sampling and gate thresholds of a running
+//!   sidecar on SIGHUP and file changes (the pipeline's [`pipeline::Stage`]).
 //! - [`demo`]: the self-contained demo (sample services with planted findings), started through
 //!   [`app`].
 //! - [`cli`]: argument parsing and dispatch; `cli/serve.rs` runs `proxy` and `aggregate`

@@ -316,7 +316,7 @@ fn per_endpoint_thresholds_override_the_query() {
             min_samples: None,
         },
     );
-    state.gate = Arc::new(gate);
+    state.gate = Arc::new(arc_swap::ArcSwap::from_pointee(gate));
     let srv = Server::start(state);
     let (_, g) = get_json(
         srv_strict.addr,
@@ -362,7 +362,7 @@ fn per_endpoint_min_samples_is_honoured() {
         },
     );
     let mut with_state = state.clone();
-    with_state.gate = Arc::new(gate.clone());
+    with_state.gate = Arc::new(arc_swap::ArcSwap::from_pointee(gate.clone()));
     let with = Server::start(with_state);
     let line = |g: &Value, e: &str| {
         g["endpoints"]

@@ -2,6 +2,8 @@
 //! driven by playwright-core) reviews the mismatch feed the way QA does, and every figure it reads
 //! on the page is checked against the JSON API. The browser side is `tests/ui/review.mjs`.
 //!
+//! Another checks the charts against `/api/v1/charts` (`tests/ui/charts.mjs`).
+//!
 //! A second test puts the admin API behind a bearer token (`admin.token_file`) in front of
 //! `shadowdiff proxy` and opens the page as `/#token=...`: `tests/ui/token.mjs` checks that the
 //! data loads, every API request carries the token, and the token leaves the address bar.
@@ -176,17 +178,10 @@ fn modules_or_skip() -> Option<PathBuf> {
     }
 }
 
-#[test]
-fn a_reviewer_finds_the_planted_regression_in_the_browser() {
-    let Some(modules) = modules_or_skip() else {
-        return;
-    };
+/// `shadowdiff demo` on a free admin port, once every recorded request has been observed (from
+/// then on the figures are final): the process, its admin address and the exchanges it drove.
+fn demo() -> (KillOnDrop, SocketAddr, u64) {
     let root = manifest_dir();
-    let out_dir = root.join("target/ui-test");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let screenshot = out_dir.join("review.png");
-    let _ = std::fs::remove_file(&screenshot);
-
     // How many exchanges the demo drives: its recorded traffic, one request a line.
     let traffic = std::fs::read_to_string(root.join("sample-traffic/demo.jsonl")).unwrap();
     let expected = traffic.lines().filter(|l| !l.trim().is_empty()).count() as u64;
@@ -249,6 +244,26 @@ fn a_reviewer_finds_the_planted_regression_in_the_browser() {
     }
     eprintln!("demo ready in {:?} at http://{admin}/", started.elapsed());
 
+    (demo, admin, expected)
+}
+
+/// `target/ui-test/NAME`, its folder made and an older screenshot removed.
+fn fresh_screenshot(name: &str) -> PathBuf {
+    let out_dir = manifest_dir().join("target/ui-test");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let p = out_dir.join(name);
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+#[test]
+fn a_reviewer_finds_the_planted_regression_in_the_browser() {
+    let Some(modules) = modules_or_skip() else {
+        return;
+    };
+    let screenshot = fresh_screenshot("review.png");
+    let (_demo, admin, expected) = demo();
+
     let browsing = Instant::now();
     browse(
         "review.mjs",
@@ -265,6 +280,24 @@ fn a_reviewer_finds_the_planted_regression_in_the_browser() {
         "no screenshot at {}",
         screenshot.display()
     );
+}
+
+/// The charts (issue 14): every drawn mark against `/api/v1/charts` (`tests/ui/charts.mjs`);
+/// the screenshot is `target/ui-test/charts.png`.
+#[test]
+fn the_charts_draw_what_the_api_says() {
+    let Some(modules) = modules_or_skip() else {
+        return;
+    };
+    let charts = fresh_screenshot("charts.png");
+    let (_demo, admin, _) = demo();
+    browse(
+        "charts.mjs",
+        &modules,
+        admin,
+        &[("SCREENSHOT", charts.as_os_str())],
+    );
+    assert!(charts.exists(), "no screenshot at {}", charts.display());
 }
 
 /// A tiny HTTP/1.1 server on 127.0.0.1: every request gets `body` as JSON, then the connection

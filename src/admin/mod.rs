@@ -41,8 +41,8 @@ pub struct AdminState {
     /// Extra gauges and counters reported at scrape time (in-flight, sink outcomes, ...).
     pub metrics_sources: Vec<Arc<dyn MetricsSource>>,
     /// The gate's defaults and per-endpoint thresholds (`gate:` in the config), used when a
-    /// query does not say.
-    pub gate: Arc<GateConfig>,
+    /// query does not say; a reload swaps them.
+    pub gate: Arc<arc_swap::ArcSwap<GateConfig>>,
     /// Learned noise, when the sidecar has a secondary (`/api/v1/noise`, `/api/v1/noise/rules`).
     pub noise: Option<Arc<crate::stats::noise::NoiseModel>>,
     /// Who may ask: the `Host` allow-list and the bearer token. Default: loopback names and the
@@ -103,6 +103,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_route))
         .route("/api/v1/summary", get(summary))
+        .route("/api/v1/charts", get(charts))
         .route("/api/v1/mismatches", get(mismatches))
         .route("/api/v1/mismatches/{id}", get(mismatch_by_id))
         .route("/api/v1/signatures", get(signatures))
@@ -198,7 +199,7 @@ fn window(st: &AdminState, q: &HashMap<String, String>) -> Result<Window, BadPar
 }
 
 async fn ui() -> Html<&'static str> {
-    Html(include_str!("ui.html"))
+    Html(UI.as_str())
 }
 
 async fn readyz(State(st): State<AdminState>) -> Response {
@@ -232,6 +233,22 @@ async fn summary(State(st): State<AdminState>, Query(q): Params) -> Result<Respo
         Some(_) => return Err(bad("top", "top must be a whole number from 1 to 1000")),
     };
     Ok(axum::Json(st.stats.summary(w, top)).into_response())
+}
+
+/// The review UI: `ui.html` with the charts' script (`charts.js`, kept in its own file so the
+/// page's other parts and the charts change without touching each other) put in its place.
+static UI: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    include_str!("ui.html").replace(
+        "<!-- charts.js -->",
+        concat!("<script>\n", include_str!("charts.js"), "</script>"),
+    )
+});
+
+/// What the review UI's charts draw (`src/stats/charts.rs`).
+async fn charts(State(st): State<AdminState>, Query(q): Params) -> Result<Response, BadParam> {
+    only(&q, &["window", "endpoint"])?;
+    let w = window(&st, &q)?;
+    Ok(axum::Json(st.stats.charts(w, opt(&q, "endpoint"))).into_response())
 }
 
 async fn mismatches(State(st): State<AdminState>, Query(q): Params) -> Result<Response, BadParam> {
@@ -364,7 +381,7 @@ async fn gate(State(st): State<AdminState>, Query(q): Params) -> Result<Response
         .map(GateMethod::parse)
         .transpose()
         .map_err(|e| bad("method", e))?;
-    let p = st.gate.params(GateAsk {
+    let p = st.gate.load().params(GateAsk {
         max_divergence,
         min_samples,
         min_samples_for,

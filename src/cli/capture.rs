@@ -95,7 +95,7 @@ pub(super) fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
         let mut state = AdminState::new(stats.clone(), ready.clone())
             .with_access(access)
             .with_metrics_source(Arc::new(metrics) as Arc<dyn MetricsSource>);
-        state.gate = Arc::new(cfg.gate.clone());
+        state.gate = Arc::new(arc_swap::ArcSwap::from_pointee(cfg.gate.clone()));
         state.noise = noise;
         for m in handoff.metrics() {
             state = state.with_metrics_source(m);

@@ -2,8 +2,9 @@
 //! logging, a runtime, then the app's wiring ([`crate::app`]).
 
 use super::{AggregateArgs, ProxyArgs, print_problems};
+use crate::app::reload::ReloadSource;
 use crate::app::{Aggregator, AppError, Settings, Sidecar};
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, ConfigErrors, LogFormat};
 use anyhow::{Context, bail};
 use std::io::IsTerminal;
 use std::path::Path;
@@ -44,31 +45,44 @@ pub(super) fn runtime(name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-pub(super) fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
-    let mut cfg = match load_config(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
+/// The proxy's config: the file (or the defaults) with the flags over it. A reload calls it
+/// again, so the flags keep winning over the file.
+fn proxy_config(args: &ProxyArgs) -> Result<Config, ConfigErrors> {
+    let mut cfg = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
     };
     if let Some(v) = args.listen {
         cfg.listen = v;
     }
-    if let Some(v) = args.primary {
-        cfg.primary = Some(v);
+    if let Some(v) = &args.primary {
+        cfg.primary = Some(v.clone());
     }
-    if let Some(v) = args.candidate {
-        cfg.candidate = Some(v);
+    if let Some(v) = &args.candidate {
+        cfg.candidate = Some(v.clone());
     }
-    if let Some(v) = args.secondary {
-        cfg.secondary = Some(v);
+    if let Some(v) = &args.secondary {
+        cfg.secondary = Some(v.clone());
     }
-    if let Some(v) = args.rules {
-        cfg.rules = Some(v);
+    if let Some(v) = &args.rules {
+        cfg.rules = Some(v.clone());
     }
     if let Some(v) = args.admin {
         set_admin_listen(&mut cfg, v);
     }
+    Ok(cfg)
+}
+
+pub(super) fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    let cfg = match proxy_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            print_problems(&e);
+            return Ok(ExitCode::from(64));
+        }
+    };
     init_logging(&cfg.log);
-    let settings = match Settings::load(cfg) {
+    let mut settings = match Settings::load(cfg) {
         Ok(s) => s,
         Err(e) => {
             print_problems(&e);
@@ -77,7 +91,12 @@ pub(super) fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     };
     let run = runtime("shadowdiff")?.block_on(async move {
         // Installed first thing inside the runtime: a SIGHUP during start-up must not kill.
-        let signals = crate::app::shutdown_signal();
+        let (signals, hangups) = crate::app::signals();
+        settings.reload = Some(ReloadSource {
+            config_file: args.config.clone(),
+            load: Box::new(move || proxy_config(&args)),
+            hangups,
+        });
         let sidecar = Sidecar::start(settings, signals).await?;
         sidecar.join().await
     });

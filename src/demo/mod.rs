@@ -107,6 +107,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         default_file_sink: false,
         // The default port may be taken (another sidecar): any free port will do for a demo.
         admin_fallback: true,
+        // The demo's rules are embedded: nothing to reload.
+        reload: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let sidecar = Sidecar::start(settings, async move {

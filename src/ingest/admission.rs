@@ -5,9 +5,10 @@
 
 use super::Counters;
 use super::circuit::Circuit;
-use super::config::ShadowConfig;
+use super::config::{MirrorPolicy, ShadowConfig};
 use super::shadow::Admitted;
 use crate::compare::SkipReason;
+use arc_swap::ArcSwap;
 use http::Method;
 use http::header::{self, HeaderMap};
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use tokio::sync::Semaphore;
 
 pub(super) struct Admission {
     cfg: ShadowConfig,
+    /// `shadow.methods`, `routes` and `sample`: swapped by a reload, read without a lock.
+    mirror: Arc<ArcSwap<MirrorPolicy>>,
     permits: Arc<Semaphore>,
     total: u32,
     circuit: Arc<Circuit>,
@@ -26,6 +29,7 @@ impl Admission {
         let total = u32::try_from(cfg.max_in_flight).unwrap_or(u32::MAX >> 3);
         Self {
             cfg: cfg.clone(),
+            mirror: Arc::new(ArcSwap::from_pointee(cfg.mirror_policy())),
             permits: Arc::new(Semaphore::new(total as usize)),
             total,
             circuit,
@@ -33,9 +37,13 @@ impl Admission {
         }
     }
 
+    /// The mirror policy's slot, for the reloader.
+    pub(super) fn mirror(&self) -> Arc<ArcSwap<MirrorPolicy>> {
+        self.mirror.clone()
+    }
+
     /// Whether the method is mirrored on this route.
-    fn mirrored(&self, method: &Method, path: &str) -> bool {
-        let s = &self.cfg;
+    fn mirrored(s: &MirrorPolicy, method: &Method, path: &str) -> bool {
         if let Some(r) = s
             .routes
             .iter()
@@ -52,10 +60,11 @@ impl Admission {
         if headers.contains_key(&s.marker) {
             return Err(SkipReason::ShadowLoop);
         }
-        if !self.mirrored(method, path) {
+        let m = self.mirror.load();
+        if !Self::mirrored(&m, method, path) {
             return Err(SkipReason::MethodNotMirrored);
         }
-        if s.sample < 1.0 && rand::random::<f64>() >= s.sample {
+        if m.sample < 1.0 && rand::random::<f64>() >= m.sample {
             return Err(SkipReason::SampledOut);
         }
         if !self.counters.overload.admit() {

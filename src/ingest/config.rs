@@ -137,6 +137,27 @@ impl Default for ShadowConfig {
     }
 }
 
+impl ShadowConfig {
+    /// The part of this section a reload applies ([`MirrorPolicy`]).
+    pub fn mirror_policy(&self) -> MirrorPolicy {
+        MirrorPolicy {
+            methods: self.methods.clone(),
+            routes: self.routes.clone(),
+            sample: self.sample,
+        }
+    }
+}
+
+/// Which requests are mirrored: `shadow.methods`, `shadow.routes` and `shadow.sample`, the part
+/// of `shadow:` that reloads (SIGHUP, a config file change). The rest of `shadow:` sizes
+/// connections, buffers and permits made at start, so it takes a restart.
+#[derive(Debug, Clone)]
+pub struct MirrorPolicy {
+    pub methods: Vec<Method>,
+    pub routes: Vec<RouteConfig>,
+    pub sample: f64,
+}
+
 /// One `shadow.routes` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -17,7 +17,10 @@
 //! words, published as written.
 
 use crate::compare::rules::RuleSet;
+use crate::compare::{Comparator, CompareOptions};
+use crate::pipeline::Stage;
 use crate::redact::Redaction;
+use arc_swap::ArcSwap;
 use parking_lot::RwLock;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -49,11 +52,11 @@ impl Default for GroupingConfig {
 /// its bytes); they are redacted again on each request.
 const CACHE_KEY_MAX: usize = 1024;
 
-#[derive(Debug)]
 pub struct Grouper {
-    rules: Arc<RuleSet>,
+    /// The rules (their `endpoints:`) and the redaction come from the pipeline's stage, so a
+    /// reload renames from the next request on.
+    stage: Arc<ArcSwap<Stage>>,
     max: usize,
-    redaction: Redaction,
     names: RwLock<Names>,
 }
 
@@ -62,35 +65,55 @@ struct Names {
     /// Raw automatic name (`METHOD /template`) → the name published for it (or [`OTHER`]), so a
     /// known endpoint costs one lookup, not a redaction. At most `4 × max` entries.
     by_raw: HashMap<Box<str>, Arc<str>>,
-    /// Distinct published names: what `max_endpoints` caps.
+    /// Distinct published names: what `max_endpoints` caps. Kept across reloads: the
+    /// statistics keep counting the endpoints they already have.
     published: HashSet<Arc<str>>,
+    /// The stage generation `by_raw` was filled under; another one (a reload may have changed
+    /// the redaction) empties it.
+    generation: u64,
 }
 
 impl Grouper {
-    /// `redaction` is the pipeline's, the one events are published through.
+    /// A grouper on fixed rules and redaction (tests, embedders).
     pub fn new(rules: Arc<RuleSet>, max_endpoints: usize, redaction: Redaction) -> Self {
+        let stage = Stage::new(Comparator::new(rules, CompareOptions::default()), redaction);
+        Self::live(Arc::new(ArcSwap::from_pointee(stage)), max_endpoints)
+    }
+
+    /// A grouper on the pipeline's stage ([`crate::pipeline::Pipeline::stages`]): its rules'
+    /// templates and its redaction, the one events are published through, as reloaded.
+    pub fn live(stage: Arc<ArcSwap<Stage>>, max_endpoints: usize) -> Self {
         Self {
-            rules,
+            stage,
             max: max_endpoints,
-            redaction,
             names: RwLock::new(Names::default()),
         }
     }
 
     /// The endpoint of a request; `path` is without the query string.
     pub fn endpoint(&self, method: &str, path: &str) -> Arc<str> {
-        if let Some(t) = self.rules.endpoint_for(method, path) {
+        let stage = self.stage.load();
+        if let Some(t) = stage.comparator.rules().endpoint_for(method, path) {
             // Rule templates are written by the user: bounded by the rules file, not counted.
             return Arc::from(t);
         }
         let auto = format!("{} {}", method, template(path));
         // Hot path: almost every request is an endpoint already seen, a shared read lock.
-        if let Some(e) = self.names.read().by_raw.get(auto.as_str()) {
-            return e.clone();
+        {
+            let names = self.names.read();
+            if names.generation == stage.generation
+                && let Some(e) = names.by_raw.get(auto.as_str())
+            {
+                return e.clone();
+            }
         }
         // Redacted outside the lock: the regexes cost microseconds on a long path.
-        let name = self.redaction.text(&auto);
+        let name = stage.redaction.text(&auto);
         let mut names = self.names.write();
+        if names.generation != stage.generation {
+            names.by_raw.clear();
+            names.generation = stage.generation;
+        }
         if let Some(e) = names.by_raw.get(auto.as_str()) {
             return e.clone();
         }
@@ -279,6 +302,37 @@ mod tests {
         assert_eq!(&*g.endpoint("GET", &long), &*format!("GET {long}"));
         assert!(g.names.read().by_raw.is_empty());
         assert_eq!(g.len(), 1);
+    }
+
+    /// A reload that changes the redaction renames from the next request on: names cached under
+    /// the old stage are not served under the new one.
+    #[test]
+    fn a_new_stage_empties_the_name_cache() {
+        let redacting = Stage::new(
+            Comparator::new(Arc::new(RuleSet::default()), CompareOptions::default()),
+            Redaction::default(),
+        );
+        let slot = Arc::new(ArcSwap::from_pointee(redacting));
+        let g = Grouper::live(slot.clone(), 10);
+        assert_eq!(
+            &*g.endpoint("GET", "/u/ann@example.com"),
+            "GET /u/<redacted:email>"
+        );
+        let cfg = crate::redact::RedactConfig {
+            patterns: Vec::new(),
+            ..Default::default()
+        };
+        slot.store(Arc::new(Stage {
+            generation: 1,
+            ..Stage::new(
+                Comparator::new(Arc::new(RuleSet::default()), CompareOptions::default()),
+                Redaction::from_config(&cfg, 1024),
+            )
+        }));
+        assert_eq!(
+            &*g.endpoint("GET", "/u/ann@example.com"),
+            "GET /u/ann@example.com"
+        );
     }
 
     #[test]

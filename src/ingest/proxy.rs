@@ -13,7 +13,7 @@ use super::Counters;
 use super::admission::Admission;
 use super::body::TeeBody;
 use super::circuit::Circuit;
-use super::config::{ProxyConfig, Upstream};
+use super::config::{MirrorPolicy, ProxyConfig, Upstream};
 use super::grouping::Grouper;
 use super::inbound;
 use super::resolve::{DNS_TTL, HyperResolver, Resolver};
@@ -24,6 +24,7 @@ use crate::compare::SkipReason;
 use crate::exchange::UpstreamError;
 use crate::pipeline::Pipeline;
 use crate::pipeline::budget::Budget;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
@@ -66,6 +67,7 @@ pub struct ProxyHandle {
     local_addr: SocketAddr,
     counters: Arc<Counters>,
     circuit: Arc<Circuit>,
+    mirror: Arc<ArcSwap<MirrorPolicy>>,
     join: JoinHandle<()>,
 }
 
@@ -83,6 +85,12 @@ impl ProxyHandle {
     /// The candidate's circuit breaker.
     pub fn circuit(&self) -> Arc<Circuit> {
         self.circuit.clone()
+    }
+
+    /// The mirror policy in force (`shadow.methods`, `routes`, `sample`): a reload stores a new
+    /// one, which applies from the next request on (requests load it without a lock).
+    pub fn mirror(&self) -> Arc<ArcSwap<MirrorPolicy>> {
+        self.mirror.clone()
     }
 
     /// Waits until the proxy has shut down completely (connections closed, shadows finished or
@@ -131,6 +139,7 @@ pub async fn start(
         counters.clone(),
         circuit.clone(),
     )?);
+    let mirror = inner.admission.mirror();
     tracing::info!(
         listen = %local_addr,
         primary = %inner.cfg.primary,
@@ -143,6 +152,7 @@ pub async fn start(
         local_addr,
         counters,
         circuit,
+        mirror,
         join,
     })
 }
@@ -178,11 +188,8 @@ impl Inner {
         let primary = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(TlsHttpConnector::new(conn, tls("primary", &cfg.primary)?));
-        let grouper = Grouper::new(
-            cfg.rules.clone(),
-            cfg.grouping.max_endpoints,
-            pipeline.redaction().clone(),
-        );
+        // The pipeline's stage carries the rules (their templates) and the redaction, reloaded.
+        let grouper = Grouper::live(pipeline.stages(), cfg.grouping.max_endpoints);
         let admission = Admission::new(&cfg.shadow, circuit.clone(), counters.clone());
         let shadows = Arc::new(Shadows::new(
             &cfg.shadow,

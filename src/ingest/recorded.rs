@@ -106,11 +106,8 @@ impl RecordedShadows {
             None => None,
         };
         let admission = Admission::new(&cfg.shadow, circuit.clone(), counters.clone());
-        let grouper = Grouper::new(
-            cfg.rules,
-            cfg.grouping.max_endpoints,
-            pipeline.redaction().clone(),
-        );
+        // The pipeline's stage carries the rules (their templates) and the redaction, reloaded.
+        let grouper = Grouper::live(pipeline.stages(), cfg.grouping.max_endpoints);
         let mut shadows = Shadows::new(
             &cfg.shadow,
             (&cfg.candidate, cfg.secondary.as_ref()),
@@ -292,7 +289,7 @@ impl RecordedShadows {
             }
             Some((_, Ok((Err(e), _)))) => {
                 if tracing::enabled!(tracing::Level::DEBUG) {
-                    let error = sh.pipeline.redaction().quoted(&e.to_string());
+                    let error = sh.pipeline.stage().redaction.quoted(&e.to_string());
                     tracing::debug!(side = "primary", endpoint = %endpoint, %error, "live primary failed");
                 }
                 sh.skip(&endpoint, SkipReason::PrimaryError, None);

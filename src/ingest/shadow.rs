@@ -184,7 +184,7 @@ pub(super) async fn send_pair(
     {
         // The error may quote the answer (`invalid answer: chunk size "…"`): logged redacted
         // (and redacted only when logged: a failing candidate fails thousands of times).
-        let error = shadows.pipeline.redaction().quoted(&e.to_string());
+        let error = shadows.pipeline.stage().redaction.quoted(&e.to_string());
         tracing::debug!(side = "candidate", endpoint = %out.endpoint, %error, "shadow request failed");
     }
     pair

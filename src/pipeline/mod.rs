@@ -17,8 +17,10 @@ mod config;
 pub mod metrics;
 pub mod pool;
 
-use crate::compare::Verdict;
+use crate::compare::{Comparator, Verdict};
 use crate::event::Event;
+use crate::redact::Redaction;
+use arc_swap::ArcSwap;
 pub use config::CompareConfig;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -103,6 +105,27 @@ impl Sink for Fanout {
     }
 }
 
+/// What an exchange is judged and published with: the comparator (the compiled rules) and the
+/// redaction. It is what a reload replaces ([`Pipeline::swap_stage`], issue 14): swapped whole,
+/// so an exchange is never judged by the new rules and published through the old redaction.
+pub struct Stage {
+    pub comparator: Comparator,
+    pub redaction: Redaction,
+    /// 0 at start, one more at each swap: what was derived from an older stage (the grouper's
+    /// cached endpoint names) knows to derive it again.
+    pub generation: u64,
+}
+
+impl Stage {
+    pub fn new(comparator: Comparator, redaction: Redaction) -> Self {
+        Self {
+            comparator,
+            redaction,
+            generation: 0,
+        }
+    }
+}
+
 /// The running pipeline a source feeds: the comparison pool and the sinks behind it. Built once
 /// by [`crate::app`]; a source only submits to it. Stopping follows the data: the source stops
 /// first (it alone watches the shutdown signal), then [`Pipeline::stop`] drains the pool and
@@ -110,7 +133,9 @@ impl Sink for Fanout {
 pub struct Pipeline {
     pool: pool::Pool,
     sink: Arc<dyn Sink>,
-    redaction: crate::redact::Redaction,
+    /// The workers load it once per job: `ArcSwap::load` takes no lock, so a reload never
+    /// stalls a comparison, and a job started before a swap finishes on the stage it loaded.
+    stage: Arc<ArcSwap<Stage>>,
     tap: Option<Arc<dyn Tap>>,
 }
 
@@ -124,22 +149,40 @@ impl Pipeline {
         nice: i32,
     ) -> std::io::Result<Pipeline> {
         let sink = ctx.sink.clone();
-        let redaction = ctx.redaction.clone();
+        let stage = ctx.stage.clone();
         let tap = ctx.tap.clone();
         let pool = pool::Pool::start(ctx, workers, queue, nice)?;
         Ok(Pipeline {
             pool,
             sink,
-            redaction,
+            stage,
             tap,
         })
     }
 
-    /// The redaction events are published through. A source names what it hands over with it
-    /// (endpoint names, `ingest::grouping`) and logs what it quotes from traffic through
-    /// it, so nothing it publishes is less redacted than an event.
-    pub fn redaction(&self) -> &crate::redact::Redaction {
-        &self.redaction
+    /// The stage in force now. Its redaction is the one events are published through: a source
+    /// names what it hands over with it (endpoint names, `ingest::grouping`) and logs what it
+    /// quotes from traffic through it, so nothing it publishes is less redacted than an event.
+    pub fn stage(&self) -> arc_swap::Guard<Arc<Stage>> {
+        self.stage.load()
+    }
+
+    /// The stage slot itself, for what derives from the stage on its own hot path (the
+    /// grouper's endpoint names).
+    pub fn stages(&self) -> Arc<ArcSwap<Stage>> {
+        self.stage.clone()
+    }
+
+    /// Replaces the comparator and the redaction for every exchange a worker takes from now on
+    /// (a reload); returns the new stage's generation.
+    pub fn swap_stage(&self, comparator: Comparator, redaction: Redaction) -> u64 {
+        let generation = self.stage.load().generation + 1;
+        self.stage.store(Arc::new(Stage {
+            comparator,
+            redaction,
+            generation,
+        }));
+        generation
     }
 
     /// Hands a job over without blocking; a full queue gives it back (the caller counts it).

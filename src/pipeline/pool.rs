@@ -10,11 +10,11 @@
 //! first one lingers up to [`LINGER`] for more, or until a batch is queued. Comparisons wake a
 //! worker at once.
 
-use super::{Observation, Sink};
-use crate::compare::{Comparator, SkipReason, Verdict, VerdictKind};
+use super::{Observation, Sink, Stage};
+use crate::compare::{SkipReason, Verdict, VerdictKind};
 use crate::event::Event;
 use crate::exchange::Exchange;
-use crate::redact::Redaction;
+use arc_swap::ArcSwap;
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -43,8 +43,8 @@ pub enum Job {
 
 /// What the workers need besides the job.
 pub struct Context {
-    pub comparator: Comparator,
-    pub redaction: Redaction,
+    /// The comparator and redaction in force, loaded once per job (see [`super::Pipeline`]).
+    pub stage: Arc<ArcSwap<Stage>>,
     pub instance: String,
     pub sink: Arc<dyn Sink>,
     /// Adjusts each verdict before it is observed (the learned noise model).
@@ -233,11 +233,13 @@ fn handle(job: Job, ctx: &Context) {
 }
 
 fn process(ex: &Exchange, ctx: &Context) {
+    // One stage for the whole exchange: a reload meanwhile applies from the next one.
+    let stage = ctx.stage.load();
     // The comparator also does noise cancellation when a secondary answered.
-    let mut v = ctx.comparator.compare(ex);
+    let mut v = stage.comparator.compare(ex);
     // Difference paths and fields as the event publishes them: the learned noise model and
     // every sink count by them, and what they count is published (summary, noise, Kafka).
-    let mut raw = ctx.redaction.name_differences(&mut v);
+    let mut raw = stage.redaction.name_differences(&mut v);
     // Learned noise: what the statistics over many exchanges say of each field (no-op without
     // a secondary answer).
     if let Some(r) = &ctx.refine {
@@ -249,7 +251,7 @@ fn process(ex: &Exchange, ctx: &Context) {
     )
     .then(|| {
         raw.with_raw(&mut v, |v| {
-            Arc::new(Event::build(ex, v, &ctx.instance, &ctx.redaction))
+            Arc::new(Event::build(ex, v, &ctx.instance, &stage.redaction))
         })
     });
     ctx.sink.observe(&Observation {
@@ -271,8 +273,9 @@ fn process(ex: &Exchange, ctx: &Context) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::CompareOptions;
     use crate::compare::rules::RuleSet;
+    use crate::compare::{Comparator, CompareOptions};
+    use crate::redact::Redaction;
     use crate::stats::noise::{NoiseConfig, NoiseModel};
     use crossbeam_channel as mpsc;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -298,8 +301,10 @@ mod tests {
 
     fn pool(queue: usize, sink: Arc<Counting>) -> Pool {
         let ctx = Context {
-            comparator: Comparator::new(Arc::new(RuleSet::default()), CompareOptions::default()),
-            redaction: Redaction::from_config(&Default::default(), 1024),
+            stage: Arc::new(ArcSwap::from_pointee(Stage::new(
+                Comparator::new(Arc::new(RuleSet::default()), CompareOptions::default()),
+                Redaction::from_config(&Default::default(), 1024),
+            ))),
             instance: "t".into(),
             sink,
             refine: Some(Arc::new(NoiseModel::new(

@@ -11,7 +11,8 @@
 //! - `window`: clocks, [`Window`] (the span a query covers) and the bucketed sliding window.
 //! - `counts`: the verdict, skip and (field, kind) counters every level shares.
 //! - `store`: [`Stats`] itself, its per-endpoint state and recording (the hot path).
-//! - `query`: summary, gate, mismatches, signatures, `/metrics` snapshot.
+//! - `query`: summary, gate, mismatches, signatures, `/metrics` snapshot; `charts`: what the
+//!   review UI draws (latency histograms, the paired delta, divergence per bucket).
 //! - `report`: the serialisable shapes those queries return (docs/api.md).
 //! - [`ack`]: acknowledged signatures (who, why, whether the gate leaves them out), kept in a
 //!   small JSON file; [`triage`]: their *expected* counts and the suggested rule, pre-checked
@@ -31,6 +32,7 @@
 //! histogram).
 
 pub mod ack;
+mod charts;
 mod config;
 mod counts;
 mod endpoint_map;
@@ -48,6 +50,7 @@ pub mod triage;
 mod wilson;
 mod window;
 
+pub use charts::Charts;
 pub use config::StatsConfig;
 pub use counts::OTHER_FIELD;
 pub use endpoint_map::{DEFAULT_MAX_ENDPOINTS, EndpointMap, OTHER_ENDPOINT, SHARDS};

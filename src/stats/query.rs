@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// One endpoint's (or the pool's) figures over a window.
-struct Agg {
-    counts: Counts,
+pub(super) struct Agg {
+    pub(super) counts: Counts,
     fields: FieldCounts,
-    latency: Option<LatencySet>,
+    pub(super) latency: Option<LatencySet>,
     expected: Expected,
 }
 
@@ -97,7 +97,7 @@ impl Stats {
     }
 
     /// Counts, fields and latency of one endpoint over a window.
-    fn aggregate(&self, ep: &EndpointStats, w: Window, now_epoch: u64) -> Agg {
+    pub(super) fn aggregate(&self, ep: &EndpointStats, w: Window, now_epoch: u64) -> Agg {
         match w {
             Window::All => Agg {
                 counts: ep.total,
