@@ -121,10 +121,12 @@ impl Proxy {
     }
 }
 
-/// The comparison stage's settings: the `compare:`, `redact:` and `publish:` sections.
+/// The comparison stage's settings: the `compare:`, `grpc:`, `redact:` and `publish:` sections.
 #[derive(Debug, Clone, Default)]
 pub struct StageConfig {
     pub compare: CompareConfig,
+    /// `grpc:`, with its descriptor set read.
+    pub grpc: crate::compare::grpc::GrpcConfig,
     pub redact: RedactConfig,
     pub publish: PublishConfig,
 }
@@ -134,6 +136,7 @@ impl StageConfig {
     pub fn from_config(cfg: &Config) -> Self {
         Self {
             compare: cfg.compare.clone(),
+            grpc: cfg.grpc.clone(),
             redact: cfg.redact.clone(),
             publish: cfg.publish.clone(),
         }
@@ -156,6 +159,7 @@ pub async fn start_proxy(
         CompareOptions {
             max_decoded_bytes: f.compare.max_decoded_bytes,
             max_differences: f.compare.max_differences,
+            grpc: f.grpc.schema.clone(),
         },
     );
     let redaction = Redaction::from_config(&f.redact, f.publish.max_body_bytes);

@@ -12,6 +12,7 @@
 //! - [`buffer`]: buffers whose allocations are reserved in the shadow memory budget first.
 //! - [`overload`]: shedding shadows while the I/O threads are saturated.
 //! - [`shadow_client`]: the lean HTTP/1.1 client shadows go out on.
+//! - [`shadow_h2`]: shadows to an `h2` upstream, multiplexed on one HTTP/2 connection.
 //! - [`resolve`]: upstream name lookups, cached and one at a time.
 //! - [`semantics`]: requests refused before forwarding (CONNECT, Host), and the one Host sent.
 
@@ -28,6 +29,7 @@ pub mod resolve;
 pub mod semantics;
 mod shadow;
 pub mod shadow_client;
+pub mod shadow_h2;
 
 use crate::compare::SkipReason;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

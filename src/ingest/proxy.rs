@@ -13,13 +13,15 @@ use super::Counters;
 use super::background::{Background, SHADOW_IO_NICE};
 use super::body::TeeBody;
 use super::circuit::Circuit;
+use super::config::Wire;
 use super::config::{ProxyConfig, Upstream};
 use super::grouping::Grouper;
 use super::inbound;
 use super::resolve::{DNS_TTL, HyperResolver, Resolver};
 use super::semantics::{self, Refused};
-use super::shadow::{Admitted, PrimaryCopy, ShadowJob, Shadows, run_shadow};
+use super::shadow::{Admitted, PrimaryCopy, ShadowJob, ShadowTarget, Shadows, run_shadow};
 use super::shadow_client::ShadowClient;
+use super::shadow_h2::{Dialer, H2Client};
 use crate::compare::SkipReason;
 use crate::exchange::UpstreamError;
 use crate::pipeline::Pipeline;
@@ -141,6 +143,8 @@ pub async fn start(
 
 struct Inner {
     cfg: ProxyConfig,
+    /// The version requests to the primary are sent in.
+    primary_version: Version,
     primary: Client<HttpConnector<HyperResolver>, TeeBody<Incoming>>,
     permits: Arc<Semaphore>,
     permits_total: u32,
@@ -161,19 +165,26 @@ impl Inner {
         let resolver = Resolver::new(DNS_TTL);
         let mut conn = HttpConnector::new_with_resolver(HyperResolver(resolver.clone()));
         conn.set_nodelay(true);
+        // The primary is spoken to in its own protocol (`protocol:`), whatever the client spoke:
+        // an h2 primary gets prior-knowledge h2c, every request multiplexed on its connections.
+        let primary_h2 = cfg.primary.cleartext_wire() == Wire::H2;
         let primary = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
+            .http2_only(primary_h2)
             .build(conn.clone());
         // A finished shadow frees its permit a moment before its connection goes back to the
         // pool, so the next shadow may open another: the pool is bounded so the connections
         // never creep past `max_in_flight` (with hyper's pool they reached 1,225 for 1,024).
-        let shadow_client = |up: &Upstream| {
-            ShadowClient::new(
+        let shadow_client = |up: &Upstream| match up.cleartext_wire() {
+            Wire::Http1 => ShadowTarget::Http1(ShadowClient::new(
                 up.authority(),
                 cfg.shadow.max_in_flight,
                 Duration::from_secs(90),
                 resolver.clone(),
-            )
+            )),
+            Wire::H2 => {
+                ShadowTarget::H2(H2Client::new(up.authority(), Dialer::Tcp, resolver.clone()))
+            }
         };
         let candidate = shadow_client(&cfg.candidate);
         let secondary = cfg.secondary.as_ref().map(shadow_client);
@@ -198,6 +209,11 @@ impl Inner {
         });
         Self {
             primary,
+            primary_version: if primary_h2 {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            },
             permits: Arc::new(Semaphore::new(permits_total as usize)),
             permits_total,
             counters,
@@ -410,8 +426,8 @@ async fn handle(
     };
 
     head.uri = uri;
-    // The upstream connection is HTTP/1.1 whatever the client spoke.
-    head.version = Version::HTTP_11;
+    // The upstream connection speaks the primary's protocol whatever the client spoke.
+    head.version = inner.primary_version;
     let primary_sent = Instant::now();
     let resp = match inner
         .primary

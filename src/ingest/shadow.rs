@@ -11,10 +11,11 @@
 
 use super::Counters;
 use super::background::Background;
-use super::body::{CaptureError, Captured};
+use super::body::{CaptureError, Captured, Kept};
 use super::circuit::Circuit;
 use super::config::{HostPolicy, ShadowConfig};
-use super::shadow_client::{ShadowClient, ShadowError, ShadowRequest};
+use super::shadow_client::{Answer, ShadowClient, ShadowError, ShadowRequest};
+use super::shadow_h2::H2Client;
 use crate::compare::SkipReason;
 use crate::exchange::{self, Exchange, Outcome, SendOffsets, Side, UpstreamError};
 use crate::pipeline::Pipeline;
@@ -33,8 +34,8 @@ use tokio_util::sync::CancellationToken;
 pub(super) struct Shadows {
     pub(super) cfg: ShadowConfig,
     /// Shadows go out on a lean client of their own: see [`super::shadow_client`] for why not hyper's.
-    pub(super) candidate: ShadowClient,
-    pub(super) secondary: Option<ShadowClient>,
+    pub(super) candidate: ShadowTarget,
+    pub(super) secondary: Option<ShadowTarget>,
     pub(super) circuit: Arc<Circuit>,
     pub(super) counters: Arc<Counters>,
     pub(super) pipeline: Arc<Pipeline>,
@@ -145,11 +146,19 @@ async fn shadow(shadows: &Arc<Shadows>, mut job: ShadowJob, probe: &mut ProbeGua
         }
     };
     // The client went away mid-request: the primary got no complete request either.
-    let Some((body, _, mut held)) =
-        take_copy(shadows, &job.endpoint, (&mut job.request_body).await)
+    let Some(Kept {
+        body,
+        mut held,
+        trailers: request_trailers,
+        ..
+    }) = take_copy(shadows, &job.endpoint, (&mut job.request_body).await)
     else {
         return;
     };
+    // A request's trailers go out with its HTTP/2 shadows (HTTP/1.1 shadows are sent with a
+    // length, which has no trailer section).
+    let request_trailers = request_trailers.map(|t| detached(&t));
+    let body = (body, request_trailers);
     // Candidate and secondary go out together: sending one after the other would itself create
     // time-dependent differences that the secondary could not cancel.
     let cand = send_shadow(shadows, Side::Candidate, &job, &body);
@@ -200,10 +209,22 @@ async fn shadow(shadows: &Arc<Shadows>, mut job: ShadowJob, probe: &mut ProbeGua
     };
     // A primary answer over the cap is `body_too_large` whatever the candidate did: nothing
     // could be compared.
-    let Some((pbody, done, h)) = take_copy(shadows, &job.endpoint, copy) else {
+    let Some(Kept {
+        body: pbody,
+        done,
+        held: h,
+        trailers,
+    }) = take_copy(shadows, &job.endpoint, copy)
+    else {
         return;
     };
     held.absorb(h);
+    // Trailers are compared with the headers: a gRPC status sent in the trailers and one sent
+    // in a trailers-only answer's headers are the same answer.
+    let mut primary_headers = primary.headers;
+    if let Some(t) = trailers {
+        merge_trailers(&mut primary_headers, &detached(&t));
+    }
     let (candidate, secondary) = match (cand, sec.transpose()) {
         (Ok((c, ch)), Ok(s)) => {
             held.absorb(ch);
@@ -238,11 +259,11 @@ async fn shadow(shadows: &Arc<Shadows>, mut job: ShadowJob, probe: &mut ProbeGua
             path,
             query,
             headers: job.headers,
-            body,
+            body: body.0,
         },
         primary: exchange::Response {
             status: primary.status,
-            headers: primary.headers,
+            headers: primary_headers,
             body: pbody,
             latency: done.saturating_duration_since(job.started),
         },
@@ -268,7 +289,7 @@ fn take_copy(
     shadows: &Shadows,
     endpoint: &Arc<str>,
     copy: Result<Captured, oneshot::error::RecvError>,
-) -> Option<(Bytes, Instant, Reservation)> {
+) -> Option<Kept> {
     let reason = match copy {
         Ok(Ok(c)) => return Some(c),
         Ok(Err(CaptureError::TooLarge(_))) => SkipReason::BodyTooLarge,
@@ -307,7 +328,7 @@ async fn send_shadow(
     shadows: &Arc<Shadows>,
     side: Side,
     job: &ShadowJob,
-    body: &Bytes,
+    body: &(Bytes, Option<HeaderMap>),
 ) -> (Instant, Result<(Outcome, Reservation), OverBudget>) {
     let (sh, method, pq, headers, body) = (
         shadows.clone(),
@@ -326,6 +347,7 @@ async fn send_shadow(
             return (Instant::now(), Ok((Err(e), Reservation::default())));
         };
         let h = shadow_headers(&sh.cfg, client, headers);
+        let (body, trailers) = body;
         let req = ShadowRequest {
             method: &method,
             path_and_query: &pq,
@@ -335,7 +357,8 @@ async fn send_shadow(
         let s = &sh.cfg;
         let started = Instant::now();
         let mut held = sh.budget.reservation();
-        let sent = tokio::time::timeout(s.timeout, client.send(&req, s.max_body_bytes, &mut held));
+        let sent = client.send(&req, trailers.as_ref(), s.max_body_bytes, &mut held);
+        let sent = tokio::time::timeout(s.timeout, sent);
         let outcome = match sent.await {
             Err(_) => Ok(Err(UpstreamError::Timeout(s.timeout))),
             Ok(Ok(a)) => Ok(Ok(exchange::Response {
@@ -368,7 +391,7 @@ async fn send_shadow(
 
 /// The headers a shadow copy carries: the client's, less `strip_headers`, plus `set_headers`,
 /// the loop marker and (unless `host: original`) the shadow upstream's own Host.
-fn shadow_headers(s: &ShadowConfig, client: &ShadowClient, mut h: HeaderMap) -> HeaderMap {
+fn shadow_headers(s: &ShadowConfig, client: &ShadowTarget, mut h: HeaderMap) -> HeaderMap {
     for n in &s.strip_headers {
         h.remove(n);
     }
@@ -384,4 +407,44 @@ fn shadow_headers(s: &ShadowConfig, client: &ShadowClient, mut h: HeaderMap) -> 
         h.insert(header::HOST, v);
     }
     h
+}
+
+/// Appends a trailer section to the headers it is compared with; a trailer never replaces a
+/// header of the same name (both are kept, as they were sent).
+pub(super) fn merge_trailers(headers: &mut HeaderMap, trailers: &HeaderMap) {
+    for (name, value) in trailers {
+        headers.append(name.clone(), value.clone());
+    }
+}
+
+/// Where one upstream's shadows go: the lean HTTP/1.1 client, or HTTP/2 (`protocol: h2`).
+#[derive(Debug)]
+pub(super) enum ShadowTarget {
+    Http1(ShadowClient),
+    H2(H2Client),
+}
+
+impl ShadowTarget {
+    pub(super) fn authority(&self) -> &str {
+        match self {
+            ShadowTarget::Http1(c) => c.authority(),
+            ShadowTarget::H2(c) => c.authority(),
+        }
+    }
+
+    /// Sends a request (with its trailers over HTTP/2) and reads the whole answer, its body kept
+    /// up to `cap` bytes and reserved in `held` first; an HTTP/2 answer's trailers are appended
+    /// to its headers.
+    pub(super) async fn send(
+        &self,
+        req: &ShadowRequest<'_>,
+        trailers: Option<&HeaderMap>,
+        cap: usize,
+        held: &mut Reservation,
+    ) -> Result<Answer, ShadowError> {
+        match self {
+            ShadowTarget::Http1(c) => c.send(req, cap, held).await,
+            ShadowTarget::H2(c) => c.send(req, trailers, cap, held).await,
+        }
+    }
 }
