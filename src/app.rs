@@ -149,11 +149,13 @@ async fn stop_pipeline(pipeline: Arc<Pipeline>, grace: Duration) {
     }
 }
 
-/// The comparison stage's settings: the `compare:`, `redact:` and `publish:` sections, and
+/// The comparison stage's settings: the `compare:`, `grpc:`, `redact:` and `publish:` sections, and
 /// `record:` (the proxy's recorder sees each exchange on the comparison workers).
 #[derive(Debug, Clone, Default)]
 pub struct StageConfig {
     pub compare: CompareConfig,
+    /// `grpc:`, with its descriptor set read.
+    pub grpc: crate::compare::grpc::GrpcConfig,
     pub redact: RedactConfig,
     pub publish: PublishConfig,
     pub record: Option<RecordConfig>,
@@ -164,6 +166,7 @@ impl StageConfig {
     pub fn from_config(cfg: &Config) -> Self {
         Self {
             compare: cfg.compare.clone(),
+            grpc: cfg.grpc.clone(),
             redact: cfg.redact.clone(),
             publish: cfg.publish.clone(),
             record: cfg.record.clone(),
@@ -223,6 +226,7 @@ fn start_pipeline(
         CompareOptions {
             max_decoded_bytes: f.compare.max_decoded_bytes,
             max_differences: f.compare.max_differences,
+            grpc: f.grpc.schema.clone(),
         },
     );
     let redaction = Redaction::from_config(&f.redact, f.publish.max_body_bytes);

@@ -8,8 +8,9 @@
 //!   ([`compare::rules`]), path and endpoint patterns ([`compare::pattern`]), exact numbers
 //!   ([`compare::number`]), structural JSON diff (bodies scanned into flat tapes and walked
 //!   together, no `Value` trees: `compare/scan`), text diff (noise judged line by line against
-//!   the secondary's body), signature, the per-exchange noise marking ([`compare::noise`]). No
-//!   I/O, no clock, no state.
+//!   the secondary's body), signature, the per-exchange noise marking ([`compare::noise`]), gRPC
+//!   messages decoded for that diff ([`compare::grpc`]: framing, schema-less or by descriptor
+//!   set). No I/O, no clock, no state.
 //! - [`yaml`] and [`units`]: what every config section and the rules share — the one
 //!   [`yaml::Problem`] (file, line, rule, reason), the limits a text meets before it is parsed
 //!   (`yaml/limits.rs`: size, nesting depth, alias expansion), and durations, sizes, rates and
@@ -41,7 +42,8 @@
 //!   [`ingest::inbound`] its client connections under `limits:` (timeouts, connection cap, head
 //!   size, accept back-off, descriptor budget), [`ingest::circuit`] its breaker and
 //!   `ingest::shadow` the background shadow task; shadows go out on [`ingest::shadow_client`]
-//!   (whose answer reader `fuzz/` drives through `shadow_client::fuzzing`), whose socket work
+//!   (whose answer reader `fuzz/` drives through `shadow_client::fuzzing`), or over HTTP/2 on
+//!   [`ingest::shadow_h2`] (`protocol: h2`), whose socket work
 //!   runs on the lower-priority thread of [`ingest::background`], into budgeted
 //!   [`ingest::buffer`]s; names resolve through [`ingest::resolve`]; `https://` upstreams go
 //!   through [`ingest::tls`] (the `tls:` section, one rustls client per upstream, the plain/TLS

@@ -215,6 +215,9 @@ impl Worker {
             CompareOptions {
                 max_decoded_bytes: cfg.compare.max_decoded_bytes,
                 max_differences: cfg.compare.max_differences,
+                // The descriptor set is read at load (`config::load_descriptors`); a reload reads
+                // it again with the rest of the file.
+                grpc: cfg.grpc.schema.clone(),
             },
         );
         let redaction = Redaction::from_config(&cfg.redact, cfg.publish.max_body_bytes);

@@ -5,6 +5,7 @@
 //! differ — no rule can make two identical bodies differ, and most shadow exchanges match.
 //! A mismatch is data in the verdict, never an `Err`.
 
+pub mod grpc;
 mod headers;
 mod json;
 pub mod noise;
@@ -280,6 +281,8 @@ pub struct CompareOptions {
     pub max_decoded_bytes: usize,
     /// Differences kept per exchange; beyond it the verdict is `truncated`.
     pub max_differences: usize,
+    /// The gRPC descriptor set (`grpc.descriptors`): gRPC messages by field name.
+    pub grpc: Option<Arc<grpc::Schema>>,
 }
 
 impl Default for CompareOptions {
@@ -287,12 +290,13 @@ impl Default for CompareOptions {
         Self {
             max_decoded_bytes: 16 << 20,
             max_differences: 1000,
+            grpc: None,
         }
     }
 }
 
 /// Header names never compared: hop-by-hop (RFC 9110 §7.6.1) and framing/encoding, since bodies
-/// are compared decoded. Volatile headers (Date, Server, ...) are left to `diff-rules/default.yaml`
+/// (and gRPC messages) are compared decoded. Volatile headers (Date, Server, ...) are left to `diff-rules/default.yaml`
 /// so users can see and change them.
 pub const TRANSPORT_HEADERS: &[&str] = &[
     "connection",
@@ -304,6 +308,9 @@ pub const TRANSPORT_HEADERS: &[&str] = &[
     "upgrade",
     "content-length",
     "content-encoding",
+    // gRPC's own content coding, per message: messages are compared inflated (`grpc`).
+    "grpc-encoding",
+    "grpc-accept-encoding",
 ];
 
 /// Header values never published, whatever the configuration says.
@@ -418,21 +425,28 @@ impl Comparator {
             // The secondary's body is only needed (and decoded) when the bodies differ; one that
             // cannot be decoded explains nothing.
             let sb = s.and_then(|s| decode_body(&s.headers, &s.body, limit).ok());
-            let body = self.diff_bodies(
-                &eff,
-                &pb,
-                &cb,
-                sb.as_deref(),
-                exchange::media_type(&p.headers).as_deref(),
-                exchange::media_type(&c.headers).as_deref(),
-            );
+            let body = self.diff_grpc(&eff, &req.path, p, c, &pb, &cb, &mut notes);
+            let body = body.unwrap_or_else(|| {
+                self.diff_bodies(
+                    &eff,
+                    &pb,
+                    &cb,
+                    sb.as_deref(),
+                    exchange::media_type(&p.headers).as_deref(),
+                    exchange::media_type(&c.headers).as_deref(),
+                )
+            });
             diffs.extend(body.differences);
             notes.extend(body.notes);
             truncated = body.truncated;
         }
         let server_error = c.status >= 500 && p.status < 500;
+        let grpc_failure = grpc::server_failure(&p.headers, &c.headers);
         let mut v = Verdict::from_differences(diffs, notes, truncated);
-        if server_error {
+        if let Some(note) = grpc_failure {
+            v.kind = VerdictKind::CandidateError;
+            v.notes.push(note);
+        } else if server_error {
             v.kind = VerdictKind::CandidateError;
             v.notes.push(format!(
                 "candidate answered {} where the primary answered {}",
@@ -475,6 +489,33 @@ impl Comparator {
         }
         let b = self.diff_bodies(&eff, p, c, secondary, p_media, c_media);
         Verdict::from_differences(b.differences, b.notes, b.truncated)
+    }
+
+    /// gRPC answers message by message ([`grpc`]); `None` when they are not both gRPC, or not
+    /// both made of messages (noted: they are compared as bodies then).
+    #[allow(clippy::too_many_arguments)]
+    fn diff_grpc(
+        &self,
+        eff: &Effective,
+        path: &str,
+        p: &Response,
+        c: &Response,
+        pb: &[u8],
+        cb: &[u8],
+        notes: &mut Vec<String>,
+    ) -> Option<BodyDiff> {
+        if !grpc::is_grpc(&p.headers) || !grpc::is_grpc(&c.headers) {
+            return None;
+        }
+        let sides = [(&p.headers, pb), (&c.headers, cb)];
+        let (limit, max) = (self.opts.max_decoded_bytes, self.opts.max_differences);
+        match grpc::diff(eff, self.opts.grpc.as_deref(), path, sides, limit, max) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                notes.push(format!("gRPC {e}; compared as bytes"));
+                None
+            }
+        }
     }
 
     fn diff_bodies(

@@ -1070,6 +1070,7 @@ fn zip_bomb_is_skipped_body_too_large() {
         CompareOptions {
             max_decoded_bytes: 1 << 20,
             max_differences: 100,
+            grpc: None,
         },
     );
     let v = cmp.compare_responses(

@@ -8,6 +8,7 @@
 use super::buffer::Collector;
 use crate::pipeline::budget::Reservation;
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -28,8 +29,18 @@ pub enum CaptureError {
     Aborted(String),
 }
 
-/// The copy of a complete body, when its last byte passed, and the budget its bytes hold.
-pub type Captured = Result<(Bytes, Instant, Reservation), CaptureError>;
+/// The copy of a complete body, or why there is none.
+pub type Captured = Result<Kept, CaptureError>;
+
+/// A complete body's copy: its bytes, when its last byte passed, the budget its bytes hold, and
+/// its trailer section when it had one (gRPC's `grpc-status` travels there).
+#[derive(Debug)]
+pub struct Kept {
+    pub body: Bytes,
+    pub done: Instant,
+    pub held: Reservation,
+    pub trailers: Option<HeaderMap>,
+}
 
 /// Wraps a body; see the module docs. Without a sender it is a plain pass-through.
 pub struct TeeBody<B: Body> {
@@ -37,6 +48,8 @@ pub struct TeeBody<B: Body> {
     copy: Copy,
     cap: usize,
     tx: Option<oneshot::Sender<Captured>>,
+    /// The trailer section, copied as it passes (a few small fields, outside the budget).
+    trailers: Option<HeaderMap>,
 }
 
 /// Where the copy stands.
@@ -58,6 +71,7 @@ impl<B: Body> TeeBody<B> {
             copy: Copy::Empty(held),
             cap,
             tx: Some(tx),
+            trailers: None,
         };
         (body, rx)
     }
@@ -69,17 +83,25 @@ impl<B: Body> TeeBody<B> {
             copy: Copy::Empty(Reservation::default()),
             cap: 0,
             tx: None,
+            trailers: None,
         }
     }
 
     fn finish(&mut self, outcome: Result<(), String>) {
         let Some(tx) = self.tx.take() else { return };
         let copy = std::mem::replace(&mut self.copy, Copy::Empty(Reservation::default()));
+        let trailers = self.trailers.take();
+        let kept = |body, held| Kept {
+            body,
+            done: Instant::now(),
+            held,
+            trailers,
+        };
         let msg = match (outcome, copy) {
             (Err(e), _) => Err(CaptureError::Aborted(e)),
-            (Ok(()), Copy::Empty(held)) => Ok((Bytes::new(), Instant::now(), held)),
+            (Ok(()), Copy::Empty(held)) => Ok(kept(Bytes::new(), held)),
             (Ok(()), Copy::Kept(c)) => match c.freeze() {
-                Some((bytes, held)) => Ok((bytes, Instant::now(), held)),
+                Some((bytes, held)) => Ok(kept(bytes, held)),
                 None => Err(CaptureError::OverBudget),
             },
             (Ok(()), Copy::Dropped(e)) => Err(e),
@@ -143,6 +165,9 @@ where
                     // Trailers are always the last frame (a chunked request's trailer section):
                     // the body is complete, and hyper's client drops it right after writing
                     // them, before the inner body can say it ended.
+                    if let Some(t) = f.trailers_ref() {
+                        this.trailers = Some(t.clone());
+                    }
                     if f.is_trailers() || this.inner.is_end_stream() {
                         this.finish(Ok(()));
                     }
@@ -193,7 +218,7 @@ mod tests {
         );
         let out = tee.collect().await.unwrap().to_bytes();
         assert_eq!(out, "hello");
-        assert_eq!(rx.await.unwrap().unwrap().0, "hello");
+        assert_eq!(rx.await.unwrap().unwrap().body, "hello");
     }
 
     #[tokio::test]
@@ -247,7 +272,9 @@ mod tests {
             budget.reservation(),
         );
         let _ = tee.collect().await.unwrap();
-        let (copy, _, held) = rx.await.unwrap().unwrap();
+        let Kept {
+            body: copy, held, ..
+        } = rx.await.unwrap().unwrap();
         assert_eq!((copy.len(), budget.used()), (10, 10));
         drop(held);
         assert_eq!(budget.used(), 0);
@@ -270,7 +297,7 @@ mod tests {
             }
         }
         drop(tee);
-        assert_eq!(rx.await.unwrap().unwrap().0, "hello");
+        assert_eq!(rx.await.unwrap().unwrap().body, "hello");
     }
 
     /// A body that declares its length (as `content-length` does) in frames of 10 bytes.
@@ -296,7 +323,9 @@ mod tests {
         let frames = |n: usize| Declared((0..n).map(|i| Bytes::from(vec![i as u8; 10])).collect());
         let (tee, rx) = TeeBody::new(frames(30), 1000, budget.reservation());
         assert_eq!(tee.collect().await.unwrap().to_bytes().len(), 300);
-        let (copy, _, held) = rx.await.unwrap().unwrap();
+        let Kept {
+            body: copy, held, ..
+        } = rx.await.unwrap().unwrap();
         // One block of exactly 300 bytes: no growth, no segments, nothing more reserved.
         assert_eq!((copy.len(), held.bytes(), budget.peak()), (300, 300, 300));
         drop(held);

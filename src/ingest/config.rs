@@ -8,7 +8,7 @@ use super::tls::TlsSection;
 use crate::compare::pattern::EndpointPattern;
 use crate::compare::rules::RuleSet;
 use crate::units::de;
-pub use crate::units::de::Upstream;
+pub use crate::units::de::{Protocol, Upstream, Wire};
 use http::{HeaderName, HeaderValue, Method};
 use serde::Deserialize;
 use std::net::SocketAddr;

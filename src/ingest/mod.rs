@@ -16,6 +16,7 @@
 //! - [`buffer`]: buffers whose allocations are reserved in the shadow memory budget first.
 //! - [`overload`]: shedding shadows while the I/O threads are saturated.
 //! - [`shadow_client`]: the lean HTTP/1.1 client shadows go out on.
+//! - [`shadow_h2`]: shadows to an `h2` upstream, multiplexed on one HTTP/2 connection.
 //! - [`resolve`]: upstream name lookups, cached and one at a time.
 //! - [`rewrite`]: a shadow copy's path prefix and regex rewrites (`shadow.candidate`,
 //!   `shadow.secondary`).
@@ -39,6 +40,7 @@ pub mod rewrite;
 pub mod semantics;
 mod shadow;
 pub mod shadow_client;
+pub mod shadow_h2;
 pub mod tls;
 
 use crate::compare::SkipReason;

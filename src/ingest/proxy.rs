@@ -13,7 +13,7 @@ use super::Counters;
 use super::admission::Admission;
 use super::body::TeeBody;
 use super::circuit::Circuit;
-use super::config::{MirrorPolicy, ProxyConfig, Upstream};
+use super::config::{MirrorPolicy, ProxyConfig, Upstream, Wire};
 use super::grouping::Grouper;
 use super::inbound;
 use super::resolve::{DNS_TTL, HyperResolver, Resolver};
@@ -159,6 +159,8 @@ pub async fn start(
 
 struct Inner {
     cfg: ProxyConfig,
+    /// The version requests to the primary are sent in.
+    primary_version: Version,
     primary: Client<TlsHttpConnector, TeeBody<Incoming>>,
     /// The shadow policy's admission, shared with the recorded-pair source.
     admission: Admission,
@@ -185,8 +187,12 @@ impl Inner {
                 .then(|| TlsClient::new(side, up.host(), cfg.tls.get(side), &[b"http/1.1"]))
                 .transpose()
         };
+        // The primary is spoken to in its own protocol (`protocol:`), whatever the client spoke:
+        // an h2 primary gets prior-knowledge h2c, every request multiplexed on its connections.
+        let primary_h2 = cfg.primary.cleartext_wire() == Wire::H2;
         let primary = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
+            .http2_only(primary_h2)
             .build(TlsHttpConnector::new(conn, tls("primary", &cfg.primary)?));
         // The pipeline's stage carries the rules (their templates) and the redaction, reloaded.
         let grouper = Grouper::live(pipeline.stages(), cfg.grouping.max_endpoints);
@@ -202,6 +208,11 @@ impl Inner {
         )?);
         Ok(Self {
             primary,
+            primary_version: if primary_h2 {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            },
             admission,
             counters,
             grouper,
@@ -359,8 +370,8 @@ async fn handle(
     };
 
     head.uri = uri;
-    // The upstream connection is HTTP/1.1 whatever the client spoke.
-    head.version = Version::HTTP_11;
+    // The upstream connection speaks the primary's protocol whatever the client spoke.
+    head.version = inner.primary_version;
     let primary_sent = Instant::now();
     let resp = match inner
         .primary

@@ -260,6 +260,7 @@ impl RecordedShadows {
             path_and_query,
             headers: request.headers.clone(),
             body: request.body.clone(),
+            trailers: None,
         };
         let live = async {
             match self.double {

@@ -11,12 +11,13 @@
 
 use super::Counters;
 use super::background::{Background, SHADOW_IO_NICE};
-use super::body::{CaptureError, Captured};
+use super::body::{CaptureError, Captured, Kept};
 use super::circuit::Circuit;
-use super::config::{HostPolicy, ShadowConfig, Upstream};
+use super::config::{HostPolicy, ShadowConfig, Upstream, Wire};
 use super::resolve::Resolver;
 use super::rewrite::UpstreamRewrite;
-use super::shadow_client::{ShadowClient, ShadowError, ShadowRequest};
+use super::shadow_client::{Answer, ShadowClient, ShadowError, ShadowRequest};
+use super::shadow_h2::{Dialer, H2Client};
 use super::tls::{TlsClient, TlsError, TlsSection};
 use crate::compare::SkipReason;
 use crate::exchange::{self, Exchange, Outcome, SendOffsets, Side, UpstreamError};
@@ -36,8 +37,8 @@ use tokio_util::sync::CancellationToken;
 pub(super) struct Shadows {
     pub(super) cfg: ShadowConfig,
     /// Shadows go out on a lean client of their own: see [`super::shadow_client`] for why not hyper's.
-    pub(super) candidate: ShadowClient,
-    pub(super) secondary: Option<ShadowClient>,
+    pub(super) candidate: ShadowTarget,
+    pub(super) secondary: Option<ShadowTarget>,
     pub(super) circuit: Arc<Circuit>,
     pub(super) counters: Arc<Counters>,
     pub(super) pipeline: Arc<Pipeline>,
@@ -48,7 +49,7 @@ pub(super) struct Shadows {
     pub(super) io: Background,
     /// A live primary reached like a shadow: only a recorded-pair source's double run
     /// ([`super::recorded`]) has one; the proxy forwards to its primary itself.
-    pub(super) primary: Option<ShadowClient>,
+    pub(super) primary: Option<ShadowTarget>,
 }
 
 impl Shadows {
@@ -110,18 +111,27 @@ pub(super) fn client(
     up: &Upstream,
     tls: &TlsSection,
     resolver: &Arc<Resolver>,
-) -> Result<ShadowClient, TlsError> {
+) -> Result<ShadowTarget, TlsError> {
+    // HTTP/2 shadows over plain TCP (prior-knowledge h2c); over TLS the connection offers
+    // HTTP/1.1 only (ALPN h2 is not built yet: config refuses `protocol: h2` on `https://`).
+    if up.cleartext_wire() == Wire::H2 && !up.is_tls() {
+        return Ok(ShadowTarget::H2(H2Client::new(
+            up.authority(),
+            Dialer::Tcp,
+            resolver.clone(),
+        )));
+    }
     let tls = up
         .is_tls()
         .then(|| TlsClient::new(side, up.host(), tls.get(side), &[b"http/1.1"]))
         .transpose()?;
-    Ok(ShadowClient::new(
+    Ok(ShadowTarget::Http1(ShadowClient::new(
         up.authority(),
         tls,
         cfg.max_in_flight,
         Duration::from_secs(90),
         resolver.clone(),
-    ))
+    )))
 }
 
 /// What a shadow request is: the client's request as the primary got it. Owned, because each
@@ -133,6 +143,9 @@ pub(super) struct Outgoing {
     pub(super) path_and_query: String,
     pub(super) headers: HeaderMap,
     pub(super) body: Bytes,
+    /// The request's trailers: sent with HTTP/2 shadows (an HTTP/1.1 shadow is sent with a
+    /// length, which has no trailer section).
+    pub(super) trailers: Option<HeaderMap>,
 }
 
 /// A side's answer kept for comparison (with the bytes it holds), or over the memory budget.
@@ -336,17 +349,25 @@ async fn shadow(shadows: &Arc<Shadows>, mut job: ShadowJob, probe: &mut ProbeGua
         }
     };
     // The client went away mid-request: the primary got no complete request either.
-    let Some((body, _, mut held)) =
-        take_copy(shadows, &job.endpoint, (&mut job.request_body).await)
+    let Some(Kept {
+        body,
+        mut held,
+        trailers: request_trailers,
+        ..
+    }) = take_copy(shadows, &job.endpoint, (&mut job.request_body).await)
     else {
         return;
     };
+    // A request's trailers go out with its HTTP/2 shadows (HTTP/1.1 shadows are sent with a
+    // length, which has no trailer section).
+    let request_trailers = request_trailers.map(|t| detached(&t));
     let out = Outgoing {
         endpoint: job.endpoint.clone(),
         method: job.method.clone(),
         path_and_query: std::mem::take(&mut job.path_and_query),
         headers: std::mem::take(&mut job.headers),
         body: body.clone(),
+        trailers: request_trailers,
     };
     let (pair, primary) = tokio::join!(send_pair(shadows, &out, probe), primary_copy);
     // Moved out only for the sends: the exchange keeps them.
@@ -359,7 +380,7 @@ async fn shadow(shadows: &Arc<Shadows>, mut job: ShadowJob, probe: &mut ProbeGua
     };
     let primary_size = match &primary_copy {
         Some((Ok(Err(CaptureError::TooLarge(_))), _)) => PrimarySize::TooLarge,
-        Some((Ok(Ok((b, ..))), _)) => PrimarySize::Len(b.len()),
+        Some((Ok(Ok(k)), _)) => PrimarySize::Len(k.body.len()),
         _ => PrimarySize::Unknown,
     };
     settle_with_primary(shadows, &pair, primary_size, probe);
@@ -368,10 +389,22 @@ async fn shadow(shadows: &Arc<Shadows>, mut job: ShadowJob, probe: &mut ProbeGua
     };
     // A primary answer over the cap is `body_too_large` whatever the candidate did: nothing
     // could be compared.
-    let Some((pbody, done, h)) = take_copy(shadows, &job.endpoint, copy) else {
+    let Some(Kept {
+        body: pbody,
+        done,
+        held: h,
+        trailers,
+    }) = take_copy(shadows, &job.endpoint, copy)
+    else {
         return;
     };
     held.absorb(h);
+    // Trailers are compared with the headers: a gRPC status sent in the trailers and one sent
+    // in a trailers-only answer's headers are the same answer.
+    let mut primary_headers = primary.headers;
+    if let Some(t) = trailers {
+        merge_trailers(&mut primary_headers, &detached(&t));
+    }
     let Some((candidate, secondary)) = keep_answers(
         shadows,
         &job.endpoint,
@@ -399,7 +432,7 @@ async fn shadow(shadows: &Arc<Shadows>, mut job: ShadowJob, probe: &mut ProbeGua
         },
         primary: exchange::Response {
             status: primary.status,
-            headers: primary.headers,
+            headers: primary_headers,
             body: pbody,
             latency: done.saturating_duration_since(job.started),
         },
@@ -430,7 +463,7 @@ fn take_copy(
     shadows: &Shadows,
     endpoint: &Arc<str>,
     copy: Result<Captured, oneshot::error::RecvError>,
-) -> Option<(Bytes, Instant, Reservation)> {
+) -> Option<Kept> {
     let reason = match copy {
         Ok(Ok(c)) => return Some(c),
         Ok(Err(CaptureError::TooLarge(_))) => SkipReason::BodyTooLarge,
@@ -471,12 +504,13 @@ pub(super) async fn send_shadow(
     side: Side,
     out: &Outgoing,
 ) -> (Instant, Sent) {
-    let (sh, method, pq, headers, body) = (
+    let (sh, method, pq, headers, body, trailers) = (
         shadows.clone(),
         out.method.clone(),
         out.path_and_query.clone(),
         out.headers.clone(),
         out.body.clone(),
+        out.trailers.clone(),
     );
     let io = shadows.io.spawn(async move {
         let client = match side {
@@ -507,7 +541,8 @@ pub(super) async fn send_shadow(
         let s = &sh.cfg;
         let started = Instant::now();
         let mut held = sh.budget.reservation();
-        let sent = tokio::time::timeout(s.timeout, client.send(&req, s.max_body_bytes, &mut held));
+        let sent = client.send(&req, trailers.as_ref(), s.max_body_bytes, &mut held);
+        let sent = tokio::time::timeout(s.timeout, sent);
         let outcome = match sent.await {
             Err(_) => Ok(Err(UpstreamError::Timeout(s.timeout))),
             Ok(Ok(a)) => Ok(Ok(exchange::Response {
@@ -541,7 +576,7 @@ pub(super) async fn send_shadow(
 /// The headers a shadow copy carries: the client's, less `strip_headers`, plus `set_headers`,
 /// the loop marker and (unless `host: original`) the shadow upstream's own Host; then the
 /// upstream's header rewrites (`shadow.candidate.rewrite`) apply to all of these.
-fn shadow_headers(s: &ShadowConfig, client: &ShadowClient, mut h: HeaderMap) -> HeaderMap {
+fn shadow_headers(s: &ShadowConfig, client: &ShadowTarget, mut h: HeaderMap) -> HeaderMap {
     for n in &s.strip_headers {
         h.remove(n);
     }
@@ -557,4 +592,44 @@ fn shadow_headers(s: &ShadowConfig, client: &ShadowClient, mut h: HeaderMap) -> 
         h.insert(header::HOST, v);
     }
     h
+}
+
+/// Appends a trailer section to the headers it is compared with; a trailer never replaces a
+/// header of the same name (both are kept, as they were sent).
+pub(super) fn merge_trailers(headers: &mut HeaderMap, trailers: &HeaderMap) {
+    for (name, value) in trailers {
+        headers.append(name.clone(), value.clone());
+    }
+}
+
+/// Where one upstream's shadows go: the lean HTTP/1.1 client, or HTTP/2 (`protocol: h2`).
+#[derive(Debug)]
+pub(super) enum ShadowTarget {
+    Http1(ShadowClient),
+    H2(H2Client),
+}
+
+impl ShadowTarget {
+    pub(super) fn authority(&self) -> &str {
+        match self {
+            ShadowTarget::Http1(c) => c.authority(),
+            ShadowTarget::H2(c) => c.authority(),
+        }
+    }
+
+    /// Sends a request (with its trailers over HTTP/2) and reads the whole answer, its body kept
+    /// up to `cap` bytes and reserved in `held` first; an HTTP/2 answer's trailers are appended
+    /// to its headers.
+    pub(super) async fn send(
+        &self,
+        req: &ShadowRequest<'_>,
+        trailers: Option<&HeaderMap>,
+        cap: usize,
+        held: &mut Reservation,
+    ) -> Result<Answer, ShadowError> {
+        match self {
+            ShadowTarget::Http1(c) => c.send(req, cap, held).await,
+            ShadowTarget::H2(c) => c.send(req, trailers, cap, held).await,
+        }
+    }
 }

@@ -73,7 +73,7 @@ pub enum ShadowError {
 }
 
 impl ShadowError {
-    fn io(e: io::Error) -> Self {
+    pub(crate) fn io(e: io::Error) -> Self {
         let msg = e.to_string();
         UpstreamError::from_io_kind(e.kind(), msg.clone())
             .unwrap_or(UpstreamError::Other(msg))
@@ -200,34 +200,11 @@ impl ShadowClient {
     }
 
     async fn connect(&self) -> Result<Conn, ShadowError> {
-        let tcp = self.connect_tcp().await?;
+        let tcp = connect_tcp(&self.resolver, &self.host, self.port).await?;
         match &self.tls {
             None => Ok(Conn::Plain(tcp)),
             Some(tls) => Ok(Conn::Tls(Box::new(tls.wrap(tcp).await?))),
         }
-    }
-
-    async fn connect_tcp(&self) -> Result<TcpStream, ShadowError> {
-        let mut last = None;
-        let ips = self
-            .resolver
-            .addresses(&self.host)
-            .await
-            .map_err(|e| ShadowError::from(UpstreamError::Other(e)))?;
-        for addr in ips.into_iter().map(|ip| SocketAddr::new(ip, self.port)) {
-            match TcpStream::connect(addr).await {
-                Ok(io) => {
-                    // Requests are written whole; waiting to coalesce them only adds latency.
-                    io.set_nodelay(true).map_err(ShadowError::io)?;
-                    return Ok(io);
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.map_or_else(
-            || UpstreamError::Other(format!("{} has no address", self.host)).into(),
-            ShadowError::io,
-        ))
     }
 
     /// The most recently used live connection; stale and closed ones are dropped on the way.
@@ -265,8 +242,35 @@ impl ShadowClient {
     }
 }
 
+/// A TCP connection to the first address of `host` that accepts one, with `TCP_NODELAY`:
+/// requests are written whole, and waiting to coalesce them only adds latency.
+pub(crate) async fn connect_tcp(
+    resolver: &Resolver,
+    host: &str,
+    port: u16,
+) -> Result<TcpStream, ShadowError> {
+    let mut last = None;
+    let ips = resolver
+        .addresses(host)
+        .await
+        .map_err(|e| ShadowError::from(UpstreamError::Other(e)))?;
+    for addr in ips.into_iter().map(|ip| SocketAddr::new(ip, port)) {
+        match TcpStream::connect(addr).await {
+            Ok(io) => {
+                io.set_nodelay(true).map_err(ShadowError::io)?;
+                return Ok(io);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(
+        || UpstreamError::Other(format!("{host} has no address")).into(),
+        ShadowError::io,
+    ))
+}
+
 /// Host (without IPv6 brackets) and port of an authority; `default_port` when it has none.
-fn host_and_port(authority: &str, default_port: u16) -> (String, u16) {
+pub(crate) fn host_and_port(authority: &str, default_port: u16) -> (String, u16) {
     match authority.parse::<http::uri::Authority>() {
         Ok(a) => (
             a.host()

@@ -199,10 +199,43 @@ pub(crate) fn brokers<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Erro
 }
 
 /// An upstream base URL, `http://host:port` or `https://host:port` (TLS: `ingest::tls`, with the
-/// `tls:` section): scheme and authority only.
+/// `tls:` section): scheme and authority only. Written as a URL, or `{url: URL, protocol: http1 |
+/// h2 | auto}` ([`Protocol`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     uri: Uri,
+    protocol: Protocol,
+}
+
+/// The HTTP version spoken to an upstream (`protocol:` of an upstream; DESIGN.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2: over plain TCP prior-knowledge h2c (RFC 9113 §3.3). Over TLS (`https://`) it is
+    /// refused by the config check: h2 by ALPN is not built yet.
+    H2,
+    /// HTTP/1.1, over plain TCP and over TLS (ALPN offers `http/1.1` only so far). The default.
+    #[default]
+    Auto,
+}
+
+/// What actually goes over an upstream's connections once `auto` is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Http1,
+    H2,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::H2 => "h2",
+            Protocol::Auto => "auto",
+        }
+    }
 }
 
 impl Upstream {
@@ -232,7 +265,31 @@ impl Upstream {
                 "{s:?}: give scheme, host and port only; a path prefix for shadows is shadow.candidate.path_prefix"
             ));
         }
-        Ok(Upstream { uri })
+        Ok(Upstream {
+            uri,
+            protocol: Protocol::Auto,
+        })
+    }
+
+    /// The same upstream spoken to in `protocol`.
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The protocol as configured.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// The protocol spoken on a plain-TCP connection: `auto` is HTTP/1.1 there, since nothing
+    /// negotiates (an h2c upgrade costs a round trip and no gRPC server offers it). A TLS
+    /// connection settles `auto` by ALPN instead.
+    pub fn cleartext_wire(&self) -> Wire {
+        match self.protocol {
+            Protocol::H2 => Wire::H2,
+            Protocol::Http1 | Protocol::Auto => Wire::Http1,
+        }
     }
 
     /// `host:port` as written.
@@ -290,7 +347,38 @@ impl std::str::FromStr for Upstream {
 
 impl<'de> Deserialize<'de> for Upstream {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Upstream::parse(&s).map_err(D::Error::custom)
+        /// `{url, protocol}`: the long form, for settings beyond the URL.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Long {
+            url: String,
+            #[serde(default)]
+            protocol: Protocol,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Url(String),
+            Long(Long),
+        }
+        // An untagged enum would say only "did not match any variant": each form is tried
+        // on its own so that a bad key or protocol in the long form is named.
+        let v = serde_yaml_ng::Value::deserialize(d)?;
+        let form = match &v {
+            serde_yaml_ng::Value::Mapping(_) => {
+                Form::Long(Long::deserialize(v).map_err(D::Error::custom)?)
+            }
+            _ => Form::deserialize(v).map_err(|_| {
+                D::Error::custom(
+                    "expected a URL (http://host:port) or {url: URL, protocol: http1 | h2 | auto}",
+                )
+            })?,
+        };
+        match form {
+            Form::Url(s) => Upstream::parse(&s).map_err(D::Error::custom),
+            Form::Long(l) => Upstream::parse(&l.url)
+                .map(|u| u.with_protocol(l.protocol))
+                .map_err(D::Error::custom),
+        }
     }
 }
