@@ -41,7 +41,7 @@
 //! - [`ingest`]: sources of exchanges. [`ingest::proxy`] is the inline sidecar's request path,
 //!   [`ingest::inbound`] its client connections under `limits:` (timeouts, connection cap, head
 //!   size, accept back-off, descriptor budget), [`ingest::circuit`] its breaker and
-//!   `ingest::shadow` the background shadow task; shadows go out on [`ingest::shadow_client`]
+//!   `ingest::shadow` the background shadow task (`shadow/send.rs`: one request on the wire); shadows go out on [`ingest::shadow_client`]
 //!   (whose answer reader `fuzz/` drives through `shadow_client::fuzzing`), or over HTTP/2 on
 //!   [`ingest::shadow_h2`] (`protocol: h2`), whose socket work
 //!   runs on the lower-priority thread of [`ingest::background`], into budgeted
