@@ -8,7 +8,7 @@
 //!   ([`compare::rules`]), path and endpoint patterns ([`compare::pattern`]), exact numbers
 //!   ([`compare::number`]), structural JSON diff (bodies scanned into flat tapes and walked
 //!   together, no `Value` trees: `compare/scan`), text diff (noise judged line by line against
-//!   the secondary's body), signature, the per-exchange noise marking ([`compare::noise`]), gRPC
+//!   the secondary's body), verdicts, kinds and signature (`compare/verdict.rs`), the per-exchange noise marking ([`compare::noise`]), gRPC
 //!   messages decoded for that diff ([`compare::grpc`]: framing, schema-less or by descriptor
 //!   set). No I/O, no clock, no state.
 //! - [`yaml`] and [`units`]: what every config section and the rules share — the one
