@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load benchmark of the inline proxy against its anchors, all on 127.0.0.1:
 #   direct to the backend · nginx plain proxy · nginx `mirror` · shadowdiff proxy (diffing on)
-# each with a fast candidate and a +200 ms candidate, ~1 KB JSON answers.
+# each with a fast, a +200 ms, a never-answering and a refusing candidate (CANDIDATES="fast slow
+# never refused" by default), ~1 KB JSON answers.
 # Measures p50/p99/p99.9 at a fixed open-loop rate (benches/load/loadtool.rs, one 30 s run),
 # max rps (closed loop, wrk; median of three runs),
 # CPU per request and peak RSS of the proxying process, and writes benches/results.tsv.
@@ -24,7 +25,7 @@ cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' /pro
 rss_kib() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmHWM/{print $2}' /proc/"$p"/status))); done; echo "$t"; }
 rss_now_kib() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' /proc/"$p"/status))); done; echo "$t"; }
 
-backends 18081 18082 18083
+backends 18081 18082 18083 18086
 
 nginx_conf() { # $1 port, $2 mirror upstream port or empty
   local mirror_loc="" mirror_dir=""
@@ -107,8 +108,8 @@ measure() { # $1 label, $2 candidate label, $3 port, $4.. pids of the proxying p
   printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$label" "$cand" "$rps" "$(IFS=/; echo "${rpss[*]}")" "$cpu" "$idle" "$rss" "$RATE" "$p50" "$p99" "$p999" "$maxl" "$lag" "$errs" | tee -a "$RESULTS"
 }
 
-for cand in fast slow; do
-  cport=18082; [ $cand = slow ] && cport=18083
+for cand in ${CANDIDATES:-fast slow never refused}; do
+  cport=$(candidate_port "$cand")
   measure direct "$cand" 18081
 
   nginx_conf 18090 ""

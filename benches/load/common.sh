@@ -2,7 +2,9 @@
 # root as `. benches/load/common.sh NAME`. Gives:
 #   TOOL (LOADTOOL_BIN or the release build), BIN (SHADOWDIFF_BIN or the release build), WORK (a fresh /tmp/shadowdiff-NAME.*),
 #   PIDS (killed on exit), PROXY_CPU / LOAD_CPU (taskset prefixes), wait_port PORT,
-#   backends PORT... (18081 primary, 18082 fast candidate, 18083 +200 ms candidate),
+#   backends PORT... (18081 primary, 18082 fast candidate, 18083 +200 ms candidate, 18086 a
+#   candidate that never answers; nothing listens on 18087: a candidate that refuses),
+#   candidate_port NAME (fast|slow|never|refused → its port),
 #   $WORK/rules.yaml, and shadowdiff_config HOST CANDIDATE_PORT [EXTRA_YAML].
 TOOL=${LOADTOOL_BIN:-target/release/examples/loadtool}
 BIN=${SHADOWDIFF_BIN:-target/release/shadowdiff}
@@ -31,11 +33,17 @@ backends() {
       18082) delay=0 seed=222 ;;
       18083) delay=200 seed=333 ;;
       18085) delay=2000 seed=333 ;;  # benches/tls.sh: 1,024 shadows in flight at ~600 rps
+      18086) delay=86400000 seed=333 ;;  # accepts, reads the request, never answers (a day)
       *) echo "no backend on port $p" >&2; exit 1 ;;
     esac
     "${LOAD_CPU[@]}" $TOOL backend "$p" "$delay" "$seed" & PIDS+=($!)
   done
   for p in "$@"; do wait_port "$p"; done
+}
+
+candidate_port() {
+  case $1 in fast) echo 18082 ;; slow) echo 18083 ;; never) echo 18086 ;; refused) echo 18087 ;;
+    *) echo "unknown candidate $1" >&2; exit 1 ;; esac
 }
 
 cat >"$WORK/rules.yaml" <<'YAML'
