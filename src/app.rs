@@ -106,8 +106,8 @@ pub struct Proxy {
     handle: ProxyHandle,
     pipeline: Arc<Pipeline>,
     grace: Duration,
-    /// The recorder's counters, when `record:` is set.
-    record: Option<Arc<RecordCounters>>,
+    /// The recorder, when `record:` is set (a reload swaps its redaction).
+    recorder: Option<Arc<Recorder>>,
 }
 
 impl Proxy {
@@ -128,7 +128,7 @@ impl Proxy {
 
     /// The recorder's counters (`record:`), when one runs.
     pub fn record_counters(&self) -> Option<Arc<RecordCounters>> {
-        self.record.clone()
+        self.recorder.as_ref().map(|r| r.counters())
     }
 
     /// Waits for the proxy to drain after its shutdown signal, then stops the pipeline behind it:
@@ -200,8 +200,7 @@ pub async fn start_proxy(
         }
         None => None,
     };
-    let record = recorder.as_ref().map(|r| r.counters());
-    let tap = recorder.map(|r| r as Arc<dyn Tap>);
+    let tap = recorder.clone().map(|r| r as Arc<dyn Tap>);
     let pipeline = start_pipeline(stage, &cfg.rules, &cfg.instance, sink, refine, tap)?;
     let grace = cfg.shutdown_grace;
     let handle = proxy::start(cfg, pipeline.clone(), shutdown).await?;
@@ -209,7 +208,7 @@ pub async fn start_proxy(
         handle,
         pipeline,
         grace,
-        record,
+        recorder,
     })
 }
 
@@ -323,9 +322,11 @@ impl Sidecar {
         let reloader = match (reload, running) {
             (Some(src), Some(running)) => {
                 let slots = Slots {
-                    pipeline: proxy.pipeline.clone(),
-                    mirror: proxy.handle.mirror(),
+                    pipeline: Some(proxy.pipeline.clone()),
+                    mirror: Some(proxy.handle.mirror()),
+                    recorder: proxy.recorder.clone(),
                     gate: state.gate.clone(),
+                    redaction: state.redaction.clone(),
                 };
                 Some(Reloader::start(src, running, slots, reloads).map_err(AppError::Workers)?)
             }
@@ -400,10 +401,12 @@ impl Sidecar {
 pub struct Aggregator;
 
 impl Aggregator {
-    /// Runs until `shutdown` completes.
+    /// Runs until `shutdown` completes. With `reload`, SIGHUP and a change of the config file
+    /// swap the gate's thresholds and the redaction ([`reload`]; the rest takes a restart).
     pub async fn run(
         cfg: &Config,
         ac: crate::aggregate::AggregateConfig,
+        reload: Option<ReloadSource>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), crate::aggregate::AggregateError> {
         // Same rules as a sidecar's admin server, for the address the aggregator binds.
@@ -427,9 +430,32 @@ impl Aggregator {
         );
         log_admin(ac.admin, &admin_cfg);
         let stage = StageConfig::from_config(cfg);
+        let reloads = Arc::new(ReloadCounters::default());
         let state = admin_state(stats, Arc::new(AtomicBool::new(false)), &cfg.gate, &stage)
-            .with_access(access);
-        crate::aggregate::run(ac, state, shutdown).await
+            .with_access(access)
+            .with_metrics_source(reloads.clone());
+        let reloader = match reload {
+            Some(src) => {
+                // No pipeline and no proxy: only what the admin server reads is swapped.
+                let slots = Slots {
+                    pipeline: None,
+                    mirror: None,
+                    recorder: None,
+                    gate: state.gate.clone(),
+                    redaction: state.redaction.clone(),
+                };
+                Some(
+                    Reloader::start(src, cfg.clone(), slots, reloads)
+                        .map_err(crate::aggregate::AggregateError::Thread)?,
+                )
+            }
+            None => None,
+        };
+        let run = crate::aggregate::run(ac, state, shutdown).await;
+        if let Some(r) = reloader {
+            let _ = tokio::task::spawn_blocking(move || r.stop()).await;
+        }
+        run
     }
 }
 
@@ -442,10 +468,10 @@ fn admin_state(
 ) -> AdminState {
     let mut state = AdminState::new(stats, ready);
     state.gate = Arc::new(ArcSwap::from_pointee(gate.clone()));
-    state.redaction = Arc::new(Redaction::from_config(
+    state.redaction = Arc::new(ArcSwap::from_pointee(Redaction::from_config(
         &stage.redact,
         stage.publish.max_body_bytes,
-    ));
+    )));
     state
 }
 

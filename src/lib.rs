@@ -67,7 +67,8 @@
 //! - [`app`]: the one wiring — [`app::Sidecar::start`] builds statistics, noise, sinks, the
 //!   pipeline, the source and the admin server; [`app::Aggregator`] the fleet view;
 //!   [`app::reload`] swaps the rules, redaction, sampling and gate thresholds of a running
-//!   sidecar on SIGHUP and file changes (the pipeline's [`pipeline::Stage`]).
+//!   sidecar on SIGHUP and file changes (the pipeline's [`pipeline::Stage`], the admin server's
+//!   redaction, the recorder's), and the fleet view's gate thresholds and redaction.
 //! - [`demo`]: the self-contained demo (sample services with planted findings), started through
 //!   [`app`].
 //! - [`cli`]: argument parsing and dispatch; `cli/serve.rs` runs `proxy` and `aggregate`

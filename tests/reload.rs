@@ -5,7 +5,11 @@
 //! - a Kubernetes ConfigMap-style swap of the `..data` symlink is picked up without a signal;
 //! - a config file change reloads sampling and the gate's threshold, and warns about
 //!   restart-only parts;
-//! - SIGHUP never stops the process: a burst of them, and one with the config file gone.
+//! - SIGHUP never stops the process: a burst of them, and one with the config file gone;
+//! - a value newly added to `redact:` is hidden after SIGHUP everywhere it was published: new
+//!   events (the API's mismatch feed), recordings (`record:`) and acknowledgements;
+//! - `shadowdiff aggregate` reloads its gate thresholds on SIGHUP, keeps them on a bad file, and
+//!   counts both.
 //!
 //! The candidate's answer differs from the primary's only in `/ts`, so a rule ignoring `/ts`
 //! turns a mismatch into a match: what the verdict counts in `/metrics` show.
@@ -13,7 +17,7 @@
 
 mod common;
 
-use common::process::{BIN, Process, http_get};
+use common::process::{BIN, Process, http_get, http_get_as, http_request};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,18 +36,37 @@ struct Setup {
     proxy: SocketAddr,
     admin: SocketAddr,
     config: PathBuf,
+    /// The admin token, when the admin API wants one (`admin.token_file`).
+    token: Option<&'static str>,
 }
 
 impl Setup {
     /// A config whose `rules:` is `rules` (relative to the temporary folder) and `extra` lines.
     fn new(rules: &str, extra: &str) -> Setup {
+        Setup::with_bodies(
+            r#"{"v":1,"ts":"a"}"#,
+            r#"{"v":1,"ts":"b"}"#,
+            None,
+            rules,
+            extra,
+        )
+    }
+
+    /// [`Setup::new`] with the primary's and the candidate's JSON answers.
+    fn with_bodies(
+        primary: &'static str,
+        candidate: &'static str,
+        token: Option<&'static str>,
+        rules: &str,
+        extra: &str,
+    ) -> Setup {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
-        let primary = rt.block_on(common::json_backend(r#"{"v":1,"ts":"a"}"#));
-        let candidate = rt.block_on(common::json_backend(r#"{"v":1,"ts":"b"}"#));
+        let primary = rt.block_on(common::json_backend(primary));
+        let candidate = rt.block_on(common::json_backend(candidate));
         let dir = tempfile::tempdir().unwrap();
         let proxy = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
@@ -56,21 +79,35 @@ impl Setup {
             _primary: primary,
             _candidate: candidate,
             dir,
+            token,
         };
+        if let Some(t) = token {
+            std::fs::write(s.path("admin-token"), t).unwrap();
+        }
         s.write_config(rules, extra);
         s
     }
 
+    /// Writes the config file in one step ([`replace`]): the folder is watched, and a reload
+    /// must never read it half written.
     fn write_config(&self, rules: &str, extra: &str) {
-        std::fs::write(
+        replace(
             &self.config,
-            format!(
-                "listen: {}\nprimary: http://{}\ncandidate: http://{}\nadmin: {}\nrules: {rules}\n\
+            &format!(
+                "listen: {}\nprimary: http://{}\ncandidate: http://{}\n\
+                 admin: {{listen: \"{}\"{}}}\nrules: {rules}\n\
                  sinks: {{file: {{path: events.jsonl}}}}\n{extra}",
-                self.proxy, self._primary.addr, self._candidate.addr, self.admin
+                self.proxy,
+                self._primary.addr,
+                self._candidate.addr,
+                self.admin,
+                if self.token.is_some() {
+                    ", token_file: admin-token"
+                } else {
+                    ""
+                }
             ),
-        )
-        .unwrap();
+        );
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -80,7 +117,9 @@ impl Setup {
     fn start(&self) -> Process {
         let mut cmd = Command::new(BIN);
         cmd.args(["proxy", "--config", self.config.to_str().unwrap()]);
-        Process::start(cmd, self.dir.path(), self.admin)
+        let mut p = Process::start(cmd, self.dir.path(), self.admin);
+        p.token = self.token.map(str::to_string);
+        p
     }
 
     /// One request through the proxy; waits until its verdict is counted (`verdict`) or it is
@@ -247,4 +286,151 @@ fn sighup_is_never_fatal() {
     assert!(ready(&p));
     s.exchange(&mut p, "mismatch");
     assert!(p.running(), "{}", p.log());
+}
+
+/// The events of `/api/v1/mismatches`, each as its JSON text, by id.
+fn published_events(p: &Process) -> std::collections::BTreeMap<String, String> {
+    let a = http_get_as(p.admin, "/api/v1/mismatches?limit=1000", p.token.as_deref()).unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    let list = v
+        .as_object()
+        .and_then(|o| o.values().find_map(|x| x.as_array()))
+        .unwrap_or_else(|| panic!("no event list in {v}"));
+    list.iter()
+        .map(|e| (e["id"].as_str().unwrap().to_string(), e.to_string()))
+        .collect()
+}
+
+#[test]
+fn sighup_hides_a_newly_redacted_value_in_events_recordings_and_acknowledgements() {
+    const PRIMARY_SECRET: &str = "tok-PRIMARY-7f3a";
+    const CANDIDATE_SECRET: &str = "tok-CANDIDATE-9c1e";
+    const MAIL: &str = "ann.lee@example.com";
+    // Nothing hidden at start: no path, and the detectors (e-mail among them) off.
+    let record = "record: {path: rec.jsonl, sample: 1}\n";
+    let open = format!("{record}redact: {{patterns: []}}\n");
+    let s = Setup::with_bodies(
+        r#"{"v":1,"token":"tok-PRIMARY-7f3a"}"#,
+        r#"{"v":1,"token":"tok-CANDIDATE-9c1e"}"#,
+        Some("reload-test-admin-token"),
+        "rules.yaml",
+        &open,
+    );
+    std::fs::write(s.path("rules.yaml"), STRICT).unwrap();
+    let mut p = s.start();
+    s.exchange(&mut p, "mismatch");
+    // Before the change the value is published: what the checks below see is real.
+    let before = published_events(&p);
+    assert!(
+        before.values().any(|e| e.contains(CANDIDATE_SECRET)),
+        "{before:?}"
+    );
+    let recordings = || std::fs::read_to_string(s.path("rec.jsonl")).unwrap_or_default();
+    wait_until("the first recording", &mut p, |_| {
+        recordings().lines().count() == 1
+    });
+    assert!(recordings().contains(PRIMARY_SECRET));
+
+    // `/token` and e-mail addresses become secrets; SIGHUP.
+    s.write_config(
+        "rules.yaml",
+        &format!("{record}redact: {{paths: [\"/token\"], patterns: [email]}}\n"),
+    );
+    p.signal("HUP");
+    // The folder is watched too: the file change and the SIGHUP may each reload.
+    wait_until("a reload", &mut p, |p| reloads(p, "ok") >= 1.0);
+    assert_eq!(reloads(&p, "error"), 0.0);
+
+    // New events hide it (the mismatch feed of the API, which the UI shows).
+    s.exchange(&mut p, "mismatch");
+    let after = published_events(&p);
+    let new: Vec<&String> = after
+        .iter()
+        .filter(|(id, _)| !before.contains_key(*id))
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(new.len(), 1, "{after:?}");
+    assert!(
+        !new[0].contains(PRIMARY_SECRET) && !new[0].contains(CANDIDATE_SECRET),
+        "a new event still shows the value: {}",
+        new[0]
+    );
+    // New recordings hide it.
+    wait_until("the second recording", &mut p, |_| {
+        recordings().lines().count() == 2
+    });
+    let second = recordings().lines().nth(1).unwrap().to_string();
+    assert!(!second.contains(PRIMARY_SECRET), "{second}");
+
+    // An acknowledgement is redacted with the reloaded `redact:` too.
+    let t = p.token.as_deref();
+    let signatures = http_get_as(s.admin, "/api/v1/signatures", t).unwrap().body;
+    let v: serde_json::Value = serde_json::from_str(&signatures).unwrap();
+    let sig = v["signatures"][0]["signature"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no signature in {v}"));
+    let ack = serde_json::json!({"signature": sig, "by": "qa", "reason": format!("ask {MAIL}")});
+    let a = http_request(
+        s.admin,
+        "POST",
+        "/api/v1/acknowledgements",
+        t,
+        Some(&ack.to_string()),
+    )
+    .unwrap();
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert!(!a.body.contains(MAIL), "the answer: {}", a.body);
+    let list = http_get_as(s.admin, "/api/v1/acknowledgements", t)
+        .unwrap()
+        .body;
+    assert!(!list.contains(MAIL), "the list: {list}");
+    assert!(list.contains("<redacted"), "{list}");
+}
+
+#[test]
+fn sighup_reloads_the_aggregators_gate_thresholds_and_keeps_them_on_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    // The config is a link to a file in an unwatched folder: editing it there is a change no
+    // watch sees, so only the SIGHUP can have applied it.
+    std::fs::create_dir(dir.path().join("elsewhere")).unwrap();
+    let config = dir.path().join("elsewhere/aggregate.yaml");
+    // No broker answers on port 1: the fleet view still serves its API (with no data).
+    let file = |gate: &str| format!("sinks: {{kafka: {{brokers: \"127.0.0.1:1\"}}}}\n{gate}");
+    std::fs::write(
+        &config,
+        file("gate: {max_divergence: 0.05, min_samples: 100}\n"),
+    )
+    .unwrap();
+    let link = dir.path().join("aggregate.yaml");
+    std::os::unix::fs::symlink(&config, &link).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["aggregate", "--config", link.to_str().unwrap()])
+        .args(["--admin", &admin.to_string()]);
+    let mut p = Process::start(cmd, dir.path(), admin);
+    let gate = || http_get(admin, "/api/v1/gate").unwrap().body;
+    assert!(gate().contains("\"max_divergence\":0.05"), "{}", gate());
+
+    std::fs::write(
+        &config,
+        file("gate: {max_divergence: 0.25, min_samples: 7}\n"),
+    )
+    .unwrap();
+    p.signal("HUP");
+    wait_until("a reload", &mut p, |p| reloads(p, "ok") >= 1.0);
+    let g = gate();
+    assert!(g.contains("\"max_divergence\":0.25"), "{g}");
+    assert!(g.contains("\"min_samples\":7"), "{g}");
+    assert!(p.log().contains("trigger=\"SIGHUP\""), "{}", p.log());
+
+    // A bad threshold at line 2: refused with its line, the running thresholds stay.
+    std::fs::write(&config, file("gate: {max_divergence: 7}\n")).unwrap();
+    p.signal("HUP");
+    wait_until("a refused reload", &mut p, |p| reloads(p, "error") >= 1.0);
+    let log = p.log();
+    assert!(log.contains("aggregate.yaml:2"), "{log}");
+    let g = gate();
+    assert!(g.contains("\"max_divergence\":0.25"), "{g}");
+    assert!(p.running(), "{log}");
 }

@@ -49,8 +49,9 @@ pub struct AdminState {
     /// connection's own address, no token.
     pub access: Arc<AdminAccess>,
     /// What a person types into the API (an acknowledgement's `by` and `reason`) is published,
-    /// so it is redacted like traffic (`redact:`).
-    pub redaction: Arc<crate::redact::Redaction>,
+    /// so it is redacted like traffic (`redact:`). A slot, not a copy: a reload swaps it with
+    /// the events' redaction, so a value newly hidden is hidden here too.
+    pub redaction: Arc<arc_swap::ArcSwap<crate::redact::Redaction>>,
 }
 
 impl AdminState {

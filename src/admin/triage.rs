@@ -38,7 +38,7 @@ pub(super) async fn acknowledge(
     let ack = st
         .stats
         .acknowledgements()
-        .acknowledge(&req, &endpoint, &st.redaction, now)
+        .acknowledge(&req, &endpoint, &st.redaction.load(), now)
         .map_err(ack_error)?;
     tracing::info!(
         signature = %ack.signature,

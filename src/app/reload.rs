@@ -4,10 +4,13 @@
 //! | reloads | how it is swapped |
 //! |---|---|
 //! | the rules (`rules:` and the files it names) | a new comparator in the pipeline's [`Stage`] |
-//! | `redact:` and `publish.max_body_bytes` | a new redaction in the same stage (endpoint names follow) |
+//! | `redact:` and `publish.max_body_bytes` | a new redaction in the same stage (endpoint names follow), in the admin server (acknowledgements) and in the recorder (`record:`) |
 //! | `compare.max_decoded_bytes`, `compare.max_differences` | the comparator's options |
 //! | `shadow.methods`, `shadow.routes`, `shadow.sample` | the proxy's mirror policy |
 //! | `gate:` | the admin server's gate defaults |
+//!
+//! The fleet view (`shadowdiff aggregate`) reloads the same way, with only what its admin
+//! server reads: `gate:` and `redact:` (its [`Slots`] have no pipeline; rules are not loaded).
 //!
 //! Every other part takes a restart ([`restart_only_changes`] names them in a warning, and the
 //! running values stay). Each slot is an [`ArcSwap`]: the comparison workers and the request path
@@ -29,6 +32,7 @@ use crate::compare::{Comparator, CompareOptions};
 use crate::config::{Config, ConfigErrors, ShadowConfig};
 use crate::ingest::config::MirrorPolicy;
 use crate::pipeline::Pipeline;
+use crate::record::writer::Recorder;
 use crate::redact::Redaction;
 use crate::stats::GateConfig;
 use arc_swap::ArcSwap;
@@ -83,11 +87,18 @@ impl MetricsSource for ReloadCounters {
     }
 }
 
-/// The running sidecar's swappable parts.
+/// The running sidecar's swappable parts. Whatever holds a setting that reloads holds it here
+/// as a slot, never as a copy taken at start.
 pub(super) struct Slots {
-    pub pipeline: Arc<Pipeline>,
-    pub mirror: Arc<ArcSwap<MirrorPolicy>>,
+    /// The comparator and the events' redaction; none in the aggregator, which compares
+    /// nothing (its reload neither loads nor watches rules).
+    pub pipeline: Option<Arc<Pipeline>>,
+    pub mirror: Option<Arc<ArcSwap<MirrorPolicy>>>,
+    /// `record:`'s recorder, whose recordings are redacted as events are.
+    pub recorder: Option<Arc<Recorder>>,
     pub gate: Arc<ArcSwap<GateConfig>>,
+    /// The admin server's redaction (what a person types into an acknowledgement).
+    pub redaction: Arc<ArcSwap<Redaction>>,
 }
 
 /// The reload thread: file work and rule compilation stay off the runtime and the workers.
@@ -110,7 +121,8 @@ impl Reloader {
         // reload reads the files after the burst settles.
         let (changed, files) = crossbeam_channel::bounded::<()>(1);
         let mut watch = Watch::new(changed);
-        watch.update(src.config_file.as_deref(), running.rules_path().as_deref());
+        let rules = slots.pipeline.as_ref().and(running.rules_path());
+        watch.update(src.config_file.as_deref(), rules.as_deref());
         let mut w = Worker {
             load: src.load,
             config_file: src.config_file,
@@ -171,8 +183,13 @@ impl Worker {
     }
 
     fn reload(&mut self, trigger: &'static str) {
+        let compares = self.slots.pipeline.is_some();
         let next = (self.load)().and_then(|cfg| {
-            let rules = cfg.load_rules()?;
+            let rules = if compares {
+                Some(cfg.load_rules()?)
+            } else {
+                None
+            };
             Ok((cfg, rules))
         });
         let (cfg, rules) = match next {
@@ -193,7 +210,10 @@ impl Worker {
                 "changed in the config file but applied only at a restart: the running values stay"
             );
         }
-        let (n_rules, files) = (rules.rules.len(), rules.files.clone());
+        let (n_rules, files) = rules
+            .as_ref()
+            .map(|r| (r.rules.len(), r.files.clone()))
+            .unwrap_or_default();
         let generation = self.apply(&cfg, rules);
         self.counters.ok.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
@@ -204,27 +224,38 @@ impl Worker {
             sample = cfg.shadow.sample,
             "reloaded: rules, redaction, sampling and gate thresholds apply from the next exchange"
         );
+        let rules = self.slots.pipeline.as_ref().and(cfg.rules_path());
         self.watch
-            .update(self.config_file.as_deref(), cfg.rules_path().as_deref());
+            .update(self.config_file.as_deref(), rules.as_deref());
     }
 
-    /// Swaps every reloadable part; returns the pipeline stage's new generation.
-    fn apply(&self, cfg: &Config, rules: RuleSet) -> u64 {
-        let comparator = Comparator::new(
-            Arc::new(rules),
-            CompareOptions {
-                max_decoded_bytes: cfg.compare.max_decoded_bytes,
-                max_differences: cfg.compare.max_differences,
-                // The descriptor set is read at load (`config::load_descriptors`); a reload reads
-                // it again with the rest of the file.
-                grpc: cfg.grpc.schema.clone(),
-            },
-        );
+    /// Swaps every reloadable part; returns the pipeline stage's new generation (0 without
+    /// a pipeline).
+    fn apply(&self, cfg: &Config, rules: Option<RuleSet>) -> u64 {
         let redaction = Redaction::from_config(&cfg.redact, cfg.publish.max_body_bytes);
-        let generation = self.slots.pipeline.swap_stage(comparator, redaction);
-        self.slots
-            .mirror
-            .store(Arc::new(cfg.shadow.mirror_policy()));
+        // Every published string goes through the new redaction from here: the admin's first,
+        // then the recorder's, then events and endpoint names with the stage.
+        self.slots.redaction.store(Arc::new(redaction.clone()));
+        if let Some(r) = &self.slots.recorder {
+            r.set_redaction(&cfg.redact);
+        }
+        let mut generation = 0;
+        if let (Some(pipeline), Some(rules)) = (&self.slots.pipeline, rules) {
+            let comparator = Comparator::new(
+                Arc::new(rules),
+                CompareOptions {
+                    max_decoded_bytes: cfg.compare.max_decoded_bytes,
+                    max_differences: cfg.compare.max_differences,
+                    // The descriptor set is read at load (`config::load_descriptors`); a reload
+                    // reads it again with the rest of the file.
+                    grpc: cfg.grpc.schema.clone(),
+                },
+            );
+            generation = pipeline.swap_stage(comparator, redaction);
+        }
+        if let Some(m) = &self.slots.mirror {
+            m.store(Arc::new(cfg.shadow.mirror_policy()));
+        }
         self.slots.gate.store(Arc::new(cfg.gate.clone()));
         generation
     }

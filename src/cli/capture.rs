@@ -96,6 +96,9 @@ pub(super) fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
             .with_access(access)
             .with_metrics_source(Arc::new(metrics) as Arc<dyn MetricsSource>);
         state.gate = Arc::new(arc_swap::ArcSwap::from_pointee(cfg.gate.clone()));
+        state.redaction = Arc::new(arc_swap::ArcSwap::from_pointee(
+            crate::redact::Redaction::from_config(&cfg.redact, cfg.publish.max_body_bytes),
+        ));
         state.noise = noise;
         for m in handoff.metrics() {
             state = state.with_metrics_source(m);

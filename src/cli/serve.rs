@@ -151,9 +151,29 @@ pub(super) fn aggregate(args: AggregateArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = probe {
         bail!("kafka consumer configuration: {e}");
     }
-    // The signal handlers go in first thing inside the runtime (`app::shutdown_signal`).
-    let run = runtime("shadowdiff-agg")?
-        .block_on(async { Aggregator::run(&file, ac, crate::app::shutdown_signal()).await });
+    // SIGHUP reloads what the fleet view reads of the file: the gate's thresholds, `redact:`.
+    let config_file = args.config.clone();
+    let admin_flag = args.admin;
+    let load = move || -> Result<Config, ConfigErrors> {
+        let mut c = match &config_file {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        if let Some(v) = admin_flag {
+            set_admin_listen(&mut c, v);
+        }
+        Ok(c)
+    };
+    let run = runtime("shadowdiff-agg")?.block_on(async {
+        // The signal handlers go in first thing inside the runtime (`app::signals`).
+        let (signals, hangups) = crate::app::signals();
+        let reload = ReloadSource {
+            config_file: args.config.clone(),
+            load: Box::new(load),
+            hangups,
+        };
+        Aggregator::run(&file, ac, Some(reload), signals).await
+    });
     match run {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(crate::aggregate::AggregateError::Admin(crate::admin::AdminError::Config(e))) => {

@@ -98,7 +98,11 @@ impl MetricsSource for RecordCounters {
 /// every one ([`Recorder::write`], `capture --record`).
 pub struct Recorder {
     sample: f64,
-    redaction: Option<RecordRedaction>,
+    /// `None` with `record.redact: false`. A slot: a reload swaps in the new `redact:`
+    /// ([`Recorder::set_redaction`]), so a value newly hidden stops reaching recordings too.
+    redaction: arc_swap::ArcSwapOption<RecordRedaction>,
+    /// Most bytes a body is decoded to for redaction (kept to rebuild it at a reload).
+    decode_limit: usize,
     writer: LineWriter,
     counters: Arc<RecordCounters>,
 }
@@ -125,11 +129,14 @@ impl Recorder {
             sampled_out: AtomicU64::new(0),
             writer: writer.counters(),
         });
+        let decode_limit = max_body_bytes.saturating_mul(64);
         Ok(Recorder {
             sample: cfg.sample,
-            redaction: cfg
-                .redact
-                .then(|| RecordRedaction::new(redact, max_body_bytes.saturating_mul(64))),
+            redaction: arc_swap::ArcSwapOption::new(
+                cfg.redact
+                    .then(|| Arc::new(RecordRedaction::new(redact, decode_limit))),
+            ),
+            decode_limit,
             writer,
             counters,
         })
@@ -137,6 +144,17 @@ impl Recorder {
 
     pub fn counters(&self) -> Arc<RecordCounters> {
         self.counters.clone()
+    }
+
+    /// Redacts what is written from now on with `redact` (a reload); nothing changes when the
+    /// recordings are not redacted (`record.redact: false`, restart-only).
+    pub fn set_redaction(&self, redact: &RedactConfig) {
+        if self.redaction.load().is_some() {
+            self.redaction.store(Some(Arc::new(RecordRedaction::new(
+                redact,
+                self.decode_limit,
+            ))));
+        }
     }
 
     /// Records the exchange if it falls in the sample; `true` when it was enqueued.
@@ -157,7 +175,7 @@ impl Recorder {
     /// Redacts (unless `record.redact: false`) and enqueues one recording, whatever the sample;
     /// `true` when it was enqueued, `false` when dropped (counted).
     pub fn write(&self, mut rec: Recording) -> bool {
-        if let Some(r) = &self.redaction {
+        if let Some(r) = &*self.redaction.load() {
             r.apply(&mut rec);
         }
         self.writer.try_line(rec.to_json_line())
@@ -166,7 +184,7 @@ impl Recorder {
     /// [`Recorder::write`] that waits for room in the queue instead of dropping: reading a
     /// capture file, where every exchange is wanted and nothing is on a request path.
     pub fn write_waiting(&self, mut rec: Recording) -> bool {
-        if let Some(r) = &self.redaction {
+        if let Some(r) = &*self.redaction.load() {
             r.apply(&mut rec);
         }
         self.writer.line_waiting(rec.to_json_line())

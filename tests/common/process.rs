@@ -17,6 +17,8 @@ pub struct Process {
     child: Option<Child>,
     pid: u32,
     pub admin: SocketAddr,
+    /// The admin token (`admin.token_file`), sent with the requests this helper makes.
+    pub token: Option<String>,
     log: Arc<Mutex<String>>,
 }
 
@@ -60,6 +62,7 @@ impl Process {
             child: Some(child),
             pid,
             admin,
+            token: None,
             log,
         };
         p.poll(Duration::from_secs(30), "/healthz to answer", |p| {
@@ -155,7 +158,9 @@ impl Process {
 
     /// One sample of `/metrics`: the value of `name` with exactly these labels (0 when absent).
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = http_get(self.admin, "/metrics").unwrap().body;
+        let text = http_get_as(self.admin, "/metrics", self.token.as_deref())
+            .unwrap()
+            .body;
         metric_value(&text, name, labels)
     }
 }
@@ -185,11 +190,39 @@ pub struct Answer {
 
 /// `GET path` on a fresh connection (`Connection: close`); `None` when the connection fails.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<Answer> {
+    http_get_as(addr, path, None)
+}
+
+/// [`http_get`] with the admin token, when there is one.
+pub fn http_get_as(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<Answer> {
+    http_request(addr, "GET", path, token, None)
+}
+
+/// One request on a fresh connection (`Connection: close`), with the admin token when there is
+/// one and a JSON body when given; `None` when the connection fails.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    json: Option<&str>,
+) -> Option<Answer> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let body = json
+        .map(|b| {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            )
+        })
+        .unwrap_or_else(|| "\r\n".into());
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n{body}"
     )
     .ok()?;
     read_answer(&mut s)
