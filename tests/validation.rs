@@ -116,9 +116,12 @@ fn hostile_yaml_is_rejected_as_fast_as_a_normal_config_is_accepted() {
         t_wide.as_secs_f64() / t_normal.as_secs_f64()
     );
     // Unprotected, the nested file took 76 s in a release build (over 100 s here in a debug
-    // one) and the wide one over two minutes: thousands of times the normal file.
-    assert!(t_nested <= t_normal * 2, "{t_nested:?} vs {t_normal:?}");
-    assert!(t_wide <= t_normal * 2, "{t_wide:?} vs {t_normal:?}");
+    // one) and the wide one over two minutes: thousands of times the normal file. The bound is
+    // 10×, not 2×: on a 2-core machine with a build beside it, the wide file's 100 problems
+    // (printed, each with its line) once took 2.15× the normal file, protected; 10× still fails
+    // by orders of magnitude without the protection.
+    assert!(t_nested <= t_normal * 10, "{t_nested:?} vs {t_normal:?}");
+    assert!(t_wide <= t_normal * 10, "{t_wide:?} vs {t_normal:?}");
 
     // The library entry point `proxy` starts with: the same, without process start-up.
     let load = |p: &Path| {
