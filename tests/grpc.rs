@@ -437,6 +437,7 @@ async fn the_planted_difference_is_found_by_field_number_without_a_schema() {
     );
     // A stream is an array of messages; matching streams match.
     watch(&mut cl, "same").await;
+    sink.wait_for(3).await;
     watch(&mut cl, "planted").await;
     let seen = sink.wait_for(4).await;
     assert_eq!(seen[2].kind, VerdictKind::Match, "{:#?}", seen[2]);
@@ -456,8 +457,11 @@ async fn the_planted_difference_is_found_by_field_name_with_descriptors() {
     let schema = Schema::from_bytes(&descriptor_set()).unwrap();
     let px = proxy(p, c, Some(schema), sink.clone()).await;
     let mut cl = client(px.addr).await;
+    // One verdict waited for before the next call: comparisons finish on a pool, in any order.
     get(&mut cl, "same").await.unwrap();
+    sink.wait_for(1).await;
     get(&mut cl, "planted").await.unwrap();
+    sink.wait_for(2).await;
     let _ = get(&mut cl, "missing").await.unwrap_err();
     let seen = sink.wait_for(3).await;
     assert_eq!(seen[0].kind, VerdictKind::Match, "{:#?}", seen[0]);
