@@ -65,11 +65,12 @@ fn check_config(file: &Path) -> (Output, Duration) {
     (out, t.elapsed())
 }
 
-/// The median of three runs of `f` (process start-up and scheduling noise).
-fn median<T>(mut f: impl FnMut() -> (T, Duration)) -> (T, Duration) {
-    let mut runs: Vec<(T, Duration)> = (0..3).map(|_| f()).collect();
+/// The fastest of five runs: what the work itself costs, without the pauses a busy 2-core
+/// machine adds to some runs (a median of three once read 2.15× beside a build).
+fn fastest<T>(mut f: impl FnMut() -> (T, Duration)) -> (T, Duration) {
+    let mut runs: Vec<(T, Duration)> = (0..5).map(|_| f()).collect();
     runs.sort_by_key(|r| r.1);
-    runs.swap_remove(1)
+    runs.swap_remove(0)
 }
 
 #[test]
@@ -87,19 +88,19 @@ fn hostile_yaml_is_rejected_as_fast_as_a_normal_config_is_accepted() {
     let wide = write("wide.yaml", wide_config(SIZE));
 
     // check-config, the real binary.
-    let (out, t_normal) = median(|| check_config(&normal));
+    let (out, t_normal) = fastest(|| check_config(&normal));
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (out, t_nested) = median(|| check_config(&nested));
+    let (out, t_nested) = fastest(|| check_config(&nested));
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     let want = format!("{}:3: nested deeper than 64 levels", nested.display());
     assert!(err.starts_with(&want), "{err}");
-    let (out, t_wide) = median(|| check_config(&wide));
+    let (out, t_wide) = fastest(|| check_config(&wide));
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -116,12 +117,9 @@ fn hostile_yaml_is_rejected_as_fast_as_a_normal_config_is_accepted() {
         t_wide.as_secs_f64() / t_normal.as_secs_f64()
     );
     // Unprotected, the nested file took 76 s in a release build (over 100 s here in a debug
-    // one) and the wide one over two minutes: thousands of times the normal file. The bound is
-    // 10×, not 2×: on a 2-core machine with a build beside it, the wide file's 100 problems
-    // (printed, each with its line) once took 2.15× the normal file, protected; 10× still fails
-    // by orders of magnitude without the protection.
-    assert!(t_nested <= t_normal * 10, "{t_nested:?} vs {t_normal:?}");
-    assert!(t_wide <= t_normal * 10, "{t_wide:?} vs {t_normal:?}");
+    // one) and the wide one over two minutes: thousands of times the normal file.
+    assert!(t_nested <= t_normal * 2, "{t_nested:?} vs {t_normal:?}");
+    assert!(t_wide <= t_normal * 2, "{t_wide:?} vs {t_normal:?}");
 
     // The library entry point `proxy` starts with: the same, without process start-up.
     let load = |p: &Path| {
@@ -129,9 +127,9 @@ fn hostile_yaml_is_rejected_as_fast_as_a_normal_config_is_accepted() {
         let r = Config::load(p).map(|_| ());
         (r, t.elapsed())
     };
-    let (r, l_normal) = median(|| load(&normal));
+    let (r, l_normal) = fastest(|| load(&normal));
     r.unwrap();
-    let (r, l_nested) = median(|| load(&nested));
+    let (r, l_nested) = fastest(|| load(&nested));
     let e = r.unwrap_err().0;
     assert_eq!((e.len(), e[0].line), (1, Some(3)), "{e:?}");
     assert!(e[0].reason.starts_with("nested deeper"), "{e:?}");
